@@ -1,0 +1,52 @@
+// Schemas of every compiled op (one place), and the Python module irnet_fast._C.
+// Kernels register per dispatch key in cpu/*.cpp and cuda/*.cu; autograd and fake kernels are
+// registered from Python (irnet_fast/_ext.py).
+#include <torch/extension.h>
+
+#include <string>
+
+TORCH_LIBRARY(irnet_fast, m) {
+  // edge [B, H, W], paths [D, L, 2] int32, lengths [D] int32 ->
+  //   affinity [B, D, H - rf, W - 2 rf], argmax [B, D, H - rf, W - 2 rf] uint8
+  m.def("path_affinity(Tensor edge, Tensor paths, Tensor lengths, int radius_floor) -> (Tensor, Tensor)");
+  // grad [B, D, crop_h, crop_w], argmax -> grad_edge [B, height, width]
+  m.def("path_affinity_backward(Tensor grad, Tensor argmax, Tensor paths, Tensor lengths, int radius_floor, "
+        "int height, int width) -> Tensor");
+  // edge [B, h, w] -> planes [B, D, h, w], norm [B, h, w]
+  m.def("transition_stencil(Tensor edge, Tensor paths, Tensor lengths, float beta) -> (Tensor, Tensor)");
+  // x [B, C, h, w], planes [B, D, h, w], inv_norm [B, h, w], dirs [D, 2] int32 -> [B, C, h, w]
+  m.def("random_walk(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps) -> Tensor");
+  m.def("random_walk_portable(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps) -> Tensor");
+}
+
+namespace {
+
+pybind11::dict build_info() {
+  pybind11::dict info;
+#ifdef WITH_CUDA
+  info["has_cuda"] = true;
+#ifdef CUDA_VERSION_STRING
+  info["cuda_version"] = std::string(CUDA_VERSION_STRING);
+#endif
+#else
+  info["has_cuda"] = false;
+#endif
+#if defined(__clang__)
+  info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = std::string("gcc ") + __VERSION__;
+#endif
+#ifdef _OPENMP
+  info["openmp"] = _OPENMP;
+#else
+  info["openmp"] = 0;
+#endif
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.doc() = "irnet_fast compiled ops (registered as torch.ops.irnet_fast.*)";
+  m.def("build_info", &build_info, "How this extension was built: CUDA, compiler, OpenMP.");
+}

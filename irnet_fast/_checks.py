@@ -1,0 +1,86 @@
+"""Argument checks that raise clear errors: ``<op>(): <arg> expected <X>, got <Y>``."""
+from __future__ import annotations
+
+import numbers
+from typing import Sequence
+
+import torch
+
+FLOAT_DTYPES = (torch.float32, torch.float64)
+
+
+def check_radius(radius, *, op: str) -> int:
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Integral):
+        raise ValueError(f"{op}(): radius expected an integer >= 1, got {radius!r}")
+    if radius < 1:
+        raise ValueError(f"{op}(): radius expected an integer >= 1, got {radius}")
+    return int(radius)
+
+
+def check_beta(beta, *, op: str) -> float:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not beta > 0 \
+            or beta != beta or beta == float("inf"):
+        raise ValueError(f"{op}(): beta expected a finite number > 0, got {beta!r}")
+    return float(beta)
+
+
+def check_exp_times(exp_times, *, op: str) -> int:
+    if isinstance(exp_times, bool) or not isinstance(exp_times, numbers.Integral) or exp_times < 0:
+        raise ValueError(f"{op}(): exp_times expected an integer >= 0, got {exp_times!r}")
+    if exp_times > 30:
+        raise ValueError(f"{op}(): exp_times expected <= 30 (2**exp_times walk steps), got {exp_times}")
+    return int(exp_times)
+
+
+def check_tensor(t, *, op: str, name: str, dims: Sequence[str], dtypes=FLOAT_DTYPES) -> torch.Tensor:
+    """``t`` must be a tensor with ``len(dims)`` dimensions and one of ``dtypes``."""
+    pattern = "[" + ", ".join(dims) + "]"
+    if not isinstance(t, torch.Tensor):
+        raise TypeError(f"{op}(): {name} expected a torch.Tensor of shape {pattern}, "
+                        f"got {type(t).__name__}")
+    if t.dim() != len(dims):
+        raise ValueError(f"{op}(): {name} expected shape {pattern}, got {tuple(t.shape)}")
+    for size, dim in zip(t.shape, dims):
+        if dim.isdigit() and size != int(dim):
+            raise ValueError(f"{op}(): {name} expected shape {pattern}, got {tuple(t.shape)}")
+    if dtypes is not None and t.dtype not in dtypes:
+        names = " or ".join(str(d) for d in dtypes)
+        raise TypeError(f"{op}(): {name} expected dtype {names}, got {t.dtype}")
+    return t
+
+
+def check_finite(t: torch.Tensor, *, op: str, name: str) -> None:
+    if t.numel() and not bool(torch.isfinite(t).all()):
+        raise ValueError(f"{op}(): {name} expected finite values, got NaN or Inf")
+
+
+def check_unit_interval(t: torch.Tensor, *, op: str, name: str) -> None:
+    """Boundary probabilities must be finite and in [0, 1]."""
+    check_finite(t, op=op, name=name)
+    if t.numel():
+        lo, hi = float(t.min()), float(t.max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"{op}(): {name} expected values in [0, 1] (a boundary probability), "
+                             f"got range [{lo:.4g}, {hi:.4g}]; apply torch.sigmoid to logits")
+
+
+def check_same_device(*named, op: str) -> None:
+    devices = [(name, t.device) for name, t in named]
+    first_name, first = devices[0]
+    for name, device in devices[1:]:
+        if device != first:
+            raise ValueError(f"{op}(): {name} expected on device {first} (like {first_name}), "
+                             f"got {device}")
+
+
+def check_same_dtype(*named, op: str) -> None:
+    first_name, first = named[0]
+    for name, t in named[1:]:
+        if t.dtype != first.dtype:
+            raise TypeError(f"{op}(): {name} expected dtype {first.dtype} (like {first_name}), "
+                            f"got {t.dtype}")
+
+
+def check_nonempty(t: torch.Tensor, *, op: str, name: str) -> None:
+    if t.numel() == 0:
+        raise ValueError(f"{op}(): {name} expected a non-empty tensor, got shape {tuple(t.shape)}")

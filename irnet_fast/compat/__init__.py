@@ -1,0 +1,1 @@
+"""Drop-in modules with the reference implementation's names."""

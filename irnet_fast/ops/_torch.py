@@ -1,0 +1,103 @@
+"""Vectorised pure-PyTorch backend (any device) with the interface every backend shares.
+
+Interface (all tensors validated, contiguous, on one device, float32 or float64):
+  path_affinity(edge[B,H,W], paths[D,L,2], lengths[D], radius_floor) -> (affinity, argmax uint8)
+      both [B, D, H - rf, W - 2 rf]; affinity = 1 - max of edge along each path
+  path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width) -> grad_edge
+  transition_stencil(edge[B,h,w], paths, lengths, beta) -> (planes[B,D,h,w], norm[B,h,w])
+  random_walk(x[B,C,h,w], planes, inv_norm[B,h,w], dirs[D,2], steps) -> [B,C,h,w]
+Here path_affinity is differentiable through native autograd (DIFFERENTIABLE = True).
+"""
+from __future__ import annotations
+
+from typing import List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+DIFFERENTIABLE = True
+
+
+def _path_points(paths: torch.Tensor, lengths: torch.Tensor) -> List[List[Tuple[int, int]]]:
+    paths_list, lengths_list = paths.tolist(), lengths.tolist()
+    return [[tuple(p) for p in path[:n]] for path, n in zip(paths_list, lengths_list)]
+
+
+def _max_along(edge: torch.Tensor, points, top: int, left: int, height: int, width: int):
+    """Max and arg-max (first in path order) of ``edge`` over windows shifted by ``points``."""
+    shifted = torch.stack([edge[:, top + py:top + py + height, left + px:left + px + width]
+                           for py, px in points], dim=1)
+    # torch.max may return any maximal index on ties; argmax of (value == max) picks the first.
+    best = shifted.amax(dim=1, keepdim=True)
+    arg = (shifted == best).to(torch.uint8).argmax(dim=1)
+    # the differentiable value routes the gradient to that first point, as the reference does
+    value = shifted.gather(1, arg.unsqueeze(1).long()).squeeze(1)
+    return value, arg
+
+
+def path_affinity(edge, paths, lengths, radius_floor):
+    batch, height, width = edge.shape
+    crop_h, crop_w = height - radius_floor, width - 2 * radius_floor
+    affinity, argmax = [], []
+    for points in _path_points(paths, lengths):
+        value, arg = _max_along(edge, points, 0, radius_floor, crop_h, crop_w)
+        affinity.append(1 - value)
+        argmax.append(arg.to(torch.uint8))
+    if not affinity:
+        empty = edge.new_zeros((batch, 0, crop_h, crop_w))
+        return empty, empty.to(torch.uint8)
+    return torch.stack(affinity, 1), torch.stack(argmax, 1)
+
+
+def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width):
+    grad_edge = grad.new_zeros((grad.shape[0], height, width))
+    crop_h, crop_w = grad.shape[2], grad.shape[3]
+    for k, points in enumerate(_path_points(paths, lengths)):
+        for j, (py, px) in enumerate(points):
+            hit = (argmax[:, k] == j).to(grad.dtype)
+            window = grad_edge[:, py:py + crop_h, radius_floor + px:radius_floor + px + crop_w]
+            window.sub_(grad[:, k] * hit)
+    return grad_edge
+
+
+def transition_stencil(edge, paths, lengths, beta):
+    batch, height, width = edge.shape
+    planes = edge.new_zeros((batch, paths.shape[0], height, width))
+    norm = torch.ones_like(edge)
+    for k, points in enumerate(_path_points(paths, lengths)):
+        dy, dx = points[0]
+        rows, x0, x1 = height - dy, max(0, -dx), min(width, width - dx)
+        if rows <= 0 or x1 <= x0:
+            continue
+        value, _ = _max_along(edge, points, 0, x0, rows, x1 - x0)
+        weight = (1 - value) ** beta
+        planes[:, k, :rows, x0:x1] = weight
+        norm[:, :rows, x0:x1] += weight               # forward neighbour p + o_k
+        norm[:, dy:, x0 + dx:x1 + dx] += weight       # backward neighbour: column p + o_k
+    return planes, norm
+
+
+def random_walk(x, planes, inv_norm, dirs, steps):
+    batch, channels, height, width = x.shape
+    if x.numel() == 0 or steps == 0:
+        return x.clone()
+    dirs_list = [tuple(d) for d in dirs.tolist()]
+    pad = max([max(dy, abs(dx)) for dy, dx in dirs_list], default=0)
+    # zero padding keeps every shifted slice in bounds; planes are zero across the border
+    planes_p = F.pad(planes, (pad, pad, pad, pad)).unsqueeze(2)  # [B, D, 1, H+2P, W+2P]
+    inv = inv_norm.unsqueeze(1)
+    values = F.pad(x, (pad, pad, pad, pad))
+    interior = (slice(None), slice(None), slice(pad, pad + height), slice(pad, pad + width))
+
+    def window(t, dy, dx):
+        return t[..., pad + dy:pad + dy + height, pad + dx:pad + dx + width]
+
+    fwd_weights = [window(planes_p[:, k], 0, 0) for k in range(len(dirs_list))]
+    bwd_weights = [window(planes_p[:, k], -dy, -dx) for k, (dy, dx) in enumerate(dirs_list)]
+    for _ in range(steps):
+        acc = values[interior].clone()
+        for k, (dy, dx) in enumerate(dirs_list):
+            acc.addcmul_(fwd_weights[k], window(values, dy, dx))
+            acc.addcmul_(bwd_weights[k], window(values, -dy, -dx))
+        values[interior] = acc.mul_(inv)
+    return values[interior].contiguous()

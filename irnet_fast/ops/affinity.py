@@ -1,0 +1,193 @@
+"""Inter-pixel affinities from boundary maps, affinity labels and pair displacements.
+
+``path_affinity`` is the kernel form of the reference's ``edge_to_affinity``: the same
+``(B, D, M)`` affinities, computed without index arrays, differentiable on every backend.
+"""
+from __future__ import annotations
+
+from typing import Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+
+from .. import backends
+from .._checks import check_radius, check_tensor, check_unit_interval
+from . import _reference
+from .path_index import PathIndex, geometry, geometry_on
+
+__all__ = ["edge_to_affinity", "path_affinity", "PathAffinity", "affinity_labels",
+           "path_affinity_labels", "to_pair_displacement"]
+
+
+def edge_to_affinity(edge: Tensor, paths_indices: Sequence) -> Tensor:
+    """The reference's index-array form: ``1 - max`` of ``edge`` gathered along each path.
+
+    Args:
+        edge (Tensor[B, ...]): boundary probabilities, flattened per image to ``H * W``.
+        paths_indices (list): ``PathIndex(...).path_indices`` (int64 ``(n_dirs, L, M)`` arrays).
+
+    Returns:
+        Tensor[B, D, M]. Runs on ``edge``'s device (the reference always moved to CUDA).
+        Prefer :func:`path_affinity`, which needs no index arrays and is much faster.
+    """
+    if not isinstance(edge, Tensor) or edge.dim() < 2 or not edge.is_floating_point():
+        got = f"{edge.dtype} {tuple(edge.shape)}" if isinstance(edge, Tensor) else type(edge).__name__
+        raise TypeError(f"edge_to_affinity(): edge expected a floating tensor [B, ...], got {got}")
+    return _reference.edge_to_affinity(edge, paths_indices)
+
+
+class _AffinityFunction(torch.autograd.Function):
+    """Autograd for backends whose kernels are plain functions (numba, cupy)."""
+
+    @staticmethod
+    def forward(ctx, edge, impl, paths, lengths, radius_floor):
+        affinity, argmax = impl.path_affinity(edge, paths, lengths, radius_floor)
+        ctx.impl, ctx.radius_floor, ctx.size = impl, radius_floor, edge.shape[-2:]
+        ctx.save_for_backward(argmax, paths, lengths)
+        return affinity
+
+    @staticmethod
+    def backward(ctx, grad):
+        argmax, paths, lengths = ctx.saved_tensors
+        grad_edge = ctx.impl.path_affinity_backward(grad.contiguous(), argmax, paths, lengths,
+                                                    ctx.radius_floor, ctx.size[0], ctx.size[1])
+        return grad_edge, None, None, None, None
+
+
+def _as_edge_batch(edge, *, op: str) -> Tensor:
+    """``(B, 1, H, W)`` or ``(B, H, W)`` boundary maps -> contiguous ``(B, H, W)``."""
+    if isinstance(edge, Tensor) and edge.dim() == 4:
+        check_tensor(edge, op=op, name="edge", dims=["B", "1", "H", "W"])
+        edge = edge[:, 0]
+    else:
+        check_tensor(edge, op=op, name="edge", dims=["B", "H", "W"])
+    check_unit_interval(edge, op=op, name="edge")
+    return edge.contiguous()
+
+
+def path_affinity(edge: Tensor, radius: int = 10, *, backend: str = "auto") -> Tensor:
+    r"""Affinity of every source pixel to each of its ``D`` search destinations.
+
+    Equals ``edge_to_affinity(edge, PathIndex(radius, (H, W)).path_indices)`` without building
+    the index arrays. Differentiable: the gradient reaches the arg-max point of each path (the
+    first one on ties, destination first), deterministically (a gather, no atomics).
+
+    Args:
+        edge (Tensor[B, 1, H, W] or Tensor[B, H, W]): boundary probability in [0, 1].
+        radius (int): search radius, >= 1 (IRNet trains with 10).
+        backend (str): "auto" | "cuda" | "cupy" | "cpp" | "numba" | "torch".
+
+    Returns:
+        Tensor[B, D, M] with ``M = (H - radius_floor) * (W - 2 * radius_floor)``.
+    """
+    op = "path_affinity"
+    radius = check_radius(radius, op=op)
+    edge = _as_edge_batch(edge, op=op)
+    geo = geometry(radius)
+    height, width = edge.shape[-2:]
+    if height < geo.radius_floor or width < 2 * geo.radius_floor:
+        raise ValueError(f"{op}(): edge expected at least {geo.radius_floor} x {2 * geo.radius_floor} "
+                         f"pixels for radius {radius}, got {height} x {width}")
+    name = backends.resolve(backend, edge.device, op=op)
+    impl = backends.implementation(name)
+    paths, lengths = geometry_on(radius, edge.device)
+    if impl.DIFFERENTIABLE:
+        affinity = impl.path_affinity(edge, paths, lengths, geo.radius_floor)[0]
+    else:
+        affinity = _AffinityFunction.apply(edge, impl, paths, lengths, geo.radius_floor)
+    return affinity.reshape(affinity.shape[0], affinity.shape[1], -1)
+
+
+class PathAffinity(nn.Module):
+    """Module twin of :func:`path_affinity`."""
+
+    def __init__(self, radius: int = 10, *, backend: str = "auto"):
+        super().__init__()
+        self.radius = check_radius(radius, op="PathAffinity")
+        self.backend = backend
+
+    def forward(self, edge: Tensor) -> Tensor:
+        return path_affinity(edge, self.radius, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"radius={self.radius}, backend={self.backend!r}"
+
+
+def affinity_labels(segm_map, indices_from, indices_to) -> Tuple[Tensor, Tensor, Tensor]:
+    """The reference's affinity label extraction from index arrays.
+
+    Args:
+        segm_map (array[H, W]): labels, 0 background, 1..20 classes, >= 21 (255) ignored.
+        indices_from: ``PathIndex.src_indices``; indices_to: ``PathIndex.dst_indices``.
+
+    Returns:
+        ``(bg_pos, fg_pos, neg)``, float32 tensors ``(D, M)``.
+    """
+    return _reference.affinity_labels(segm_map, indices_from, indices_to)
+
+
+def path_affinity_labels(segm_map, radius: int = 10, *, ignore_from: int = 21) -> Tuple[Tensor, Tensor, Tensor]:
+    """Fast :func:`affinity_labels` from the radius alone (shifted views, any device, batched).
+
+    Args:
+        segm_map (Tensor[H, W] or Tensor[B, H, W], integer): label map at the affinity stride.
+        radius (int): search radius (10 in IRNet training).
+        ignore_from (int): labels >= this value are ignored (21 for VOC, 81 for COCO).
+
+    Returns:
+        ``(bg_pos, fg_pos, neg)`` float32 of shape ``(D, M)`` (or ``(B, D, M)`` for a batch),
+        equal to :func:`affinity_labels` with ``PathIndex(radius, (H, W))``.
+    """
+    op = "path_affinity_labels"
+    radius = check_radius(radius, op=op)
+    labels = torch.as_tensor(segm_map)
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"{op}(): segm_map expected an integer label map, got {labels.dtype}")
+    batched = labels.dim() == 3
+    if labels.dim() not in (2, 3):
+        raise ValueError(f"{op}(): segm_map expected shape [H, W] or [B, H, W], got {tuple(labels.shape)}")
+    labels = labels.reshape(-1, *labels.shape[-2:]).long()
+    geo = geometry(radius)
+    rf = geo.radius_floor
+    height, width = labels.shape[-2:]
+    if height < rf or width < 2 * rf:
+        raise ValueError(f"{op}(): segm_map expected at least {rf} x {2 * rf} for radius {radius}, "
+                         f"got {height} x {width}")
+    crop_h, crop_w = height - rf, width - 2 * rf
+    src = labels[:, :crop_h, rf:rf + crop_w].unsqueeze(1)
+    dst = torch.stack([labels[:, dy:dy + crop_h, rf + dx:rf + dx + crop_w] for dy, dx in geo.search_dst.tolist()], 1)
+    valid = (src < ignore_from) & (dst < ignore_from)
+    equal = src == dst
+    pos = equal & valid
+    out = [(pos & (src == 0)), (pos & (src > 0)), (~equal & valid)]
+    out = [t.to(torch.float32).reshape(labels.shape[0], len(geo.search_dst), -1) for t in out]
+    return tuple(t if batched else t[0] for t in out)
+
+
+def to_pair_displacement(path_index: Union[PathIndex, int], disp: Tensor) -> Tensor:
+    """``disp(src) - disp(dst)`` for every search direction (IRNet's displacement loss input).
+
+    Args:
+        path_index (PathIndex or int): the search geometry, or its radius.
+        disp (Tensor[B, 2, H, W]): displacement field.
+
+    Returns:
+        Tensor[B, 2, D, M]; differentiable (views and a subtraction).
+    """
+    op = "to_pair_displacement"
+    if not isinstance(path_index, PathIndex):
+        radius = check_radius(path_index, op=op)
+        geo = geometry(radius)
+        path_index = _GeometryView(geo.radius_floor, geo.search_dst)
+    check_tensor(disp, op=op, name="disp", dims=["B", "2", "H", "W"])
+    rf = path_index.radius_floor
+    if disp.shape[2] < rf or disp.shape[3] < 2 * rf:
+        raise ValueError(f"{op}(): disp expected at least {rf} x {2 * rf} pixels, got {tuple(disp.shape[2:])}")
+    return _reference.to_pair_displacement(path_index, disp)
+
+
+class _GeometryView:
+    """The two attributes of a PathIndex that to_pair_displacement reads."""
+
+    def __init__(self, radius_floor, search_dst):
+        self.radius_floor, self.search_dst = radius_floor, search_dst

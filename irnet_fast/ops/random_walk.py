@@ -1,0 +1,219 @@
+"""The random walk of IRNet without the dense N x N matrix (DESIGN.md, "stencil" form).
+
+One step is ``y'(p) = (y(p) + sum_k S_k(p) y(p + o_k) + sum_k S_k(p - o_k) y(p - o_k)) / d(p)``
+with ``S_k = affinity ** beta`` and ``d`` the column sums; ``2 ** exp_times`` steps equal the
+reference's ``x @ T ** (2 ** exp_times)``.
+"""
+from __future__ import annotations
+
+from typing import List, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .. import backends
+from .._checks import (check_beta, check_exp_times, check_finite, check_radius, check_same_device,
+                       check_same_dtype, check_tensor, check_unit_interval)
+from .path_index import geometry, geometry_on
+
+__all__ = ["transition_stencil", "transition_matrix", "random_walk", "propagate_to_edge", "RandomWalk"]
+
+
+def _stencil(edge: Tensor, radius: int, beta: float, impl) -> Tuple[Tensor, Tensor]:
+    paths, lengths = geometry_on(radius, edge.device)
+    return impl.transition_stencil(edge, paths, lengths, beta)
+
+
+def _check_edge(edge, *, op: str) -> Tensor:
+    check_tensor(edge, op=op, name="edge", dims=["B", "1", "h", "w"])
+    if edge.shape[-1] == 0 or edge.shape[-2] == 0:
+        raise ValueError(f"{op}(): edge expected a non-empty grid (h, w >= 1), got {tuple(edge.shape)}")
+    check_unit_interval(edge, op=op, name="edge")
+    return edge
+
+
+def transition_stencil(edge: Tensor, radius: int = 5, beta: float = 10, *,
+                       backend: str = "auto") -> Tuple[Tensor, Tensor]:
+    """The transition in stencil form: ``D`` weight planes and the normaliser.
+
+    Args:
+        edge (Tensor[B, 1, h, w]): boundary probability in [0, 1].
+        radius (int): search radius (5 for the random walk).
+        beta (float): affinity exponent (10).
+
+    Returns:
+        ``planes`` (Tensor[B, D, h, w]): ``affinity(p, p + o_k) ** beta``, 0 where ``p + o_k`` is
+        off the grid; ``norm`` (Tensor[B, 1, h, w]): column sums ``d(p)`` of ``A ** beta``.
+    """
+    op = "transition_stencil"
+    radius, beta = check_radius(radius, op=op), check_beta(beta, op=op)
+    edge = _check_edge(edge, op=op)
+    impl = backends.implementation(backends.resolve(backend, edge.device, op=op))
+    planes, norm = _stencil(edge[:, 0].contiguous(), radius, beta, impl)
+    return planes, norm.unsqueeze(1)
+
+
+def transition_matrix(edge: Tensor, radius: int = 5, beta: float = 10, *, backend: str = "auto") -> Tensor:
+    """The column-stochastic ``N x N`` transition ``T`` of one image as a sparse CSR tensor.
+
+    Equal to the reference's ``T`` before its powers (``T = A**beta / A**beta.sum(0)``).
+
+    Args:
+        edge (Tensor[1, h, w] or Tensor[h, w]): boundary probability of one image.
+
+    Returns:
+        torch sparse CSR tensor ``(h*w, h*w)``; ``x.view(C, N) @ T`` is one walk step.
+    """
+    op = "transition_matrix"
+    if isinstance(edge, Tensor) and edge.dim() == 2:
+        edge = edge.unsqueeze(0)
+    check_tensor(edge, op=op, name="edge", dims=["1", "h", "w"])
+    planes, norm = transition_stencil(edge.unsqueeze(0), radius, beta, backend=backend)
+    planes, norm = planes[0], norm[0, 0]
+    height, width = edge.shape[-2:]
+    num = height * width
+    dirs = geometry(radius).search_dst
+    index = torch.arange(num, device=edge.device).view(height, width)
+    rows, cols, vals = [index.reshape(-1)], [index.reshape(-1)], [torch.ones(num, dtype=edge.dtype, device=edge.device)]
+    for k, (dy, dx) in enumerate(dirs.tolist()):
+        rows_k, x0, x1 = height - dy, max(0, -dx), min(width, width - dx)
+        if rows_k <= 0 or x1 <= x0:
+            continue
+        src = index[:rows_k, x0:x1].reshape(-1)
+        dst = index[dy:, x0 + dx:x1 + dx].reshape(-1)
+        weight = planes[k, :rows_k, x0:x1].reshape(-1)
+        rows += [src, dst]
+        cols += [dst, src]
+        vals += [weight, weight]
+    rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
+    vals = vals / norm.reshape(-1)[cols]  # T[i, j] = S[i, j] / d_j
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (num, num)).coalesce()
+    return coo.to_sparse_csr()
+
+
+def _check_walk_pair(x, edge, *, op: str) -> None:
+    check_tensor(x, op=op, name="x", dims=["B", "C", "h", "w"])
+    _check_edge(edge, op=op)
+    if x.shape[0] != edge.shape[0] or x.shape[2:] != edge.shape[2:]:
+        raise ValueError(f"{op}(): edge expected shape [{x.shape[0]}, 1, {x.shape[2]}, {x.shape[3]}] to match "
+                         f"x {tuple(x.shape)}, got {tuple(edge.shape)}")
+    check_same_device(("x", x), ("edge", edge), op=op)
+    check_same_dtype(("x", x), ("edge", edge), op=op)
+    check_finite(x, op=op, name="x")
+
+
+def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence[Tensor]], radius: int = 5,
+                beta: float = 10, exp_times: int = 8, *, backend: str = "auto") -> Union[Tensor, List[Tensor]]:
+    r"""Propagate scores ``x`` along the boundary-aware random walk of IRNet.
+
+    Computes ``(x * (1 - edge)) @ T ** (2 ** exp_times)`` per image, as the reference's
+    ``propagate_to_edge``, in ``O(2**exp_times * D * N * C)`` time and ``O(D * N)`` memory.
+
+    Args:
+        x (Tensor[B, C, h, w] or list of Tensor[C_i, h_i, w_i]): scores (CAMs) at the boundary stride.
+        edge (Tensor[B, 1, h, w] or list of Tensor[1, h_i, w_i]): boundary probability in [0, 1].
+        radius (int): search radius (5). beta (float): affinity exponent (10).
+        exp_times (int): the transition is squared this many times: ``2**exp_times`` steps.
+        backend (str): "auto" | "cuda" | "cupy" | "cpp" | "numba" | "torch".
+
+    Returns:
+        Tensor[B, C, h, w], or a list of Tensor[C_i, h_i, w_i] for list inputs (one batched call).
+        Not differentiable.
+    """
+    op = "random_walk"
+    radius, beta, exp_times = check_radius(radius, op=op), check_beta(beta, op=op), check_exp_times(exp_times, op=op)
+    if isinstance(x, (list, tuple)):
+        return _random_walk_list(list(x), edge, radius, beta, exp_times, backend, op)
+    _check_walk_pair(x, edge, op=op)
+    impl = backends.implementation(backends.resolve(backend, x.device, op=op))
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        return x.new_zeros(x.shape)
+    with torch.no_grad():
+        planes, norm = _stencil(edge[:, 0].contiguous(), radius, beta, impl)
+        values = (x * (1 - edge)).contiguous()
+        return impl.random_walk(values, planes, torch.reciprocal(norm), _dirs(radius, x.device), 2 ** exp_times)
+
+
+def _dirs(radius: int, device: torch.device) -> Tensor:
+    return geometry_on(radius, device)[0][:, 0].contiguous()
+
+
+def _random_walk_list(xs, edges, radius, beta, exp_times, backend, op) -> List[Tensor]:
+    if not isinstance(edges, (list, tuple)) or len(edges) != len(xs):
+        got = f"{len(edges)} items" if isinstance(edges, (list, tuple)) else type(edges).__name__
+        raise ValueError(f"{op}(): edge expected a list of {len(xs)} boundary maps (one per x), got {got}")
+    if not xs:
+        return []
+    for i, (x, edge) in enumerate(zip(xs, edges)):
+        check_tensor(x, op=op, name=f"x[{i}]", dims=["C", "h", "w"])
+        check_tensor(edge, op=op, name=f"edge[{i}]", dims=["1", "h", "w"])
+        _check_walk_pair(x.unsqueeze(0), edge.unsqueeze(0), op=f"{op}() item {i}: random_walk")
+    check_same_device(*[(f"x[{i}]", x) for i, x in enumerate(xs)], op=op)
+    check_same_dtype(*[(f"x[{i}]", x) for i, x in enumerate(xs)], op=op)
+    channels = {x.shape[0] for x in xs}
+    device = xs[0].device
+    impl = backends.implementation(backends.resolve(backend, device, op=op))
+    max_h = max(x.shape[1] for x in xs)
+    max_w = max(x.shape[2] for x in xs)
+    num_dirs = len(geometry(radius).search_dst)
+    num_channels = max(channels)
+    # Zero planes and a zero inverse norm outside each image keep the padded batch exact.
+    batch = len(xs)
+    values = xs[0].new_zeros((batch, num_channels, max_h, max_w))
+    planes = xs[0].new_zeros((batch, num_dirs, max_h, max_w))
+    inv_norm = xs[0].new_zeros((batch, max_h, max_w))
+    with torch.no_grad():
+        for i, (x, edge) in enumerate(zip(xs, edges)):
+            c, h, w = x.shape
+            planes_i, norm_i = _stencil(edge.contiguous(), radius, beta, impl)
+            planes[i, :, :h, :w] = planes_i[0]
+            inv_norm[i, :h, :w] = torch.reciprocal(norm_i[0])
+            values[i, :c, :h, :w] = x * (1 - edge)
+        out = impl.random_walk(values, planes, inv_norm, _dirs(radius, device), 2 ** exp_times)
+    return [out[i, :x.shape[0], :x.shape[1], :x.shape[2]].clone() for i, x in enumerate(xs)]
+
+
+def propagate_to_edge(x: Tensor, edge: Tensor, radius: int = 5, beta: float = 10, exp_times: int = 8, *,
+                      backend: str = "auto") -> Tensor:
+    """Drop-in replacement of the reference's ``propagate_to_edge``.
+
+    Args:
+        x (Tensor[C, h, w] or Tensor[K, I, h, w]): CAM scores at stride 4 (viewed as ``(C, h, w)``).
+        edge (Tensor[1, h, w]): boundary probability in [0, 1].
+
+    Returns:
+        Tensor[C, 1, h, w], equal to the reference up to float rounding.
+    """
+    op = "propagate_to_edge"
+    if not isinstance(x, Tensor) or x.dim() < 2:
+        raise ValueError(f"propagate_to_edge(): x expected a tensor [C, h, w], got "
+                         f"{tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}")
+    height, width = x.shape[-2:]
+    if isinstance(edge, Tensor) and edge.dim() == 2:
+        edge = edge.unsqueeze(0)
+    check_tensor(edge, op=op, name="edge", dims=["1", "h", "w"])
+    if tuple(edge.shape[-2:]) != (height, width):
+        raise ValueError(f"{op}(): edge expected shape [1, {height}, {width}] to match x {tuple(x.shape)}, "
+                         f"got {tuple(edge.shape)}")
+    channels = x.numel() // max(height * width, 1) if x.numel() else (x.shape[:-2].numel())
+    rw = random_walk(x.reshape(1, channels, height, width), edge.unsqueeze(0), radius, beta, exp_times,
+                     backend=backend)
+    return rw.reshape(channels, 1, height, width)
+
+
+class RandomWalk(nn.Module):
+    """Module twin of :func:`random_walk`."""
+
+    def __init__(self, radius: int = 5, beta: float = 10, exp_times: int = 8, *, backend: str = "auto"):
+        super().__init__()
+        self.radius = check_radius(radius, op="RandomWalk")
+        self.beta = check_beta(beta, op="RandomWalk")
+        self.exp_times = check_exp_times(exp_times, op="RandomWalk")
+        self.backend = backend
+
+    def forward(self, x, edge):
+        return random_walk(x, edge, self.radius, self.beta, self.exp_times, backend=self.backend)
+
+    def extra_repr(self) -> str:
+        return f"radius={self.radius}, beta={self.beta}, exp_times={self.exp_times}, backend={self.backend!r}"
