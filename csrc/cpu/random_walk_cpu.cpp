@@ -29,30 +29,51 @@ struct PaddedLayout {
   int64_t blocks;                  // column blocks per row
 };
 
-template <typename T, int BLOCK>
+// 64-byte vectors (GCC vector extension): one zmm with AVX-512, two ymm with AVX2, four xmm
+// otherwise. Loads and stores are unaligned: rows are shifted by arbitrary offsets.
+typedef float vfloat __attribute__((vector_size(64)));
+typedef double vdouble __attribute__((vector_size(64)));
+
+// memcpy compiles to one unaligned vector move (vmovups)
+template <typename V, typename T>
+__attribute__((always_inline)) inline V load(const T* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename T>
+__attribute__((always_inline)) inline void store(T* p, const V& v) {
+  __builtin_memcpy(p, &v, sizeof(V));
+}
+
+// Steps `blocks` column blocks of one padded row; NV vectors per block give 2 NV independent
+// accumulator chains, enough to hide the FMA latency.
+template <typename T, typename V, int NV>
 __attribute__((always_inline)) inline void walk_row(const T* __restrict src, T* __restrict dst,
                                                     const T* __restrict planes, const T* __restrict inv_norm,
                                                     const int64_t* __restrict offsets, int64_t num_dirs,
                                                     int64_t plane, int64_t q0, int64_t blocks) {
+  constexpr int kLanes = sizeof(V) / sizeof(T);
   for (int64_t xb = 0; xb < blocks; ++xb) {
-    const int64_t q = q0 + xb * BLOCK;
-    T fwd[BLOCK], bwd[BLOCK];
-    for (int t = 0; t < BLOCK; ++t) {
-      fwd[t] = src[q + t];
-      bwd[t] = 0;
+    const int64_t q = q0 + xb * kLanes * NV;
+    V fwd[NV], bwd[NV];
+    for (int v = 0; v < NV; ++v) {
+      fwd[v] = load<V>(src + q + v * kLanes);
+      bwd[v] = V{};
     }
     for (int64_t k = 0; k < num_dirs; ++k) {
       const int64_t o = offsets[k];
       const T* s_fwd = planes + k * plane + q;      // S_k(p)
       const T* s_bwd = planes + k * plane + q - o;  // S_k(p - o_k)
-      const T* y_fwd = src + q + o;
-      const T* y_bwd = src + q - o;
-      for (int t = 0; t < BLOCK; ++t) {
-        fwd[t] += s_fwd[t] * y_fwd[t];
-        bwd[t] += s_bwd[t] * y_bwd[t];
+      for (int v = 0; v < NV; ++v) {
+        fwd[v] += load<V>(s_fwd + v * kLanes) * load<V>(src + q + o + v * kLanes);
+        bwd[v] += load<V>(s_bwd + v * kLanes) * load<V>(src + q - o + v * kLanes);
       }
     }
-    for (int t = 0; t < BLOCK; ++t) dst[q + t] = (fwd[t] + bwd[t]) * inv_norm[q + t];
+    for (int v = 0; v < NV; ++v) {
+      store<V>(dst + q + v * kLanes, (fwd[v] + bwd[v]) * load<V>(inv_norm + q + v * kLanes));
+    }
   }
 }
 
@@ -64,19 +85,20 @@ __attribute__((always_inline)) inline void walk_row(const T* __restrict src, T* 
 #define IRNET_CLONES
 #endif
 
-constexpr int kBlockFloat = 32;
-constexpr int kBlockDouble = 16;
+constexpr int kVectorsPerBlock = 2;
+constexpr int kBlockFloat = kVectorsPerBlock * sizeof(vfloat) / sizeof(float);
+constexpr int kBlockDouble = kVectorsPerBlock * sizeof(vdouble) / sizeof(double);
 
 IRNET_CLONES void walk_row_float(const float* src, float* dst, const float* planes, const float* inv_norm,
                                  const int64_t* offsets, int64_t num_dirs, int64_t plane, int64_t q0,
                                  int64_t blocks) {
-  walk_row<float, kBlockFloat>(src, dst, planes, inv_norm, offsets, num_dirs, plane, q0, blocks);
+  walk_row<float, vfloat, kVectorsPerBlock>(src, dst, planes, inv_norm, offsets, num_dirs, plane, q0, blocks);
 }
 
 IRNET_CLONES void walk_row_double(const double* src, double* dst, const double* planes, const double* inv_norm,
                                   const int64_t* offsets, int64_t num_dirs, int64_t plane, int64_t q0,
                                   int64_t blocks) {
-  walk_row<double, kBlockDouble>(src, dst, planes, inv_norm, offsets, num_dirs, plane, q0, blocks);
+  walk_row<double, vdouble, kVectorsPerBlock>(src, dst, planes, inv_norm, offsets, num_dirs, plane, q0, blocks);
 }
 
 inline void walk_row_any(const float* s, float* d, const float* p, const float* n, const int64_t* o, int64_t D,

@@ -48,6 +48,22 @@ IRNET_HD scalar_t path_affinity_grad_at(const scalar_t* grad, const unsigned cha
   return acc;
 }
 
+// base ** exponent; small integral exponents (beta = 10 in IRNet) by repeated squaring, which is
+// several times faster than pow and within a few ulps of it.
+template <typename scalar_t>
+IRNET_HD scalar_t power(scalar_t base, scalar_t exponent) {
+  const int n = (int)exponent;
+  if (exponent >= 0 && exponent <= 64 && scalar_t(n) == exponent) {
+    scalar_t result = 1;
+    for (int e = n; e > 0; e >>= 1) {
+      if (e & 1) result *= base;
+      base *= base;
+    }
+    return result;
+  }
+  return pow(base, exponent);
+}
+
 // One plane value of the transition stencil: affinity(p, p + o_k) ** beta, or 0 where the
 // destination p + o_k = (y + dy, x + dx) lies outside the grid (dy >= 0 always).
 template <typename scalar_t>
@@ -57,7 +73,7 @@ IRNET_HD scalar_t stencil_weight(const scalar_t* edge, int height, int width, in
   if (y + dy >= height || x + dx < 0 || x + dx >= width) return scalar_t(0);
   int arg;
   const scalar_t affinity = scalar_t(1) - path_max(edge, width, y, x, path, length, &arg);
-  return pow(affinity, beta);
+  return power(affinity, beta);
 }
 
 // Column sum of the transition at (y, x): self loop + forward + backward neighbours.

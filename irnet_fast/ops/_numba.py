@@ -1,0 +1,269 @@
+"""The numba backend: JIT-compiled CPU kernels with the semantics of csrc/kernels/affinity.h.
+
+Every kernel mirrors the per-element arithmetic of the compiled ops (path_max,
+path_affinity_grad_at, stencil_weight, stencil_norm_at, walk_step_at), in the input dtype and
+with the same summation order, except the random walk, which runs on zero-padded buffers like
+csrc/cpu/random_walk_cpu.cpp (branch-free, vectorisable rows; all steps in one call).
+
+Importing this module compiles nothing: each kernel is compiled (or loaded from numba's cache)
+on its first call. The kernels are plain Python too, so ``NUMBA_DISABLE_JIT=1`` runs them as
+such (slowly; for tiny inputs). Tensors reach the kernels as zero-copy NumPy views.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+import torch
+
+__all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "available"]
+
+# The kernels are plain functions: affinity.py wraps them in an autograd.Function.
+DIFFERENTIABLE = False
+
+_JIT = dict(parallel=True, cache=True, fastmath=False, nogil=True)
+
+
+def available() -> bool:
+    """Always True: this module imports only where numba is installed."""
+    return True
+
+
+# ----------------------------------------------------------------------------------------------
+# kernels
+# ----------------------------------------------------------------------------------------------
+
+@numba.njit(**_JIT)
+def _path_affinity_kernel(edge, paths, lengths, radius_floor, one, affinity, argmax):
+    # edge [B, H, W]; paths [D, L, 2]; affinity, argmax [B, D, crop_h, crop_w]
+    num_dirs = paths.shape[0]
+    crop_h = affinity.shape[2]
+    crop_w = affinity.shape[3]
+    rows = affinity.shape[0] * num_dirs * crop_h
+    for row in numba.prange(rows):
+        b = row // (num_dirs * crop_h)
+        k = (row // crop_h) % num_dirs
+        i = row % crop_h
+        length = lengths[k]
+        for j in range(crop_w):
+            sx = j + radius_floor
+            # path_max: first maximal point in path order wins
+            best = edge[b, i + paths[k, 0, 0], sx + paths[k, 0, 1]]
+            best_point = 0
+            for p in range(1, length):
+                v = edge[b, i + paths[k, p, 0], sx + paths[k, p, 1]]
+                if v > best:
+                    best = v
+                    best_point = p
+            affinity[b, k, i, j] = one - best
+            argmax[b, k, i, j] = best_point
+
+
+@numba.njit(**_JIT)
+def _path_affinity_backward_kernel(grad, argmax, paths, lengths, radius_floor, zero, grad_edge):
+    # grad, argmax [B, D, crop_h, crop_w] -> grad_edge [B, height, width] (a gather)
+    num_dirs = grad.shape[1]
+    crop_h = grad.shape[2]
+    crop_w = grad.shape[3]
+    height = grad_edge.shape[1]
+    width = grad_edge.shape[2]
+    for row in numba.prange(grad_edge.shape[0] * height):
+        b = row // height
+        y = row % height
+        for x in range(width):
+            acc = zero
+            for k in range(num_dirs):
+                for j in range(lengths[k]):
+                    ci = y - paths[k, j, 0]
+                    cj = x - paths[k, j, 1] - radius_floor
+                    if ci < 0 or ci >= crop_h or cj < 0 or cj >= crop_w:
+                        continue
+                    if argmax[b, k, ci, cj] == j:
+                        acc -= grad[b, k, ci, cj]
+            grad_edge[b, y, x] = acc
+
+
+@numba.njit(**_JIT)
+def _stencil_planes_kernel(edge, paths, lengths, beta, one, zero, planes):
+    # edge [B, h, w] -> planes [B, D, h, w]: (1 - path_max) ** beta, 0 where p + o_k is off-grid
+    num_dirs = paths.shape[0]
+    height = edge.shape[1]
+    width = edge.shape[2]
+    for row in numba.prange(edge.shape[0] * num_dirs * height):
+        b = row // (num_dirs * height)
+        k = (row // height) % num_dirs
+        y = row % height
+        dy = paths[k, 0, 0]
+        dx = paths[k, 0, 1]
+        length = lengths[k]
+        for x in range(width):
+            if y + dy >= height or x + dx < 0 or x + dx >= width:
+                planes[b, k, y, x] = zero
+                continue
+            best = edge[b, y + dy, x + dx]
+            for p in range(1, length):
+                v = edge[b, y + paths[k, p, 0], x + paths[k, p, 1]]
+                if v > best:
+                    best = v
+            # pow in double, rounded once to the dtype: what the C++ pow(affinity, beta) does
+            planes[b, k, y, x] = np.float64(one - best) ** beta
+
+
+@numba.njit(**_JIT)
+def _stencil_norm_kernel(planes, dirs, one, norm):
+    # planes [B, D, h, w] -> norm [B, h, w]: 1 + forward + backward weights (affinity.h order)
+    num_dirs = planes.shape[1]
+    height = planes.shape[2]
+    width = planes.shape[3]
+    for row in numba.prange(planes.shape[0] * height):
+        b = row // height
+        y = row % height
+        for x in range(width):
+            s = one
+            for k in range(num_dirs):
+                s += planes[b, k, y, x]
+                by = y - dirs[k, 0]
+                bx = x - dirs[k, 1]
+                if by >= 0 and bx >= 0 and bx < width:
+                    s += planes[b, k, by, bx]
+            norm[b, y, x] = s
+
+
+@numba.njit(**_JIT)
+def _walk_padded_kernel(buf_a, buf_b, planes, inv_norm, offsets, channels, height, width, pad,
+                        row_stride, steps):
+    """``steps`` walk steps on zero-padded buffers, ping-ponging buf_a -> buf_b -> buf_a ...
+
+    buf_a, buf_b: [B * C, plane]; planes: [B, D, plane]; inv_norm: [B, plane]; a padded grid is
+    [height + 2 pad, row_stride] with row_stride = width + 2 pad, zeros outside the interior.
+    offsets[k] = dy * row_stride + dx. Only the interior is written, so the padding of both
+    buffers stays zero; the zero planes there stand for the off-grid neighbours.
+    """
+    num_dirs = offsets.shape[0]
+    units = buf_a.shape[0] * height  # one unit: one row of one channel of one image
+    for step in range(steps):
+        if step % 2 == 0:
+            src = buf_a
+            dst = buf_b
+        else:
+            src = buf_b
+            dst = buf_a
+        for u in numba.prange(units):
+            bc = u // height
+            i = u - bc * height
+            img = bc // channels
+            q0 = (i + pad) * row_stride + pad
+            s_row = src[bc]
+            out = dst[bc, q0:q0 + width]
+            centre = s_row[q0:q0 + width]
+            for t in range(width):
+                out[t] = centre[t]
+            p_img = planes[img]
+            for k in range(num_dirs):
+                o = offsets[k]
+                s_fwd = p_img[k, q0:q0 + width]          # S_k(p)
+                s_bwd = p_img[k, q0 - o:q0 - o + width]  # S_k(p - o_k)
+                y_fwd = s_row[q0 + o:q0 + o + width]     # y(p + o_k)
+                y_bwd = s_row[q0 - o:q0 - o + width]     # y(p - o_k)
+                for t in range(width):
+                    out[t] += s_fwd[t] * y_fwd[t] + s_bwd[t] * y_bwd[t]
+            inv = inv_norm[img, q0:q0 + width]
+            for t in range(width):
+                out[t] *= inv[t]
+
+
+# ----------------------------------------------------------------------------------------------
+# backend interface (tensors validated by the caller: contiguous CPU, float32 or float64)
+# ----------------------------------------------------------------------------------------------
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().numpy()
+
+
+def path_affinity(edge, paths, lengths, radius_floor):
+    """edge [B, H, W] -> (affinity, argmax uint8), both [B, D, H - rf, W - 2 rf]."""
+    radius_floor = int(radius_floor)
+    batch, height, width = edge.shape
+    num_dirs = paths.shape[0]
+    crop_h, crop_w = height - radius_floor, width - 2 * radius_floor
+    if crop_h < 0 or crop_w < 0:
+        raise ValueError(f"path_affinity(): edge of size {height}x{width} is smaller than the search "
+                         f"window (radius_floor {radius_floor})")
+    affinity = torch.empty((batch, num_dirs, crop_h, crop_w), dtype=edge.dtype)
+    argmax = torch.empty((batch, num_dirs, crop_h, crop_w), dtype=torch.uint8)
+    if affinity.numel() == 0:
+        return affinity, argmax
+    e = _np(edge)
+    _path_affinity_kernel(e, _np(paths), _np(lengths), radius_floor, e.dtype.type(1),
+                          affinity.numpy(), argmax.numpy())
+    return affinity, argmax
+
+
+def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width):
+    """grad, argmax [B, D, crop_h, crop_w] -> grad_edge [B, height, width] (deterministic)."""
+    height, width = int(height), int(width)
+    grad_edge = torch.empty((grad.shape[0], height, width), dtype=grad.dtype)
+    if grad_edge.numel() == 0:
+        return grad_edge
+    if grad.numel() == 0:  # no directions or an empty crop: nothing reaches the edge
+        return grad_edge.zero_()
+    g = _np(grad)
+    _path_affinity_backward_kernel(g, _np(argmax), _np(paths), _np(lengths), int(radius_floor),
+                                   g.dtype.type(0), grad_edge.numpy())
+    return grad_edge
+
+
+def transition_stencil(edge, paths, lengths, beta):
+    """edge [B, h, w] -> (planes [B, D, h, w], norm [B, h, w])."""
+    batch, height, width = edge.shape
+    num_dirs = paths.shape[0]
+    planes = torch.empty((batch, num_dirs, height, width), dtype=edge.dtype)
+    norm = torch.empty((batch, height, width), dtype=edge.dtype)
+    if norm.numel() == 0:
+        return planes, norm
+    e = _np(edge)
+    scalar = e.dtype.type
+    p = planes.numpy()
+    if planes.numel() != 0:
+        # beta is rounded to the dtype first, as the C++ kernels take it as scalar_t
+        beta64 = np.float64(scalar(beta))
+        _stencil_planes_kernel(e, _np(paths), _np(lengths), beta64, scalar(1), scalar(0), p)
+    dirs = np.ascontiguousarray(_np(paths)[:, 0, :])
+    _stencil_norm_kernel(p, dirs, scalar(1), norm.numpy())
+    return planes, norm
+
+
+def random_walk(x, planes, inv_norm, dirs, steps):
+    """``steps`` normalised stencil steps of x [B, C, h, w] (walk_step_at, on padded buffers)."""
+    steps = int(steps)
+    if steps < 0:
+        raise ValueError(f"random_walk(): steps expected >= 0, got {steps}")
+    if steps == 0 or x.numel() == 0:
+        return x.detach().clone()
+    batch, channels, height, width = x.shape
+    num_dirs = planes.shape[1]
+    d = _np(dirs).astype(np.int64).reshape(num_dirs, 2)
+    if num_dirs and int(d[:, 0].min()) < 0:
+        raise ValueError(f"random_walk(): dirs expected dy >= 0 (half plane), got {int(d[:, 0].min())}")
+    pad = int(np.abs(d).max()) if num_dirs else 0
+    row_stride = width + 2 * pad
+    padded_h = height + 2 * pad
+    plane = padded_h * row_stride
+    offsets = np.ascontiguousarray(d[:, 0] * row_stride + d[:, 1])
+
+    xs, ps, ns = _np(x), _np(planes), _np(inv_norm)
+    dtype = xs.dtype
+    interior = (slice(None), slice(None), slice(pad, pad + height), slice(pad, pad + width))
+    buf_a = np.zeros((batch * channels, padded_h, row_stride), dtype=dtype)
+    buf_a.reshape(batch, channels, padded_h, row_stride)[interior] = xs
+    buf_b = np.zeros_like(buf_a)
+    planes_p = np.zeros((batch, num_dirs, padded_h, row_stride), dtype=dtype)
+    planes_p[interior] = ps
+    inv_p = np.zeros((batch, 1, padded_h, row_stride), dtype=dtype)
+    inv_p[interior] = ns.reshape(batch, 1, height, width)
+
+    _walk_padded_kernel(buf_a.reshape(batch * channels, plane), buf_b.reshape(batch * channels, plane),
+                        planes_p.reshape(batch, num_dirs, plane), inv_p.reshape(batch, plane),
+                        offsets, channels, height, width, pad, row_stride, steps)
+    result = buf_a if steps % 2 == 0 else buf_b
+    result = result.reshape(batch, channels, padded_h, row_stride)[interior]
+    return torch.from_numpy(np.ascontiguousarray(result))
