@@ -23,6 +23,8 @@ def edge_to_affinity(edge: torch.Tensor, paths_indices: Sequence) -> torch.Tenso
     ``edge``: ``(B, ...)`` flattened to ``(B, H*W)``; returns ``(B, D, M)``.
     """
     edge = edge.reshape(edge.size(0), -1)
+    if len(paths_indices) == 0:  # radius 1: no directions (the reference itself fails here)
+        return edge.new_zeros((edge.size(0), 0, 0))
     affinities = []
     for indices in paths_indices:
         indices = torch.as_tensor(indices, device=edge.device)
@@ -44,7 +46,8 @@ def affinity_sparse2dense(affinity_sparse: torch.Tensor, ind_from, ind_to, n_ver
     indices = torch.cat([torch.stack([ind_from, ind_to]), torch.stack([diag, diag]),
                          torch.stack([ind_to, ind_from])], dim=1)
     values = torch.cat([values, torch.ones(n_vertices, dtype=values.dtype), values])
-    dense = torch.sparse_coo_tensor(indices, values, (n_vertices, n_vertices)).to_dense()
+    dense = torch.sparse_coo_tensor(indices, values, (n_vertices, n_vertices),
+                                    check_invariants=False).to_dense()
     return dense.to(affinity_sparse.device)
 
 

@@ -88,18 +88,19 @@ def transition_matrix(edge: Tensor, radius: int = 5, beta: float = 10, *, backen
         vals += [weight, weight]
     rows, cols, vals = torch.cat(rows), torch.cat(cols), torch.cat(vals)
     vals = vals / norm.reshape(-1)[cols]  # T[i, j] = S[i, j] / d_j
-    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (num, num)).coalesce()
+    coo = torch.sparse_coo_tensor(torch.stack([rows, cols]), vals, (num, num), check_invariants=False).coalesce()
     return coo.to_sparse_csr()
 
 
 def _check_walk_pair(x, edge, *, op: str) -> None:
     check_tensor(x, op=op, name="x", dims=["B", "C", "h", "w"])
-    _check_edge(edge, op=op)
+    check_tensor(edge, op=op, name="edge", dims=["B", "1", "h", "w"])
     if x.shape[0] != edge.shape[0] or x.shape[2:] != edge.shape[2:]:
         raise ValueError(f"{op}(): edge expected shape [{x.shape[0]}, 1, {x.shape[2]}, {x.shape[3]}] to match "
                          f"x {tuple(x.shape)}, got {tuple(edge.shape)}")
     check_same_device(("x", x), ("edge", edge), op=op)
     check_same_dtype(("x", x), ("edge", edge), op=op)
+    _check_edge(edge, op=op)
     check_finite(x, op=op, name="x")
 
 

@@ -1,0 +1,155 @@
+"""Random walk, stencil and transition matrix of every backend against the dense reference."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from irnet_fast import backends, ops
+from irnet_fast.ops import _reference as reference
+from irnet_fast.ops.path_index import geometry_on
+
+from ..helpers import BACKENDS, boundary_map, cams, needs_ext
+
+SIZES = [(1, 1), (2, 3), (3, 12), (13, 17), (20, 9), (7, 31)]
+
+
+def reference_walk(x, edge, **kw):
+    """Dense reference in float64, per image: x [B, C, h, w], edge [B, 1, h, w]."""
+    return torch.stack([reference.propagate_to_edge(xi.double(), ei.double(), **kw)[:, 0]
+                        for xi, ei in zip(x, edge)])
+
+
+def rel_err(actual, expected):
+    return float((actual.double().cpu() - expected).abs().max() / expected.abs().max().clamp_min(1e-30))
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("size", SIZES)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_random_walk_matches_reference(backend, device, size, dtype):
+    edge = boundary_map(2, *size, seed=sum(size))
+    x = cams(2, 3, *size, seed=7)
+    expected = reference_walk(x, edge)
+    actual = ops.random_walk(x.to(device, dtype), edge.to(device, dtype), backend=backend)
+    assert actual.shape == x.shape and actual.dtype == dtype and actual.device.type == device
+    assert rel_err(actual, expected) <= (1e-3 if dtype == torch.float32 else 1e-8)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_float32_matches_float32_reference_and_labels(backend, device):
+    """The issue's criterion: float32 against the reference as users run it (float32, dense)."""
+    h, w = 24, 31
+    edge = boundary_map(1, h, w, seed=3, dtype=torch.float32)[0]
+    x = cams(1, 4, h, w, seed=4, dtype=torch.float32)[0]
+    expected = reference.propagate_to_edge(x, edge)
+    actual = ops.propagate_to_edge(x.to(device), edge.to(device), backend=backend).cpu()
+    assert actual.shape == (4, 1, h, w)
+    assert float((actual - expected).abs().max() / expected.abs().max()) <= 1e-3
+    # REFERENCE.md 3 semantic post-processing: x4 bilinear, / max, background 0.25, argmax
+    def labels(rw):
+        up = F.interpolate(rw.permute(1, 0, 2, 3), scale_factor=4, mode="bilinear", align_corners=False)[0]
+        up = up / up.max()
+        return torch.cat([torch.full_like(up[:1], 0.25), up]).argmax(0)
+    assert float((labels(actual) == labels(expected)).double().mean()) >= 0.999
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("radius,beta,exp_times", [(1, 10, 3), (2, 3.5, 0), (5, 10, 1), (7, 10, 5)])
+def test_random_walk_parameters(backend, device, radius, beta, exp_times):
+    edge = boundary_map(1, 11, 14, seed=radius)
+    x = cams(1, 2, 11, 14)
+    expected = reference_walk(x, edge, radius=radius, beta=beta, exp_times=exp_times)
+    actual = ops.random_walk(x.to(device), edge.to(device), radius, beta, exp_times, backend=backend)
+    assert rel_err(actual, expected) <= 1e-8
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_list_of_sizes_matches_single_images(backend, device):
+    shapes = [(3, 9, 12), (1, 15, 7), (3, 1, 1), (2, 12, 12)]
+    xs = [cams(1, c, h, w, seed=i)[0].to(device) for i, (c, h, w) in enumerate(shapes)]
+    edges = [boundary_map(1, h, w, seed=i)[0].to(device) for i, (_, h, w) in enumerate(shapes)]
+    outs = ops.random_walk(xs, edges, backend=backend)
+    assert isinstance(outs, list) and len(outs) == len(xs)
+    for x, edge, out in zip(xs, edges, outs):
+        assert out.shape == x.shape
+        expected = reference.propagate_to_edge(x.cpu(), edge.cpu())[:, 0]
+        assert rel_err(out, expected) <= 1e-8
+    assert ops.random_walk([], [], backend=backend) == []
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_non_contiguous_inputs(backend, device):
+    edge = boundary_map(2, 17, 13, seed=5)
+    x = cams(2, 3, 17, 13)
+    expected = reference_walk(x, edge)
+    x_nc = x.transpose(2, 3).contiguous().transpose(2, 3).to(device)  # strides permuted
+    edge_nc = torch.cat([edge, edge], 1)[:, ::2].to(device)            # a strided slice
+    assert not x_nc.is_contiguous() and not edge_nc.is_contiguous()
+    assert rel_err(ops.random_walk(x_nc, edge_nc, backend=backend), expected) <= 1e-8
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_propagate_to_edge_shapes(backend, device):
+    edge = boundary_map(1, 9, 10)[0].to(device)
+    x = cams(1, 6, 9, 10)[0].to(device)
+    out4 = ops.propagate_to_edge(x.view(2, 3, 9, 10), edge, backend=backend)
+    out3 = ops.propagate_to_edge(x, edge, backend=backend)
+    assert out4.shape == out3.shape == (6, 1, 9, 10)
+    torch.testing.assert_close(out4, out3)
+    assert ops.propagate_to_edge(x[:0], edge, backend=backend).shape == (0, 1, 9, 10)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_empty_batch_and_channels(backend, device):
+    edge = boundary_map(2, 5, 6).to(device)
+    assert ops.random_walk(cams(2, 3, 5, 6)[:, :0].to(device), edge, backend=backend).shape == (2, 0, 5, 6)
+    assert ops.random_walk(cams(2, 3, 5, 6)[:0].to(device), edge[:0], backend=backend).shape == (0, 3, 5, 6)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("size", [(1, 1), (6, 2), (13, 17)])
+def test_transition_stencil_and_matrix(backend, device, size):
+    edge = boundary_map(1, *size, seed=2)
+    dense = reference.transition_matrix(edge[0], radius=5, beta=10)
+    powered = reference._interior_affinity(edge[0], 5) ** 10  # A ** beta, dense
+    planes, norm = ops.transition_stencil(edge.to(device), 5, 10, backend=backend)
+    assert planes.shape == (1, 34, *size) and norm.shape == (1, 1, *size)
+    torch.testing.assert_close(norm.reshape(-1).double().cpu(), powered.sum(0))
+    h, w = size
+    index = torch.arange(h * w).view(h, w)
+    for k, (dy, dx) in enumerate(ops.PathIndex(5, (5, 8)).search_dst.tolist()):
+        for y, x in [(0, 0), (h // 2, w // 2), (h - 1, w - 1), (0, w - 1)]:
+            inside = y + dy < h and 0 <= x + dx < w
+            want = powered[index[y, x], index[y + dy, x + dx]] if inside else 0.0
+            assert float(planes[0, k, y, x]) == pytest.approx(float(want), rel=1e-12, abs=1e-300)
+    t = ops.transition_matrix(edge[0].to(device), 5, 10, backend=backend)
+    assert t.layout == torch.sparse_csr and t.shape == dense.shape
+    torch.testing.assert_close(t.to_dense().cpu(), dense, rtol=1e-10, atol=1e-12)
+    d = norm.reshape(-1).cpu()
+    torch.testing.assert_close(t.to_dense().cpu() * d, dense * d)
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_portable_cpu_kernel_runs_gpu_arithmetic(dtype):
+    """random_walk_portable runs kernels::walk_step_at, the function the CUDA kernel runs."""
+    edge = boundary_map(2, 10, 13, seed=9, dtype=dtype)
+    x = cams(2, 3, 10, 13, dtype=dtype)
+    paths, lengths = geometry_on(5, torch.device("cpu"))
+    planes, norm = torch.ops.irnet_fast.transition_stencil(edge[:, 0].contiguous(), paths, lengths, 10.0)
+    values = (x * (1 - edge)).contiguous()
+    dirs = paths[:, 0].contiguous()
+    portable = torch.ops.irnet_fast.random_walk_portable(values, planes, 1 / norm, dirs, 256)
+    fast = torch.ops.irnet_fast.random_walk(values, planes, 1 / norm, dirs, 256)
+    assert rel_err(portable, reference_walk(x, edge)) <= (1e-3 if dtype == torch.float32 else 1e-8)
+    assert rel_err(portable, fast.double()) <= (1e-4 if dtype == torch.float32 else 1e-12)
+
+
+@needs_ext
+def test_compiled_ops_opcheck():
+    edge = boundary_map(2, 9, 11)[:, 0].contiguous()
+    paths, lengths = geometry_on(3, torch.device("cpu"))
+    planes, norm = torch.ops.irnet_fast.transition_stencil(edge, paths, lengths, 10.0)
+    torch.library.opcheck(torch.ops.irnet_fast.transition_stencil.default, (edge, paths, lengths, 10.0))
+    args = (cams(2, 2, 9, 11).contiguous(), planes, 1 / norm, paths[:, 0].contiguous(), 4)
+    torch.library.opcheck(torch.ops.irnet_fast.random_walk.default, args)
+    torch.library.opcheck(torch.ops.irnet_fast.random_walk_portable.default, args)
