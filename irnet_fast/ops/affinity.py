@@ -95,7 +95,7 @@ def path_affinity(edge: Tensor, radius: int = 10, *, backend: str = "auto") -> T
         affinity = impl.path_affinity(edge, paths, lengths, geo.radius_floor)[0]
     else:
         affinity = _AffinityFunction.apply(edge, impl, paths, lengths, geo.radius_floor)
-    return affinity.reshape(affinity.shape[0], affinity.shape[1], -1)
+    return affinity.reshape(*affinity.shape[:2], affinity.shape[2] * affinity.shape[3])
 
 
 class PathAffinity(nn.Module):
@@ -160,7 +160,7 @@ def path_affinity_labels(segm_map, radius: int = 10, *, ignore_from: int = 21) -
     equal = src == dst
     pos = equal & valid
     out = [(pos & (src == 0)), (pos & (src > 0)), (~equal & valid)]
-    out = [t.to(torch.float32).reshape(labels.shape[0], len(geo.search_dst), -1) for t in out]
+    out = [t.to(torch.float32).reshape(labels.shape[0], len(geo.search_dst), crop_h * crop_w) for t in out]
     return tuple(t if batched else t[0] for t in out)
 
 

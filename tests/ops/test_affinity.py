@@ -1,0 +1,129 @@
+"""path_affinity, affinity labels and pair displacements against the reference index-array forms."""
+import numpy as np
+import pytest
+import torch
+
+from irnet_fast import ops
+from irnet_fast.compat import indexing
+from irnet_fast.ops import _reference as reference
+
+from ..helpers import BACKENDS, boundary_map
+
+
+def reference_affinity(edge, radius):
+    path_index = ops.PathIndex(radius, edge.shape[-2:])
+    return reference.edge_to_affinity(edge, path_index.path_indices)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("radius,size", [(2, (1, 2)), (5, (4, 8)), (5, (9, 30)), (3, (17, 11)), (10, (25, 33)),
+                                         (1, (3, 5))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_path_affinity_matches_reference(backend, device, radius, size, dtype):
+    edge = boundary_map(3, *size, seed=radius, dtype=dtype)
+    actual = ops.path_affinity(edge.to(device), radius, backend=backend)
+    pi = ops.PathIndex(radius, size)
+    if pi.num_directions == 0 or pi.src_indices.size == 0:  # the reference's max_pool2d fails here
+        assert actual.shape == (3, pi.num_directions, pi.src_indices.size)
+        return
+    expected = reference_affinity(edge, radius)
+    assert actual.dtype == dtype and actual.shape == expected.shape
+    torch.testing.assert_close(actual.cpu(), expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_path_affinity_three_dim_and_non_contiguous(backend, device):
+    edge = boundary_map(2, 14, 21, seed=4)
+    expected = reference_affinity(edge, 4)
+    strided = edge.transpose(2, 3).contiguous().transpose(2, 3).to(device)
+    assert not strided.is_contiguous()
+    torch.testing.assert_close(ops.path_affinity(strided, 4, backend=backend).cpu(), expected, rtol=0, atol=0)
+    torch.testing.assert_close(ops.path_affinity(edge[:, 0].to(device), 4, backend=backend).cpu(), expected,
+                               rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_path_affinity_gradient_matches_reference(backend, device):
+    edge = boundary_map(2, 16, 23, seed=8)
+    weights = torch.randn(reference_affinity(edge, 5).shape, dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(0))
+    ref_edge = edge.clone().requires_grad_()
+    (reference_affinity(ref_edge, 5) * weights).sum().backward()
+    ours = edge.to(device).requires_grad_()
+    (ops.path_affinity(ours, 5, backend=backend) * weights.to(device)).sum().backward()
+    torch.testing.assert_close(ours.grad.cpu(), ref_edge.grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_path_affinity_gradcheck(backend, device):
+    edge = boundary_map(1, 7, 12, seed=1).to(device).requires_grad_()
+    assert torch.autograd.gradcheck(lambda e: ops.path_affinity(e, 3, backend=backend), (edge,))
+
+
+def test_path_affinity_ties_route_to_first_point():
+    """A constant map ties every path: the gradient goes to the destination (first point)."""
+    edge = torch.full((1, 1, 6, 9), 0.5, dtype=torch.float64, requires_grad=True)
+    ops.path_affinity(edge, 3, backend="torch").sum().backward()
+    ref = edge.detach().clone().requires_grad_()
+    reference_affinity(ref, 3).sum().backward()
+    torch.testing.assert_close(edge.grad, ref.grad)
+
+
+def test_compat_module_names():
+    edge = boundary_map(2, 12, 14)
+    pi = indexing.PathIndex(radius=5, default_size=(12, 14))
+    torch.testing.assert_close(indexing.edge_to_affinity(edge, pi.path_indices), reference_affinity(edge, 5))
+    assert indexing.propagate_to_edge is ops.propagate_to_edge
+    for name in ("affinity_sparse2dense", "to_transition_matrix"):
+        assert callable(getattr(indexing, name))
+
+
+def random_labels(batch, height, width, seed):
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, 4, size=(batch, (height + 3) // 4, (width + 3) // 4))
+    labels = np.kron(coarse, np.ones((1, 4, 4), dtype=np.int64))[:, :height, :width]
+    labels = np.where(labels == 3, 255, labels * 7)  # 0, 7, 14 and ignored 255
+    return labels.astype(np.uint8)
+
+
+@pytest.mark.parametrize("radius,size", [(10, (32, 32)), (5, (13, 22)), (3, (4, 5))])
+def test_affinity_labels_exactly_equal(radius, size):
+    labels = random_labels(3, *size, seed=radius)
+    pi = ops.PathIndex(radius, size)
+    fast = ops.path_affinity_labels(torch.from_numpy(labels), radius)
+    for b in range(3):
+        expected = reference.affinity_labels(labels[b], pi.src_indices, pi.dst_indices)
+        compat = ops.affinity_labels(labels[b], pi.src_indices, pi.dst_indices)
+        single = ops.path_affinity_labels(labels[b], radius)
+        for e, c, f, s in zip(expected, compat, fast, single):
+            assert e.dtype == f.dtype == torch.float32
+            torch.testing.assert_close(c, e, rtol=0, atol=0)
+            torch.testing.assert_close(f[b], e, rtol=0, atol=0)
+            torch.testing.assert_close(s, e, rtol=0, atol=0)
+    assert sum(float(t.sum()) for t in fast) > 0
+
+
+def test_affinity_labels_hand_table():
+    # 2 x 3 grid, radius 2 (rf 1): the single source (0, 1)
+    labels = np.array([[5, 5, 5], [0, 0, 255]])
+    bg, fg, neg = ops.path_affinity_labels(labels, 2)
+    assert ops.PathIndex(2, (2, 3)).search_dst.tolist() == [[0, 1], [1, 0], [1, -1], [1, 1]]
+    # to (0, 2)=5 fg positive; to (1, 1)=0 and (1, 0)=0 negative; to (1, 2)=255 ignored
+    assert fg.tolist() == [[1.0], [0.0], [0.0], [0.0]]
+    assert neg.tolist() == [[0.0], [1.0], [1.0], [0.0]]
+    assert bg.sum() == 0
+
+
+@pytest.mark.parametrize("radius", [5, 10])
+def test_to_pair_displacement(radius):
+    disp = torch.randn(2, 2, 24, 30, dtype=torch.float64, requires_grad=True)
+    pi = ops.PathIndex(radius, (24, 30))
+    expected = torch.stack([torch.stack([
+        disp[:, c].reshape(2, -1)[:, pi.src_indices] - disp[:, c].reshape(2, -1)[:, torch.from_numpy(d)]
+        for d in pi.dst_indices], 1) for c in range(2)], 1)
+    for arg in (pi, radius):
+        actual = ops.to_pair_displacement(arg, disp)
+        assert actual.shape == (2, 2, pi.num_directions, pi.src_indices.size)
+        torch.testing.assert_close(actual, expected)
+    actual.sum().backward()
+    assert disp.grad is not None and torch.isfinite(disp.grad).all()
