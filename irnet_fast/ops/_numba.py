@@ -21,6 +21,7 @@ __all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "ran
 DIFFERENTIABLE = False
 
 _JIT = dict(parallel=True, cache=True, fastmath=False, nogil=True)
+_BAND_ELEMENTS = 1024  # values per inner loop of the walk (a band of rows); see _band_rows
 
 
 def available() -> bool:
@@ -130,16 +131,21 @@ def _stencil_norm_kernel(planes, dirs, one, norm):
 
 @numba.njit(**_JIT)
 def _walk_padded_kernel(buf_a, buf_b, planes, inv_norm, offsets, channels, height, width, pad,
-                        row_stride, steps):
+                        row_stride, chunk, steps):
     """``steps`` walk steps on zero-padded buffers, ping-ponging buf_a -> buf_b -> buf_a ...
 
     buf_a, buf_b: [B * C, plane]; planes: [B, D, plane]; inv_norm: [B, plane]; a padded grid is
-    [height + 2 pad, row_stride] with row_stride = width + 2 pad, zeros outside the interior.
-    offsets[k] = dy * row_stride + dx. Only the interior is written, so the padding of both
-    buffers stays zero; the zero planes there stand for the off-grid neighbours.
+    [height + 2 pad, row_stride], row_stride = width + 2 pad, zero outside the interior (planes
+    and inv_norm included). offsets[k] = dy * row_stride + dx, so p + o_k is a flat shift.
+
+    One parallel unit is a band of ``chunk`` rows of one channel, taken as one contiguous run of
+    the flat grid from its first to its last interior pixel: the padding columns between the
+    rows ride along (zero planes and a zero inverse norm keep them zero), so the inner loops are
+    long, branch-free and vectorise, and the slicing cost is paid once per band and direction.
     """
     num_dirs = offsets.shape[0]
-    units = buf_a.shape[0] * height  # one unit: one row of one channel of one image
+    bands = (height + chunk - 1) // chunk
+    units = buf_a.shape[0] * bands
     for step in range(steps):
         if step % 2 == 0:
             src = buf_a
@@ -148,26 +154,45 @@ def _walk_padded_kernel(buf_a, buf_b, planes, inv_norm, offsets, channels, heigh
             src = buf_b
             dst = buf_a
         for u in numba.prange(units):
-            bc = u // height
-            i = u - bc * height
+            bc = u // bands
+            r0 = (u - bc * bands) * chunk
+            r1 = min(r0 + chunk, height)
             img = bc // channels
-            q0 = (i + pad) * row_stride + pad
-            s_row = src[bc]
-            out = dst[bc, q0:q0 + width]
-            centre = s_row[q0:q0 + width]
-            for t in range(width):
-                out[t] = centre[t]
+            q0 = (r0 + pad) * row_stride + pad
+            n = (r1 - r0 - 1) * row_stride + width
+            s_all = src[bc]
             p_img = planes[img]
-            for k in range(num_dirs):
-                o = offsets[k]
-                s_fwd = p_img[k, q0:q0 + width]          # S_k(p)
-                s_bwd = p_img[k, q0 - o:q0 - o + width]  # S_k(p - o_k)
-                y_fwd = s_row[q0 + o:q0 + o + width]     # y(p + o_k)
-                y_bwd = s_row[q0 - o:q0 - o + width]     # y(p - o_k)
-                for t in range(width):
-                    out[t] += s_fwd[t] * y_fwd[t] + s_bwd[t] * y_bwd[t]
-            inv = inv_norm[img, q0:q0 + width]
-            for t in range(width):
+            out = dst[bc, q0:q0 + n]
+            centre = s_all[q0:q0 + n]
+            for t in range(n):
+                out[t] = centre[t]
+            # y'(p) = inv_norm(p) (y(p) + sum_k S_k(p) y(p + o_k) + S_k(p - o_k) y(p - o_k)),
+            # two directions per pass over the band
+            k = 0
+            while k + 1 < num_dirs:
+                o1 = offsets[k]
+                o2 = offsets[k + 1]
+                sf1 = p_img[k, q0:q0 + n]
+                sb1 = p_img[k, q0 - o1:q0 - o1 + n]
+                yf1 = s_all[q0 + o1:q0 + o1 + n]
+                yb1 = s_all[q0 - o1:q0 - o1 + n]
+                sf2 = p_img[k + 1, q0:q0 + n]
+                sb2 = p_img[k + 1, q0 - o2:q0 - o2 + n]
+                yf2 = s_all[q0 + o2:q0 + o2 + n]
+                yb2 = s_all[q0 - o2:q0 - o2 + n]
+                for t in range(n):
+                    out[t] += (sf1[t] * yf1[t] + sb1[t] * yb1[t]) + (sf2[t] * yf2[t] + sb2[t] * yb2[t])
+                k += 2
+            if k < num_dirs:
+                o1 = offsets[k]
+                sf1 = p_img[k, q0:q0 + n]
+                sb1 = p_img[k, q0 - o1:q0 - o1 + n]
+                yf1 = s_all[q0 + o1:q0 + o1 + n]
+                yb1 = s_all[q0 - o1:q0 - o1 + n]
+                for t in range(n):
+                    out[t] += sf1[t] * yf1[t] + sb1[t] * yb1[t]
+            inv = inv_norm[img, q0:q0 + n]
+            for t in range(n):
                 out[t] *= inv[t]
 
 
@@ -232,6 +257,18 @@ def transition_stencil(edge, paths, lengths, beta):
     return planes, norm
 
 
+def _band_rows(channels_total: int, height: int, row_stride: int) -> int:
+    """Rows per parallel unit of the walk: runs of about _BAND_ELEMENTS values, yet at least
+    about four units per thread so that the threads stay balanced."""
+    rows = max(1, _BAND_ELEMENTS // row_stride)
+    try:
+        threads = numba.get_num_threads()
+    except Exception:  # no threading layer: run as if on one thread
+        threads = 1
+    per_thread = -(-channels_total * height // (4 * max(1, threads)))
+    return max(1, min(rows, per_thread, height))
+
+
 def random_walk(x, planes, inv_norm, dirs, steps):
     """``steps`` normalised stencil steps of x [B, C, h, w] (walk_step_at, on padded buffers)."""
     steps = int(steps)
@@ -263,7 +300,8 @@ def random_walk(x, planes, inv_norm, dirs, steps):
 
     _walk_padded_kernel(buf_a.reshape(batch * channels, plane), buf_b.reshape(batch * channels, plane),
                         planes_p.reshape(batch, num_dirs, plane), inv_p.reshape(batch, plane),
-                        offsets, channels, height, width, pad, row_stride, steps)
+                        offsets, channels, height, width, pad, row_stride,
+                        _band_rows(batch * channels, height, row_stride), steps)
     result = buf_a if steps % 2 == 0 else buf_b
     result = result.reshape(batch, channels, padded_h, row_stride)[interior]
     return torch.from_numpy(np.ascontiguousarray(result))

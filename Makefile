@@ -1,0 +1,57 @@
+# The README's commands. `make demo` and `make test` set everything up on a fresh machine:
+# a venv in .venv, torch (2.14.1, from local disk here), the project with its extras, and the
+# compiled extension (CUDA kernels too when nvcc and a CUDA torch are present).
+VENV      ?= .venv
+PYTHON    ?= python3
+PY        := $(VENV)/bin/python
+PIP       := $(VENV)/bin/pip
+TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
+CUDA_HOME ?= $(shell [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda)
+SOURCES   := $(wildcard csrc/*.cpp csrc/*.h csrc/kernels/*.h csrc/kernels/*.cuh csrc/cpu/*.cpp csrc/cuda/*.cu)
+# ninja from the venv must be on PATH for a parallel build
+BUILD_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CUDA_HOME="$(CUDA_HOME)" MAX_JOBS=2
+
+.PHONY: setup build test test-fast demo bench bench-quick gpu-check cmake clean
+
+setup: $(VENV)/.deps $(VENV)/.built
+
+$(VENV)/.deps: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PY) -c "import torch" 2>/dev/null || $(PIP) install $(TORCH_PIN)
+	$(PIP) install -q "numpy>=1.22" "scipy>=1.9" "pillow>=9" "numba>=0.58" "pytest>=7" "pytest-benchmark>=4" \
+		"matplotlib>=3.6" ninja setuptools wheel
+	touch $@
+
+$(VENV)/.built: $(VENV)/.deps setup.py $(SOURCES)
+	$(BUILD_ENV) $(PIP) install --no-build-isolation --no-deps -e .
+	$(PY) -c "import irnet_fast, json; print(json.dumps(irnet_fast.backends.info()))"
+	touch $@
+
+build: $(VENV)/.built
+
+test: setup
+	$(PY) -m pytest tests -q
+	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/ops -q -k "numba and not gradcheck and not parameters"
+
+demo: setup
+	$(PY) -m irnet_fast.cli demo --out demo_out
+
+bench: setup
+	$(PY) -m benchmarks.report
+
+bench-quick: setup
+	$(PY) -m benchmarks.report --quick
+
+gpu-check:
+	bash benchmarks/gpu_check.sh
+
+# The same sources against libtorch, e.g. cmake -DIRNET_FAST_SANITIZE=ON for an ASan/UBSan build.
+cmake: $(VENV)/.deps
+	cmake -S . -B build-cmake -G Ninja -DPython3_EXECUTABLE="$(CURDIR)/$(PY)" \
+		-DCMAKE_MAKE_PROGRAM="$(CURDIR)/$(VENV)/bin/ninja" $(CMAKE_ARGS)
+	cmake --build build-cmake
+	./build-cmake/irnet_fast_smoke
+
+clean:
+	rm -rf build build-cmake *.egg-info irnet_fast/_C*.so $(VENV)/.built

@@ -1,0 +1,286 @@
+"""The cupy backend: the CUDA kernels of csrc/kernels/cuda_kernels.cuh, compiled by NVRTC at run time.
+
+The source is the very file the compiled CUDA extension builds (one definition of the arithmetic,
+affinity.h); its local includes are inlined by text, so NVRTC needs no include path. Tensors
+cross to CuPy through DLPack (zero copy), outputs are allocated by torch, and every kernel runs on
+torch's current stream of the tensors' device.
+
+Importing this module never fails and never imports cupy: :func:`available` says whether it can
+run (cupy installed, a GPU visible, kernel source found).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+import re
+from pathlib import Path
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+__all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "available",
+           "kernel_source"]
+
+# The kernels are plain functions: affinity.py wraps them in an autograd.Function.
+DIFFERENTIABLE = False
+
+_THREADS = 256
+_MAX_BLOCKS = 65535 * 16  # kernels loop grid-stride, so a capped grid still covers everything
+_KERNEL_FILE = "cuda_kernels.cuh"
+_KERNELS = ("path_affinity_kernel", "path_affinity_backward_kernel", "stencil_planes_kernel",
+            "stencil_norm_kernel", "walk_step_kernel")
+_CTYPES = {torch.float32: "float", torch.float64: "double"}
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.MULTILINE)
+_PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.MULTILINE)
+
+
+def _import_cupy():
+    try:
+        import cupy
+    except Exception:  # not installed, or a broken install (wrong CUDA wheel, missing libs)
+        return None
+    return cupy
+
+
+def _kernel_dirs():
+    here = Path(__file__).resolve()
+    # a source checkout (csrc/kernels), then the copy an installed wheel ships (irnet_fast/_kernels)
+    return (here.parents[2] / "csrc" / "kernels", here.parents[1] / "_kernels")
+
+
+def _kernel_dir() -> Optional[Path]:
+    for folder in _kernel_dirs():
+        if (folder / _KERNEL_FILE).is_file():
+            return folder
+    return None
+
+
+def _inline(path: Path, seen: set) -> str:
+    """``path`` with its local ``#include "..."`` replaced by the files' text (each file once)."""
+    path = path.resolve()
+    if path in seen:
+        return ""
+    seen.add(path)
+    text = _PRAGMA_ONCE.sub("", path.read_text(encoding="utf-8"))
+
+    def expand(match):
+        target = path.parent / match.group(1)
+        if not target.is_file():
+            raise FileNotFoundError(f"irnet_fast cupy backend: {path.name} includes {match.group(1)!r}, "
+                                    f"not found next to it in {path.parent}")
+        return f"// ---- begin {match.group(1)} ----\n{_inline(target, seen)}\n// ---- end {match.group(1)} ----"
+
+    return _INCLUDE.sub(expand, text)
+
+
+@functools.lru_cache(maxsize=None)
+def kernel_source() -> str:
+    """The NVRTC source: cuda_kernels.cuh with affinity.h and common.h inlined."""
+    folder = _kernel_dir()
+    if folder is None:
+        raise FileNotFoundError("irnet_fast cupy backend: kernel source " + _KERNEL_FILE + " not found in " +
+                                " or ".join(str(d) for d in _kernel_dirs()))
+    return _inline(folder / _KERNEL_FILE, set())
+
+
+def _name(kernel: str, ctype: str) -> str:
+    return f"irnet_fast::kernels::{kernel}<{ctype}>"
+
+
+@functools.lru_cache(maxsize=None)
+def _module(device_index: int):
+    """The RawModule of every kernel for float and double, one per device (compiled lazily)."""
+    cupy = _import_cupy()
+    if cupy is None:
+        raise RuntimeError("irnet_fast cupy backend: cupy is not installed")
+    folder = _kernel_dir()
+    options = ("--std=c++14",) + ((f"-I{folder}",) if folder is not None else ())
+    names = [_name(k, c) for k in _KERNELS for c in _CTYPES.values()]
+    with cupy.cuda.Device(device_index):
+        return cupy.RawModule(code=kernel_source(), options=options, name_expressions=names)
+
+
+@functools.lru_cache(maxsize=None)
+def _kernel(device_index: int, kernel: str, ctype: str):
+    cupy = _import_cupy()
+    with cupy.cuda.Device(device_index):
+        return _module(device_index).get_function(_name(kernel, ctype))
+
+
+def available() -> bool:
+    """Whether this backend can run here: cupy imports, sees a GPU, and the kernel source exists."""
+    cupy = _import_cupy()
+    if cupy is None:
+        return False
+    try:
+        if not cupy.is_available():
+            return False
+    except Exception:
+        return False
+    return _kernel_dir() is not None
+
+
+# ----------------------------------------------------------------------------------------------
+# launching
+# ----------------------------------------------------------------------------------------------
+
+def _grid(total: int) -> Tuple[int]:
+    return (max(1, min((total + _THREADS - 1) // _THREADS, _MAX_BLOCKS)),)
+
+
+def _i32(value: int) -> np.int32:
+    value = int(value)
+    if not -2 ** 31 <= value < 2 ** 31:
+        raise ValueError(f"irnet_fast cupy backend: size {value} does not fit the kernels' int arguments")
+    return np.int32(value)
+
+
+def _scalar(dtype: torch.dtype, value: float):
+    return np.float32(value) if dtype == torch.float32 else np.float64(value)
+
+
+def _int_placeholder(device: torch.device) -> torch.Tensor:
+    return torch.zeros(2, dtype=torch.int32, device=device)
+
+
+def _ctype(dtype: torch.dtype) -> str:
+    try:
+        return _CTYPES[dtype]
+    except KeyError:
+        raise TypeError(f"irnet_fast cupy backend: expected float32 or float64 tensors, got {dtype}") from None
+
+
+class _Launcher:
+    """Runs kernels of one device on torch's current stream there; converts tensors by DLPack."""
+
+    def __init__(self, device: torch.device):
+        if device.type != "cuda":
+            raise ValueError(f"irnet_fast cupy backend: expected CUDA tensors, got device {device}")
+        self.cupy = _import_cupy()
+        if self.cupy is None:
+            raise RuntimeError("irnet_fast cupy backend: cupy is not installed")
+        self.index = device.index if device.index is not None else torch.cuda.current_device()
+        self._stack = contextlib.ExitStack()
+
+    def __enter__(self):
+        cuda = self.cupy.cuda
+        self._stack.enter_context(cuda.Device(self.index))
+        pointer = torch.cuda.current_stream(self.index).cuda_stream
+        try:
+            stream = cuda.ExternalStream(pointer, self.index)
+        except TypeError:  # CuPy < 10 takes the pointer only
+            stream = cuda.ExternalStream(pointer)
+        self._stack.enter_context(stream)
+        return self
+
+    def __exit__(self, *exc):
+        return self._stack.__exit__(*exc)
+
+    def array(self, tensor: torch.Tensor, placeholder: Optional[torch.Tensor] = None):
+        """A CuPy view of ``tensor``; ``placeholder`` stands in for an empty one, which the kernel
+        never reads (empty arrays cross DLPack unreliably)."""
+        if tensor.numel() == 0 and placeholder is not None:
+            tensor = placeholder
+        # inside the stream context: the consumer stream is torch's own, so DLPack adds no sync
+        return self.cupy.from_dlpack(tensor.detach())
+
+    def launch(self, kernel: str, dtype: torch.dtype, total: int, args) -> None:
+        function = _kernel(self.index, kernel, _ctype(dtype))
+        function(_grid(total), (_THREADS,), tuple(args))
+
+
+# ----------------------------------------------------------------------------------------------
+# backend interface (tensors validated by the caller: contiguous, one CUDA device, float32/64)
+# ----------------------------------------------------------------------------------------------
+
+def path_affinity(edge, paths, lengths, radius_floor):
+    """edge [B, H, W] -> (affinity, argmax uint8), both [B, D, H - rf, W - 2 rf]."""
+    radius_floor = int(radius_floor)
+    batch, height, width = edge.shape
+    num_dirs, max_len = paths.shape[0], paths.shape[1]
+    crop_h, crop_w = height - radius_floor, width - 2 * radius_floor
+    if crop_h < 0 or crop_w < 0:
+        raise ValueError(f"path_affinity(): edge of size {height}x{width} is smaller than the search "
+                         f"window (radius_floor {radius_floor})")
+    affinity = torch.empty((batch, num_dirs, crop_h, crop_w), dtype=edge.dtype, device=edge.device)
+    argmax = torch.empty((batch, num_dirs, crop_h, crop_w), dtype=torch.uint8, device=edge.device)
+    total = affinity.numel()
+    if total == 0:
+        return affinity, argmax
+    with _Launcher(edge.device) as run:
+        # (edge, paths, lengths, affinity, argmax, B, H, W, D, max_len, radius_floor)
+        run.launch("path_affinity_kernel", edge.dtype, total, (
+            run.array(edge), run.array(paths), run.array(lengths), run.array(affinity), run.array(argmax),
+            _i32(batch), _i32(height), _i32(width), _i32(num_dirs), _i32(max_len), _i32(radius_floor)))
+    return affinity, argmax
+
+
+def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width):
+    """grad, argmax [B, D, crop_h, crop_w] -> grad_edge [B, height, width] (a gather, deterministic)."""
+    height, width = int(height), int(width)
+    batch, num_dirs, crop_h, crop_w = grad.shape
+    max_len = paths.shape[1]
+    grad_edge = torch.empty((batch, height, width), dtype=grad.dtype, device=grad.device)
+    total = grad_edge.numel()
+    if total == 0:
+        return grad_edge
+    if grad.numel() == 0:  # no directions or an empty crop: nothing reaches the edge
+        return grad_edge.zero_()
+    with _Launcher(grad.device) as run:
+        # (grad, argmax, paths, lengths, grad_edge, B, H, W, D, max_len, crop_h, crop_w, radius_floor)
+        run.launch("path_affinity_backward_kernel", grad.dtype, total, (
+            run.array(grad), run.array(argmax), run.array(paths), run.array(lengths), run.array(grad_edge),
+            _i32(batch), _i32(height), _i32(width), _i32(num_dirs), _i32(max_len), _i32(crop_h),
+            _i32(crop_w), _i32(radius_floor)))
+    return grad_edge
+
+
+def transition_stencil(edge, paths, lengths, beta):
+    """edge [B, h, w] -> (planes [B, D, h, w], norm [B, h, w])."""
+    batch, height, width = edge.shape
+    num_dirs, max_len = paths.shape[0], paths.shape[1]
+    planes = torch.empty((batch, num_dirs, height, width), dtype=edge.dtype, device=edge.device)
+    norm = torch.empty((batch, height, width), dtype=edge.dtype, device=edge.device)
+    if norm.numel() == 0:
+        return planes, norm
+    dirs = paths[:, 0, :].contiguous()  # [D, 2] destinations
+    with _Launcher(edge.device) as run:
+        planes_arr = run.array(planes, placeholder=norm)  # D == 0: never read
+        if planes.numel() != 0:
+            # (edge, paths, lengths, planes, B, H, W, D, max_len, beta)
+            run.launch("stencil_planes_kernel", edge.dtype, planes.numel(), (
+                run.array(edge), run.array(paths), run.array(lengths), planes_arr,
+                _i32(batch), _i32(height), _i32(width), _i32(num_dirs), _i32(max_len),
+                _scalar(edge.dtype, beta)))
+        # (planes, dirs, norm, B, H, W, D); with D == 0 the norm is all ones
+        run.launch("stencil_norm_kernel", edge.dtype, norm.numel(), (
+            planes_arr, run.array(dirs, placeholder=_int_placeholder(edge.device)), run.array(norm),
+            _i32(batch), _i32(height), _i32(width), _i32(num_dirs)))
+    return planes, norm
+
+
+def random_walk(x, planes, inv_norm, dirs, steps):
+    """``steps`` normalised stencil steps of x [B, C, h, w] (walk_step_kernel, ping-pong buffers)."""
+    steps = int(steps)
+    if steps < 0:
+        raise ValueError(f"random_walk(): steps expected >= 0, got {steps}")
+    src = x.detach().clone()
+    if steps == 0 or src.numel() == 0:
+        return src
+    batch, channels, height, width = x.shape
+    num_dirs = planes.shape[1]
+    dst = torch.empty_like(src)
+    total = src.numel()
+    with _Launcher(x.device) as run:
+        bufs = (run.array(src), run.array(dst))
+        # with D == 0 the kernel reads neither planes nor dirs
+        planes_arr = run.array(planes, placeholder=inv_norm)
+        dirs_arr = run.array(dirs, placeholder=_int_placeholder(x.device))
+        inv_arr = run.array(inv_norm)
+        sizes = (_i32(batch), _i32(channels), _i32(height), _i32(width), _i32(num_dirs))
+        for step in range(steps):
+            # (src, dst, planes, inv_norm, dirs, B, C, H, W, D)
+            run.launch("walk_step_kernel", x.dtype, total, (
+                bufs[step % 2], bufs[(step + 1) % 2], planes_arr, inv_arr, dirs_arr) + sizes)
+    return src if steps % 2 == 0 else dst
