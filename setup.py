@@ -55,7 +55,7 @@ def _extensions():
     sources = [os.path.relpath(p, ROOT) for p in
                sorted(glob.glob(os.path.join(ROOT, "csrc", "*.cpp")) +
                       glob.glob(os.path.join(ROOT, "csrc", "cpu", "*.cpp")))]
-    cxx = ["-O3", "-g0", "-fopenmp", "-ffp-contract=fast"]
+    cxx = ["-O3", "-g0", "-fopenmp", "-ffp-contract=fast", "-Wno-psabi"]
     define_macros = []
     extra = {"cxx": cxx}
     if with_cuda:

@@ -41,6 +41,7 @@ std::tuple<at::Tensor, at::Tensor> path_affinity_cpu(const at::Tensor& edge_in, 
         const int64_t b = row / (D * crop_h), k = (row / crop_h) % D, i = row % crop_h;
         const int* path = path_ptr + 2 * k * max_len;
         const scalar_t* e_b = e + b * H * W;
+        _Pragma("omp simd")
         for (int64_t j = 0; j < crop_w; ++j) {
           int arg;
           const scalar_t m = path_max(e_b, (int)W, (int)i, (int)(j + radius_floor), path, len_ptr[k], &arg);
@@ -102,6 +103,7 @@ std::tuple<at::Tensor, at::Tensor> transition_stencil_cpu(const at::Tensor& edge
     at::parallel_for(0, B * D * H, 16, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t b = row / (D * H), k = (row / H) % D, y = row % H;
+        _Pragma("omp simd")
         for (int64_t x = 0; x < W; ++x) {
           s[row * W + x] = stencil_weight(e + b * H * W, (int)H, (int)W, (int)y, (int)x,
                                           path_ptr + 2 * k * max_len, len_ptr[k], (scalar_t)beta);

@@ -47,33 +47,34 @@ __attribute__((always_inline)) inline void store(T* p, const V& v) {
   __builtin_memcpy(p, &v, sizeof(V));
 }
 
-// Steps `blocks` column blocks of one padded row; NV vectors per block give 2 NV independent
-// accumulator chains, enough to hide the FMA latency.
-template <typename T, typename V, int NV>
+// Steps one padded row of CB channels (channel planes `chan_stride` apart), one vector of
+// columns at a time. Each plane value is loaded once for all CB channels; the 2 CB accumulators
+// (forward and backward neighbours per channel) are independent chains that hide FMA latency.
+template <typename T, typename V, int CB>
 __attribute__((always_inline)) inline void walk_row(const T* __restrict src, T* __restrict dst,
                                                     const T* __restrict planes, const T* __restrict inv_norm,
                                                     const int64_t* __restrict offsets, int64_t num_dirs,
-                                                    int64_t plane, int64_t q0, int64_t blocks) {
+                                                    int64_t plane, int64_t chan_stride, int64_t q0,
+                                                    int64_t blocks) {
   constexpr int kLanes = sizeof(V) / sizeof(T);
   for (int64_t xb = 0; xb < blocks; ++xb) {
-    const int64_t q = q0 + xb * kLanes * NV;
-    V fwd[NV], bwd[NV];
-    for (int v = 0; v < NV; ++v) {
-      fwd[v] = load<V>(src + q + v * kLanes);
-      bwd[v] = V{};
+    const int64_t q = q0 + xb * kLanes;
+    V fwd[CB], bwd[CB];
+    for (int c = 0; c < CB; ++c) {
+      fwd[c] = load<V>(src + c * chan_stride + q);
+      bwd[c] = V{};
     }
     for (int64_t k = 0; k < num_dirs; ++k) {
       const int64_t o = offsets[k];
-      const T* s_fwd = planes + k * plane + q;      // S_k(p)
-      const T* s_bwd = planes + k * plane + q - o;  // S_k(p - o_k)
-      for (int v = 0; v < NV; ++v) {
-        fwd[v] += load<V>(s_fwd + v * kLanes) * load<V>(src + q + o + v * kLanes);
-        bwd[v] += load<V>(s_bwd + v * kLanes) * load<V>(src + q - o + v * kLanes);
+      const V s_fwd = load<V>(planes + k * plane + q);      // S_k(p)
+      const V s_bwd = load<V>(planes + k * plane + q - o);  // S_k(p - o_k)
+      for (int c = 0; c < CB; ++c) {
+        fwd[c] += s_fwd * load<V>(src + c * chan_stride + q + o);
+        bwd[c] += s_bwd * load<V>(src + c * chan_stride + q - o);
       }
     }
-    for (int v = 0; v < NV; ++v) {
-      store<V>(dst + q + v * kLanes, (fwd[v] + bwd[v]) * load<V>(inv_norm + q + v * kLanes));
-    }
+    const V inv = load<V>(inv_norm + q);
+    for (int c = 0; c < CB; ++c) store<V>(dst + c * chan_stride + q, (fwd[c] + bwd[c]) * inv);
   }
 }
 
@@ -85,29 +86,33 @@ __attribute__((always_inline)) inline void walk_row(const T* __restrict src, T* 
 #define IRNET_CLONES
 #endif
 
-constexpr int kVectorsPerBlock = 2;
-constexpr int kBlockFloat = kVectorsPerBlock * sizeof(vfloat) / sizeof(float);
-constexpr int kBlockDouble = kVectorsPerBlock * sizeof(vdouble) / sizeof(double);
+constexpr int kMaxChannelBlock = 4;
 
-IRNET_CLONES void walk_row_float(const float* src, float* dst, const float* planes, const float* inv_norm,
-                                 const int64_t* offsets, int64_t num_dirs, int64_t plane, int64_t q0,
-                                 int64_t blocks) {
-  walk_row<float, vfloat, kVectorsPerBlock>(src, dst, planes, inv_norm, offsets, num_dirs, plane, q0, blocks);
+template <typename T, typename V>
+__attribute__((always_inline)) inline void walk_row_channels(const T* src, T* dst, const T* planes,
+                                                             const T* inv_norm, const int64_t* offsets,
+                                                             int64_t num_dirs, int64_t plane, int64_t chan_stride,
+                                                             int64_t q0, int64_t blocks, int channels) {
+  switch (channels) {
+    case 1: return walk_row<T, V, 1>(src, dst, planes, inv_norm, offsets, num_dirs, plane, chan_stride, q0, blocks);
+    case 2: return walk_row<T, V, 2>(src, dst, planes, inv_norm, offsets, num_dirs, plane, chan_stride, q0, blocks);
+    case 3: return walk_row<T, V, 3>(src, dst, planes, inv_norm, offsets, num_dirs, plane, chan_stride, q0, blocks);
+    default: return walk_row<T, V, 4>(src, dst, planes, inv_norm, offsets, num_dirs, plane, chan_stride, q0, blocks);
+  }
 }
 
-IRNET_CLONES void walk_row_double(const double* src, double* dst, const double* planes, const double* inv_norm,
-                                  const int64_t* offsets, int64_t num_dirs, int64_t plane, int64_t q0,
-                                  int64_t blocks) {
-  walk_row<double, vdouble, kVectorsPerBlock>(src, dst, planes, inv_norm, offsets, num_dirs, plane, q0, blocks);
+IRNET_CLONES void walk_row_any(const float* src, float* dst, const float* planes, const float* inv_norm,
+                               const int64_t* offsets, int64_t num_dirs, int64_t plane, int64_t chan_stride,
+                               int64_t q0, int64_t blocks, int channels) {
+  walk_row_channels<float, vfloat>(src, dst, planes, inv_norm, offsets, num_dirs, plane, chan_stride, q0, blocks,
+                                   channels);
 }
 
-inline void walk_row_any(const float* s, float* d, const float* p, const float* n, const int64_t* o, int64_t D,
-                         int64_t plane, int64_t q0, int64_t blocks) {
-  walk_row_float(s, d, p, n, o, D, plane, q0, blocks);
-}
-inline void walk_row_any(const double* s, double* d, const double* p, const double* n, const int64_t* o,
-                         int64_t D, int64_t plane, int64_t q0, int64_t blocks) {
-  walk_row_double(s, d, p, n, o, D, plane, q0, blocks);
+IRNET_CLONES void walk_row_any(const double* src, double* dst, const double* planes, const double* inv_norm,
+                               const int64_t* offsets, int64_t num_dirs, int64_t plane, int64_t chan_stride,
+                               int64_t q0, int64_t blocks, int channels) {
+  walk_row_channels<double, vdouble>(src, dst, planes, inv_norm, offsets, num_dirs, plane, chan_stride, q0, blocks,
+                                     channels);
 }
 
 // Copies [B, K, h, w] into the interior of a zeroed padded [B, K, h + 2P, row_stride] buffer.
@@ -119,9 +124,10 @@ at::Tensor to_padded(const at::Tensor& t, const PaddedLayout& layout) {
   return out;
 }
 
-template <typename T, int BLOCK>
+template <typename T, typename V>
 at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Tensor& inv_norm,
                     const at::Tensor& dirs, int64_t steps) {
+  constexpr int64_t kLanes = sizeof(V) / sizeof(T);
   const int64_t B = x.size(0), C = x.size(1), h = x.size(2), w = x.size(3), D = planes.size(1);
   const int* dir_ptr = dirs.data_ptr<int>();
   int64_t pad = 0;
@@ -131,8 +137,8 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
   }
   PaddedLayout layout;
   layout.pad = pad;
-  layout.blocks = (w + BLOCK - 1) / BLOCK;
-  layout.row_stride = 2 * pad + layout.blocks * BLOCK;
+  layout.blocks = (w + kLanes - 1) / kLanes;
+  layout.row_stride = 2 * pad + layout.blocks * kLanes;
   layout.plane = (h + 2 * pad) * layout.row_stride;
   std::vector<int64_t> offsets(D);
   for (int64_t k = 0; k < D; ++k) offsets[k] = dir_ptr[2 * k] * layout.row_stride + dir_ptr[2 * k + 1];
@@ -145,18 +151,43 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
   const T* inv_ptr = inv_p.data_ptr<T>();
   T* a = src.data_ptr<T>();
   T* b_buf = dst.data_ptr<T>();
-  const int64_t units = B * C * h;  // one unit: one row of one channel of one image
-  for (int64_t step = 0; step < steps; ++step) {
-    at::parallel_for(0, units, 8, [&](int64_t begin, int64_t end) {
-      for (int64_t u = begin; u < end; ++u) {
-        const int64_t b = u / (C * h), c = (u / h) % C, i = u % h;
-        const int64_t chan = (b * C + c) * layout.plane;
-        const int64_t q0 = (i + pad) * layout.row_stride + pad;
-        walk_row_any(a + chan, b_buf + chan, planes_ptr + b * D * layout.plane, inv_ptr + b * layout.plane,
-                     offsets.data(), D, layout.plane, q0, layout.blocks);
+  // A unit is one row of up to kMaxChannelBlock channels of one image.
+  const int64_t channel_groups = (C + kMaxChannelBlock - 1) / kMaxChannelBlock;
+  const int64_t groups = B * channel_groups;
+  auto step_rows = [&](const T* from, T* to, int64_t group, int64_t row_begin, int64_t row_end) {
+    const int64_t b = group / channel_groups, c0 = (group % channel_groups) * kMaxChannelBlock;
+    const int channels = (int)std::min<int64_t>(kMaxChannelBlock, C - c0);
+    const int64_t chan = (b * C + c0) * layout.plane;
+    for (int64_t i = row_begin; i < row_end; ++i) {
+      walk_row_any(from + chan, to + chan, planes_ptr + b * D * layout.plane, inv_ptr + b * layout.plane,
+                   offsets.data(), D, layout.plane, layout.plane, (i + pad) * layout.row_stride + pad,
+                   layout.blocks, channels);
+    }
+  };
+  if (groups >= 2 * at::get_num_threads()) {
+    // Enough independent (image, channel group) pairs: each thread walks its own through every
+    // step, with no barrier between steps and its image's planes hot in its cache.
+    at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t group = begin; group < end; ++group) {
+        T* from = a;
+        T* to = b_buf;
+        for (int64_t step = 0; step < steps; ++step) {
+          step_rows(from, to, group, 0, h);
+          std::swap(from, to);
+        }
       }
     });
-    std::swap(a, b_buf);
+  } else {
+    for (int64_t step = 0; step < steps; ++step) {
+      at::parallel_for(0, groups * h, 4, [&](int64_t begin, int64_t end) {
+        for (int64_t u = begin; u < end;) {
+          const int64_t group = u / h, row = u % h, rows = std::min(h - row, end - u);
+          step_rows(a, b_buf, group, row, row + rows);
+          u += rows;
+        }
+      });
+      std::swap(a, b_buf);
+    }
   }
   auto& result = (steps % 2 == 0) ? src : dst;
   return result.narrow(2, pad, h).narrow(3, pad, w).contiguous();
@@ -169,8 +200,8 @@ at::Tensor random_walk_cpu(const at::Tensor& x_in, const at::Tensor& planes_in, 
   const auto x = x_in.contiguous();
   if (x.numel() == 0) return x.clone();
   const auto planes = planes_in.contiguous(), inv_norm = inv_norm_in.contiguous(), dirs = dirs_in.contiguous();
-  if (x.scalar_type() == at::kFloat) return walk_cpu<float, kBlockFloat>(x, planes, inv_norm, dirs, steps);
-  return walk_cpu<double, kBlockDouble>(x, planes, inv_norm, dirs, steps);
+  if (x.scalar_type() == at::kFloat) return walk_cpu<float, vfloat>(x, planes, inv_norm, dirs, steps);
+  return walk_cpu<double, vdouble>(x, planes, inv_norm, dirs, steps);
 }
 
 // The per-pixel form that the CUDA kernel runs (kernels::walk_step_at), on the CPU: lets the

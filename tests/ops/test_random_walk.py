@@ -153,3 +153,16 @@ def test_compiled_ops_opcheck():
     args = (cams(2, 2, 9, 11).contiguous(), planes, 1 / norm, paths[:, 0].contiguous(), 4)
     torch.library.opcheck(torch.ops.irnet_fast.random_walk.default, args)
     torch.library.opcheck(torch.ops.irnet_fast.random_walk_portable.default, args)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_large_batch_equals_single_images(backend, device):
+    """Many (image, channel group) pairs take the cpp kernel's barrier-free path; one image the
+    row-parallel path. Both must give the same numbers as the reference."""
+    edge = boundary_map(6, 9, 11, seed=11)
+    x = cams(6, 7, 9, 11, seed=12)
+    batch = ops.random_walk(x.to(device), edge.to(device), backend=backend)
+    assert rel_err(batch, reference_walk(x, edge)) <= 1e-8
+    for i in (0, 5):
+        single = ops.random_walk(x[i:i + 1].to(device), edge[i:i + 1].to(device), backend=backend)
+        torch.testing.assert_close(single[0], batch[i], rtol=1e-12, atol=1e-14)
