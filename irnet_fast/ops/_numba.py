@@ -20,8 +20,8 @@ __all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "ran
 # The kernels are plain functions: affinity.py wraps them in an autograd.Function.
 DIFFERENTIABLE = False
 
-_JIT = dict(parallel=True, cache=True, fastmath=False, nogil=True)
-_BAND_ELEMENTS = 1024  # values per inner loop of the walk (a band of rows); see _band_rows
+_JIT = dict(parallel=True, cache=True, fastmath=False)
+_BAND_ELEMENTS = 2048  # values per inner loop of the walk (a band of rows); see _band_rows
 
 
 def available() -> bool:
@@ -83,8 +83,25 @@ def _path_affinity_backward_kernel(grad, argmax, paths, lengths, radius_floor, z
             grad_edge[b, y, x] = acc
 
 
+@numba.njit(cache=True, fastmath=False)
+def _power(base, one, exponent, int_exponent):
+    """affinity.h power(): ``int_exponent`` >= 0 (an integral exponent in [0, 64]) multiplies by
+    repeated squaring in the dtype; otherwise pow in double, rounded once to the dtype (what the
+    C++ CPU build computes)."""
+    if int_exponent >= 0:
+        result = one
+        e = int_exponent
+        while e > 0:
+            if e & 1:
+                result *= base
+            base *= base
+            e >>= 1
+        return result
+    return np.float64(base) ** exponent
+
+
 @numba.njit(**_JIT)
-def _stencil_planes_kernel(edge, paths, lengths, beta, one, zero, planes):
+def _stencil_planes_kernel(edge, paths, lengths, beta, int_beta, one, zero, planes):
     # edge [B, h, w] -> planes [B, D, h, w]: (1 - path_max) ** beta, 0 where p + o_k is off-grid
     num_dirs = paths.shape[0]
     height = edge.shape[1]
@@ -105,8 +122,7 @@ def _stencil_planes_kernel(edge, paths, lengths, beta, one, zero, planes):
                 v = edge[b, y + paths[k, p, 0], x + paths[k, p, 1]]
                 if v > best:
                     best = v
-            # pow in double, rounded once to the dtype: what the C++ pow(affinity, beta) does
-            planes[b, k, y, x] = np.float64(one - best) ** beta
+            planes[b, k, y, x] = _power(one - best, one, beta, int_beta)
 
 
 @numba.njit(**_JIT)
@@ -250,8 +266,10 @@ def transition_stencil(edge, paths, lengths, beta):
     p = planes.numpy()
     if planes.numel() != 0:
         # beta is rounded to the dtype first, as the C++ kernels take it as scalar_t
-        beta64 = np.float64(scalar(beta))
-        _stencil_planes_kernel(e, _np(paths), _np(lengths), beta64, scalar(1), scalar(0), p)
+        beta_s = scalar(beta)
+        integral = bool(0 <= beta_s <= 64) and float(int(beta_s)) == float(beta_s)
+        _stencil_planes_kernel(e, _np(paths), _np(lengths), np.float64(beta_s),
+                               int(beta_s) if integral else -1, scalar(1), scalar(0), p)
     dirs = np.ascontiguousarray(_np(paths)[:, 0, :])
     _stencil_norm_kernel(p, dirs, scalar(1), norm.numpy())
     return planes, norm
