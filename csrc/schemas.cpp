@@ -13,5 +13,10 @@ TORCH_LIBRARY(irnet_fast, m) {
   m.def("transition_stencil(Tensor edge, Tensor paths, Tensor lengths, float beta) -> (Tensor, Tensor)");
   // x [B, C, h, w], planes [B, D, h, w], inv_norm [B, h, w], dirs [D, 2] int32 -> [B, C, h, w]
   m.def("random_walk(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps) -> Tensor");
+  // The per-element forms the CUDA kernels run, on the CPU (tests of the GPU arithmetic).
+  m.def("path_affinity_portable(Tensor edge, Tensor paths, Tensor lengths, int radius_floor) -> (Tensor, Tensor)");
+  m.def("path_affinity_backward_portable(Tensor grad, Tensor argmax, Tensor paths, Tensor lengths, "
+        "int radius_floor, int height, int width) -> Tensor");
+  m.def("transition_stencil_portable(Tensor edge, Tensor paths, Tensor lengths, float beta) -> (Tensor, Tensor)");
   m.def("random_walk_portable(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps) -> Tensor");
 }

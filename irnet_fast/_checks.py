@@ -50,6 +50,7 @@ def check_tensor(t, *, op: str, name: str, dims: Sequence[str], dtypes=FLOAT_DTY
 
 
 def check_finite(t: torch.Tensor, *, op: str, name: str) -> None:
+    t = t.detach()
     if t.numel() and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{op}(): {name} expected finite values, got NaN or Inf")
 
@@ -57,6 +58,7 @@ def check_finite(t: torch.Tensor, *, op: str, name: str) -> None:
 def check_unit_interval(t: torch.Tensor, *, op: str, name: str) -> None:
     """Boundary probabilities must be finite and in [0, 1]."""
     check_finite(t, op=op, name=name)
+    t = t.detach()
     if t.numel():
         lo, hi = float(t.min()), float(t.max())
         if lo < 0.0 or hi > 1.0:

@@ -46,19 +46,21 @@ def _register_python_side() -> None:
 
     torch.library.register_autograd(lib + "path_affinity", _affinity_backward, setup_context=_affinity_setup)
 
-    @torch.library.register_fake(lib + "path_affinity")
-    def _(edge, paths, lengths, radius_floor):
+    def _affinity_fake(edge, paths, lengths, radius_floor):
         shape = (edge.shape[0], paths.shape[0], edge.shape[1] - radius_floor, edge.shape[2] - 2 * radius_floor)
         return edge.new_empty(shape), edge.new_empty(shape, dtype=torch.uint8)
 
-    @torch.library.register_fake(lib + "path_affinity_backward")
-    def _(grad, argmax, paths, lengths, radius_floor, height, width):
+    def _backward_fake(grad, argmax, paths, lengths, radius_floor, height, width):
         return grad.new_empty((grad.shape[0], height, width))
 
-    @torch.library.register_fake(lib + "transition_stencil")
-    def _(edge, paths, lengths, beta):
+    def _stencil_fake(edge, paths, lengths, beta):
         return (edge.new_empty((edge.shape[0], paths.shape[0], edge.shape[1], edge.shape[2])),
                 edge.new_empty(edge.shape))
+
+    for suffix in ("", "_portable"):
+        torch.library.register_fake(lib + "path_affinity" + suffix)(_affinity_fake)
+        torch.library.register_fake(lib + "path_affinity_backward" + suffix)(_backward_fake)
+        torch.library.register_fake(lib + "transition_stencil" + suffix)(_stencil_fake)
 
     for name in ("random_walk", "random_walk_portable"):
         torch.library.register_fake(lib + name)(lambda x, planes, inv_norm, dirs, steps: torch.empty_like(x))

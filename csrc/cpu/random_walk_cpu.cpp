@@ -20,6 +20,7 @@
 
 #include "../checks.h"
 #include "../kernels/affinity.h"
+#include "simd.h"
 
 namespace irnet_fast {
 namespace {
@@ -77,14 +78,6 @@ __attribute__((always_inline)) inline void walk_row(const T* __restrict src, T* 
     for (int c = 0; c < CB; ++c) store<V>(dst + c * chan_stride + q, (fwd[c] + bwd[c]) * inv);
   }
 }
-
-// One clone per instruction set, chosen at load time: the package stays portable while the
-// hot loop gets AVX2/AVX-512 where the CPU has them.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define IRNET_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define IRNET_CLONES
-#endif
 
 constexpr int kMaxChannelBlock = 4;
 

@@ -52,10 +52,9 @@ IRNET_HD scalar_t path_affinity_grad_at(const scalar_t* grad, const unsigned cha
 // several times faster than pow and within a few ulps of it.
 template <typename scalar_t>
 IRNET_HD scalar_t power(scalar_t base, scalar_t exponent) {
-  const int n = (int)exponent;
-  if (exponent >= 0 && exponent <= 64 && scalar_t(n) == exponent) {
+  if (exponent >= 0 && exponent <= 64 && scalar_t((int)exponent) == exponent) {
     scalar_t result = 1;
-    for (int e = n; e > 0; e >>= 1) {
+    for (int e = (int)exponent; e > 0; e >>= 1) {
       if (e & 1) result *= base;
       base *= base;
     }

@@ -127,3 +127,28 @@ def test_to_pair_displacement(radius):
         torch.testing.assert_close(actual, expected)
     actual.sum().backward()
     assert disp.grad is not None and torch.isfinite(disp.grad).all()
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("radius,size", [(5, (9, 30)), (10, (21, 25)), (3, (4, 4))])
+def test_portable_cpu_kernels_run_gpu_arithmetic(dtype, radius, size):
+    """The *_portable ops run kernels/affinity.h per element, as the CUDA kernels do."""
+    from irnet_fast import backends
+    from irnet_fast.ops.path_index import geometry, geometry_on
+    if not backends.is_available("cpp"):
+        pytest.skip("irnet_fast._C not built")
+    edge = boundary_map(2, *size, seed=radius, dtype=dtype)[:, 0].contiguous()
+    paths, lengths = geometry_on(radius, torch.device("cpu"))
+    rf = geometry(radius).radius_floor
+    fast = torch.ops.irnet_fast.path_affinity(edge, paths, lengths, rf)
+    portable = torch.ops.irnet_fast.path_affinity_portable(edge, paths, lengths, rf)
+    for a, b in zip(fast, portable):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    grad = torch.randn(fast[0].shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
+    args = (grad, fast[1], paths, lengths, rf, *size)
+    torch.testing.assert_close(torch.ops.irnet_fast.path_affinity_backward(*args),
+                               torch.ops.irnet_fast.path_affinity_backward_portable(*args))
+    for beta in (10.0, 2.5):
+        for a, b in zip(torch.ops.irnet_fast.transition_stencil(edge, paths, lengths, beta),
+                        torch.ops.irnet_fast.transition_stencil_portable(edge, paths, lengths, beta)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
