@@ -14,6 +14,9 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <cstdlib>
 #include <utility>
 #include <vector>
@@ -171,16 +174,28 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
       }
     });
   } else {
+    // Few pairs (one image, few channels): split rows, synchronise after every step. One
+    // OpenMP team for all steps: a barrier per step instead of a fork and join.
+#ifdef _OPENMP
+    const int threads = (int)std::min<int64_t>(at::get_num_threads(), groups * h);
+#pragma omp parallel num_threads(threads)
+    {
+      T* from = a;
+      T* to = b_buf;
+      for (int64_t step = 0; step < steps; ++step) {
+#pragma omp for schedule(static)
+        for (int64_t u = 0; u < groups * h; ++u) step_rows(from, to, u / h, u % h, u % h + 1);
+        std::swap(from, to);
+      }
+    }
+#else
     for (int64_t step = 0; step < steps; ++step) {
       at::parallel_for(0, groups * h, 4, [&](int64_t begin, int64_t end) {
-        for (int64_t u = begin; u < end;) {
-          const int64_t group = u / h, row = u % h, rows = std::min(h - row, end - u);
-          step_rows(a, b_buf, group, row, row + rows);
-          u += rows;
-        }
+        for (int64_t u = begin; u < end; ++u) step_rows(a, b_buf, u / h, u % h, u % h + 1);
       });
       std::swap(a, b_buf);
     }
+#endif
   }
   auto& result = (steps % 2 == 0) ? src : dst;
   return result.narrow(2, pad, h).narrow(3, pad, w).contiguous();
