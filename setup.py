@@ -11,6 +11,7 @@ import shutil
 import sys
 
 from setuptools import setup
+from setuptools.command.build_py import build_py
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
@@ -72,5 +73,18 @@ def _extensions():
     return [ext], {"build_ext": build_ext}
 
 
+class BuildPyWithKernels(build_py):
+    """Ships csrc/kernels in wheels as irnet_fast/_kernels: the CuPy backend compiles them."""
+
+    def run(self):
+        super().run()
+        target = os.path.join(self.build_lib, "irnet_fast", "_kernels")
+        os.makedirs(target, exist_ok=True)
+        for path in glob.glob(os.path.join(ROOT, "csrc", "kernels", "*.h")) + \
+                glob.glob(os.path.join(ROOT, "csrc", "kernels", "*.cuh")):
+            shutil.copy2(path, target)
+
+
 ext_modules, cmdclass = _extensions()
+cmdclass["build_py"] = BuildPyWithKernels
 setup(ext_modules=ext_modules, cmdclass=cmdclass)

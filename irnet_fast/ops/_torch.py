@@ -24,40 +24,56 @@ def _path_points(paths: torch.Tensor, lengths: torch.Tensor) -> List[List[Tuple[
 
 
 def _max_along(edge: torch.Tensor, points, top: int, left: int, height: int, width: int):
-    """Max and arg-max (first in path order) of ``edge`` over windows shifted by ``points``."""
-    shifted = torch.stack([edge[:, top + py:top + py + height, left + px:left + px + width]
-                           for py, px in points], dim=1)
-    # torch.max may return any maximal index on ties; argmax of (value == max) picks the first.
-    best = shifted.amax(dim=1, keepdim=True)
-    arg = (shifted == best).to(torch.uint8).argmax(dim=1)
-    # the differentiable value routes the gradient to that first point, as the reference does
-    value = shifted.gather(1, arg.unsqueeze(1).long()).squeeze(1)
-    return value, arg
+    """Max and first arg-max (path order) of ``edge`` over windows shifted by ``points``.
+
+    A running maximum: strict ``>`` keeps the first maximal point, as the reference's max-pool.
+    """
+    def window(py, px):
+        return edge[:, top + py:top + py + height, left + px:left + px + width]
+
+    best = window(*points[0])
+    arg = torch.zeros(best.shape, dtype=torch.uint8, device=edge.device)
+    for j, (py, px) in enumerate(points[1:], start=1):
+        value = window(py, px)
+        larger = value > best
+        best = torch.where(larger, value, best)
+        arg.masked_fill_(larger, j)
+    return best, arg
+
+
+def _chosen_points(argmax, paths, radius_floor, width):
+    """Flat edge index ``[B, D, M]`` of the arg-max point of every (direction, source)."""
+    batch, num_dirs, crop_h, crop_w = argmax.shape
+    arg = argmax.reshape(batch, num_dirs, crop_h * crop_w).long()
+    table = paths.long().unsqueeze(0).expand(batch, -1, -1, -1)  # [B, D, L, 2]
+    py = table[..., 0].gather(2, arg)
+    px = table[..., 1].gather(2, arg)
+    rows = torch.arange(crop_h, device=argmax.device).view(-1, 1)
+    cols = torch.arange(crop_w, device=argmax.device).view(1, -1) + radius_floor
+    source = (rows * width + cols).reshape(1, 1, -1)
+    return source + py * width + px
 
 
 def path_affinity(edge, paths, lengths, radius_floor):
     batch, height, width = edge.shape
     crop_h, crop_w = height - radius_floor, width - 2 * radius_floor
-    affinity, argmax = [], []
-    for points in _path_points(paths, lengths):
-        value, arg = _max_along(edge, points, 0, radius_floor, crop_h, crop_w)
-        affinity.append(1 - value)
-        argmax.append(arg.to(torch.uint8))
-    if not affinity:
-        empty = edge.new_zeros((batch, 0, crop_h, crop_w))
-        return empty, empty.to(torch.uint8)
-    return torch.stack(affinity, 1), torch.stack(argmax, 1)
+    with torch.no_grad():
+        argmax = [_max_along(edge, points, 0, radius_floor, crop_h, crop_w)[1]
+                  for points in _path_points(paths, lengths)]
+        argmax = (torch.stack(argmax, 1) if argmax
+                  else torch.zeros((batch, 0, crop_h, crop_w), dtype=torch.uint8, device=edge.device))
+        index = _chosen_points(argmax, paths, radius_floor, width)
+    # One differentiable gather: autograd routes each gradient to the chosen point.
+    chosen = edge.reshape(batch, height * width).gather(1, index.reshape(batch, index[0].numel()))
+    return (1 - chosen).view(argmax.shape), argmax
 
 
 def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width):
-    grad_edge = grad.new_zeros((grad.shape[0], height, width))
-    crop_h, crop_w = grad.shape[2], grad.shape[3]
-    for k, points in enumerate(_path_points(paths, lengths)):
-        for j, (py, px) in enumerate(points):
-            hit = (argmax[:, k] == j).to(grad.dtype)
-            window = grad_edge[:, py:py + crop_h, radius_floor + px:radius_floor + px + crop_w]
-            window.sub_(grad[:, k] * hit)
-    return grad_edge
+    batch = grad.shape[0]
+    index = _chosen_points(argmax, paths, radius_floor, width).reshape(batch, grad[0].numel())
+    grad_edge = grad.new_zeros((batch, height * width))
+    grad_edge.scatter_add_(1, index, -grad.reshape(batch, grad[0].numel()))
+    return grad_edge.view(grad.shape[0], height, width)
 
 
 def transition_stencil(edge, paths, lengths, beta):
