@@ -59,3 +59,14 @@ def test_cuda_and_cpu_agree():
     x = cams(2, 5, 30, 41, dtype=torch.float32)
     torch.testing.assert_close(ops.random_walk(x.cuda(), edge.cuda()).cpu(), ops.random_walk(x, edge),
                                rtol=1e-4, atol=1e-5)
+
+
+def test_cupy_source_is_self_contained():
+    """The CuPy backend compiles csrc/kernels/cuda_kernels.cuh with its includes inlined."""
+    from irnet_fast.ops import _cupy
+    source = _cupy.kernel_source()
+    assert '#include "' not in source
+    for name in ("path_affinity_kernel", "path_affinity_backward_kernel", "stencil_planes_kernel",
+                 "stencil_norm_kernel", "walk_step_kernel", "walk_step_at", "path_max"):
+        assert name in source
+    assert isinstance(_cupy.available(), bool)
