@@ -40,8 +40,10 @@ def _register_python_side() -> None:
 
     def _affinity_backward(ctx, grad_affinity, _grad_argmax):
         argmax, paths, lengths = ctx.saved_tensors
+        # the CPU kernel reads strides (a sum()'s expanded gradient stays unmaterialised)
+        grad = grad_affinity if grad_affinity.device.type == "cpu" else grad_affinity.contiguous()
         grad_edge = torch.ops.irnet_fast.path_affinity_backward(
-            grad_affinity.contiguous(), argmax, paths, lengths, ctx.radius_floor, ctx.size[0], ctx.size[1])
+            grad, argmax, paths, lengths, ctx.radius_floor, ctx.size[0], ctx.size[1])
         return grad_edge, None, None, None
 
     torch.library.register_autograd(lib + "path_affinity", _affinity_backward, setup_context=_affinity_setup)

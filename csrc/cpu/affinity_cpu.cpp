@@ -142,18 +142,19 @@ std::tuple<at::Tensor, at::Tensor> path_affinity_cpu(const at::Tensor& edge_in, 
 
 // grad [B, D, crop_h, crop_w] -> grad_edge [B, H, W]: each (image, chunk of directions) task
 // scatters into its own buffer, the buffers are summed in a fixed order (no atomics, results
-// independent of scheduling).
-at::Tensor path_affinity_backward_cpu(const at::Tensor& grad_in, const at::Tensor& argmax_in,
+// independent of scheduling). grad is read through its strides: the expanded gradient of a
+// sum() is never materialised.
+at::Tensor path_affinity_backward_cpu(const at::Tensor& grad, const at::Tensor& argmax_in,
                                       const at::Tensor& paths, const at::Tensor& lengths,
                                       int64_t radius_floor, int64_t height, int64_t width) {
-  check_backward_args("path_affinity_backward_cpu", grad_in, argmax_in, paths, lengths, /*cuda=*/false);
-  const auto grad = grad_in.contiguous();
+  check_backward_args("path_affinity_backward_cpu", grad, argmax_in, paths, lengths, /*cuda=*/false);
   const auto argmax = argmax_in.contiguous();
   const int64_t B = grad.size(0), D = grad.size(1), crop_h = grad.size(2), crop_w = grad.size(3);
   const int64_t max_len = paths.size(1);
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(D, (at::get_num_threads() + B - 1) / std::max<int64_t>(B, 1)));
   auto partial = at::zeros({B, chunks, height, width}, grad.options());
   const int* path_ptr = paths.data_ptr<int>();
+  const auto stride = grad.strides();
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "path_affinity_backward_cpu", [&] {
     const scalar_t* g = grad.data_ptr<scalar_t>();
     const uint8_t* a = argmax.data_ptr<uint8_t>();
@@ -164,11 +165,12 @@ at::Tensor path_affinity_backward_cpu(const at::Tensor& grad_in, const at::Tenso
         scalar_t* acc = acc_all + task * height * width;
         for (int64_t k = c * D / chunks; k < (c + 1) * D / chunks; ++k) {
           const int* path = path_ptr + 2 * k * max_len;
-          const int64_t plane = ((b * D) + k) * crop_h * crop_w;
+          const uint8_t* arg = a + ((b * D) + k) * crop_h * crop_w;
           for (int64_t i = 0; i < crop_h; ++i) {
+            const scalar_t* g_row = g + b * stride[0] + k * stride[1] + i * stride[2];
             for (int64_t j = 0; j < crop_w; ++j) {
-              const int p = a[plane + i * crop_w + j];
-              acc[(i + path[2 * p]) * width + j + radius_floor + path[2 * p + 1]] -= g[plane + i * crop_w + j];
+              const int p = arg[i * crop_w + j];
+              acc[(i + path[2 * p]) * width + j + radius_floor + path[2 * p + 1]] -= g_row[j * stride[3]];
             }
           }
         }

@@ -49,7 +49,7 @@ def test_path_affinity_gradient_matches_reference(backend, device):
                           generator=torch.Generator().manual_seed(0))
     ref_edge = edge.clone().requires_grad_()
     (reference_affinity(ref_edge, 5) * weights).sum().backward()
-    ours = edge.to(device).requires_grad_()
+    ours = edge.to(device).clone().requires_grad_()
     (ops.path_affinity(ours, 5, backend=backend) * weights.to(device)).sum().backward()
     torch.testing.assert_close(ours.grad.cpu(), ref_edge.grad, rtol=1e-12, atol=1e-12)
 
@@ -152,3 +152,15 @@ def test_portable_cpu_kernels_run_gpu_arithmetic(dtype, radius, size):
         for a, b in zip(torch.ops.irnet_fast.transition_stencil(edge, paths, lengths, beta),
                         torch.ops.irnet_fast.transition_stencil_portable(edge, paths, lengths, beta)):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_path_affinity_gradient_through_strided_upstream(backend, device):
+    """Expanded (sum) and transposed upstream gradients reach the kernels unmaterialised."""
+    edge = boundary_map(2, 13, 17, seed=3)
+    for make_loss in (lambda a: a.sum(), lambda a: (a.transpose(1, 2).contiguous() ** 2).sum()):
+        ref = edge.clone().requires_grad_()
+        make_loss(reference_affinity(ref, 4)).backward()
+        ours = edge.to(device).clone().requires_grad_()
+        make_loss(ops.path_affinity(ours, 4, backend=backend)).backward()
+        torch.testing.assert_close(ours.grad.cpu(), ref.grad, rtol=1e-12, atol=1e-12)
