@@ -102,18 +102,27 @@ def random_walk(x, planes, inv_norm, dirs, steps):
     # zero padding keeps every shifted slice in bounds; planes are zero across the border
     planes_p = F.pad(planes, (pad, pad, pad, pad)).unsqueeze(2)  # [B, D, 1, H+2P, W+2P]
     inv = inv_norm.unsqueeze(1)
-    values = F.pad(x, (pad, pad, pad, pad))
-    interior = (slice(None), slice(None), slice(pad, pad + height), slice(pad, pad + width))
 
     def window(t, dy, dx):
         return t[..., pad + dy:pad + dy + height, pad + dx:pad + dx + width]
 
-    fwd_weights = [window(planes_p[:, k], 0, 0) for k in range(len(dirs_list))]
-    bwd_weights = [window(planes_p[:, k], -dy, -dx) for k, (dy, dx) in enumerate(dirs_list)]
+    shifts = [(dy, dx) for dy, dx in dirs_list] + [(-dy, -dx) for dy, dx in dirs_list]
+    weights = ([window(planes_p[:, k], 0, 0) for k in range(len(dirs_list))] +   # S_k(p)
+               [window(planes_p[:, k], -dy, -dx) for k, (dy, dx) in enumerate(dirs_list)])  # S_k(p - o_k)
+    buffers = [F.pad(x, (pad, pad, pad, pad)), F.pad(x, (pad, pad, pad, pad))]
+    neighbours = [[window(buf, dy, dx) for dy, dx in shifts] for buf in buffers]
+    # On the CPU one foreach call replaces 2 D Python-level ops per step (no GPU: there the
+    # fused foreach kernels must not see the same output twice).
+    fused = x.device.type == "cpu" and hasattr(torch, "_foreach_addcmul_") and bool(weights)
+    src = 0
     for _ in range(steps):
-        acc = values[interior].clone()
-        for k, (dy, dx) in enumerate(dirs_list):
-            acc.addcmul_(fwd_weights[k], window(values, dy, dx))
-            acc.addcmul_(bwd_weights[k], window(values, -dy, -dx))
-        values[interior] = acc.mul_(inv)
-    return values[interior].contiguous()
+        acc = window(buffers[1 - src], 0, 0)
+        acc.copy_(window(buffers[src], 0, 0))
+        if fused:
+            torch._foreach_addcmul_([acc] * len(weights), weights, neighbours[src])
+        else:
+            for weight, neighbour in zip(weights, neighbours[src]):
+                acc.addcmul_(weight, neighbour)
+        acc.mul_(inv)
+        src = 1 - src
+    return window(buffers[src], 0, 0).contiguous()
