@@ -60,27 +60,24 @@ def _path_affinity_kernel(edge, paths, lengths, radius_floor, one, affinity, arg
 
 
 @numba.njit(**_JIT)
-def _path_affinity_backward_kernel(grad, argmax, paths, lengths, radius_floor, zero, grad_edge):
-    # grad, argmax [B, D, crop_h, crop_w] -> grad_edge [B, height, width] (a gather)
+def _path_affinity_backward_kernel(grad, argmax, paths, radius_floor, partial):
+    # grad, argmax [B, D, crop_h, crop_w] -> partial [B, chunks, height, width]: each (image,
+    # chunk of directions) task scatters into its own buffer (as the C++ kernel), no races
     num_dirs = grad.shape[1]
     crop_h = grad.shape[2]
     crop_w = grad.shape[3]
-    height = grad_edge.shape[1]
-    width = grad_edge.shape[2]
-    for row in numba.prange(grad_edge.shape[0] * height):
-        b = row // height
-        y = row % height
-        for x in range(width):
-            acc = zero
-            for k in range(num_dirs):
-                for j in range(lengths[k]):
-                    ci = y - paths[k, j, 0]
-                    cj = x - paths[k, j, 1] - radius_floor
-                    if ci < 0 or ci >= crop_h or cj < 0 or cj >= crop_w:
-                        continue
-                    if argmax[b, k, ci, cj] == j:
-                        acc -= grad[b, k, ci, cj]
-            grad_edge[b, y, x] = acc
+    chunks = partial.shape[1]
+    width = partial.shape[3]
+    for task in numba.prange(partial.shape[0] * chunks):
+        b = task // chunks
+        c = task % chunks
+        for k in range(c * num_dirs // chunks, (c + 1) * num_dirs // chunks):
+            for i in range(crop_h):
+                for j in range(crop_w):
+                    p = argmax[b, k, i, j]
+                    y = i + paths[k, p, 0]
+                    x = j + radius_floor + paths[k, p, 1]
+                    partial[b, c, y, x] -= grad[b, k, i, j]
 
 
 @numba.njit(cache=True, fastmath=False)
@@ -242,15 +239,13 @@ def path_affinity(edge, paths, lengths, radius_floor):
 def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width):
     """grad, argmax [B, D, crop_h, crop_w] -> grad_edge [B, height, width] (deterministic)."""
     height, width = int(height), int(width)
-    grad_edge = torch.empty((grad.shape[0], height, width), dtype=grad.dtype)
-    if grad_edge.numel() == 0:
-        return grad_edge
-    if grad.numel() == 0:  # no directions or an empty crop: nothing reaches the edge
-        return grad_edge.zero_()
-    g = _np(grad)
-    _path_affinity_backward_kernel(g, _np(argmax), _np(paths), _np(lengths), int(radius_floor),
-                                   g.dtype.type(0), grad_edge.numpy())
-    return grad_edge
+    batch, num_dirs = grad.shape[0], grad.shape[1]
+    if batch * height * width == 0 or grad.numel() == 0:  # nothing reaches the edge
+        return torch.zeros((batch, height, width), dtype=grad.dtype)
+    chunks = max(1, min(num_dirs, -(-numba.get_num_threads() // batch)))
+    partial = torch.zeros((batch, chunks, height, width), dtype=grad.dtype)
+    _path_affinity_backward_kernel(_np(grad), _np(argmax), _np(paths), int(radius_floor), partial.numpy())
+    return partial.sum(1)
 
 
 def transition_stencil(edge, paths, lengths, beta):
