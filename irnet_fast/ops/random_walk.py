@@ -197,7 +197,7 @@ def propagate_to_edge(x: Tensor, edge: Tensor, radius: int = 5, beta: float = 10
     if tuple(edge.shape[-2:]) != (height, width):
         raise ValueError(f"{op}(): edge expected shape [1, {height}, {width}] to match x {tuple(x.shape)}, "
                          f"got {tuple(edge.shape)}")
-    channels = x.numel() // max(height * width, 1) if x.numel() else (x.shape[:-2].numel())
+    channels = x.shape[:-2].numel()
     rw = random_walk(x.reshape(1, channels, height, width), edge.unsqueeze(0), radius, beta, exp_times,
                      backend=backend)
     return rw.reshape(channels, 1, height, width)
