@@ -49,7 +49,8 @@ gpu-check:
 # The same sources against libtorch, e.g. cmake -DIRNET_FAST_SANITIZE=ON for an ASan/UBSan build.
 cmake: $(VENV)/.deps
 	cmake -S . -B build-cmake -G Ninja -DPython3_EXECUTABLE="$(CURDIR)/$(PY)" \
-		-DCMAKE_MAKE_PROGRAM="$(CURDIR)/$(VENV)/bin/ninja" $(CMAKE_ARGS)
+		-DCMAKE_MAKE_PROGRAM="$(CURDIR)/$(VENV)/bin/ninja" \
+		$(if $(CUDA_HOME),-DCMAKE_CUDA_COMPILER=$(CUDA_HOME)/bin/nvcc -DCMAKE_CUDA_ARCHITECTURES=75;80;86;90) $(CMAKE_ARGS)
 	cmake --build build-cmake
 	./build-cmake/irnet_fast_smoke
 
