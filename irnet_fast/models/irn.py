@@ -1,0 +1,241 @@
+"""IRNet: boundary and displacement branches on a frozen ResNet, its loss, its inference wrapper.
+
+REFERENCE.md section 5. The loss is computed with the fast ops (:func:`~irnet_fast.ops.path_affinity`,
+:func:`~irnet_fast.ops.to_pair_displacement`): no path index arrays are materialised.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..ops import path_affinity, to_pair_displacement
+from ..ops.path_index import geometry
+from .backbone import PathLike, build_backbone
+
+__all__ = ["IRNet", "irn_loss", "EdgeDisplacement"]
+
+
+def _up(scale: int) -> nn.Module:
+    return nn.Upsample(scale_factor=scale, mode="bilinear", align_corners=False)
+
+
+def _head(cin: int, cout: int, groups: int, up: int = 1) -> nn.Sequential:
+    """1x1 conv (no bias), GroupNorm, [bilinear upsample x up], ReLU."""
+    layers = [nn.Conv2d(cin, cout, 1, bias=False), nn.GroupNorm(groups, cout)]
+    if up > 1:
+        layers.append(_up(up))
+    layers.append(nn.ReLU(inplace=True))
+    return nn.Sequential(*layers)
+
+
+def _crop(x: Tensor, like: Tensor) -> Tensor:
+    return x[..., :like.shape[-2], :like.shape[-1]]
+
+
+class IRNet(nn.Module):
+    """Inter-pixel relation network: a boundary logit map and a displacement field at stride 4.
+
+    The backbone (five stage outputs, strides 4, 4, 8, 16, 16) is frozen entirely: no parameter
+    requires grad, its features are detached, it stays in eval mode. Channel counts of the branch
+    inputs come from ``backbone.out_channels``, so ResNet-18/34 work as well as ResNet-50.
+
+    Boundary branch (``fc_edge1..6``): each stage output -> 1x1 conv to 32 channels, GroupNorm(4),
+    bilinear upsampling (align_corners False) by 1, 1, 2, 4, 4 and a ReLU (in that order, as the
+    reference), cropped to the stride-4 size; concatenated (160) -> 1x1 conv (with bias) -> 1 logit.
+
+    Displacement branch (``fc_dp1..7``):
+
+    - ``fc_dp1..5``: 1x1 conv to 64, 128, 256, 256, 256 channels + GroupNorm (8, 16, 16, 16, 16
+      groups) + ReLU; the two stride-16 maps are upsampled x2 (before the ReLU) to stride 8;
+    - ``fc_dp6`` (stride-8 merge): concat of the deepest three (768) -> 1x1 conv 256 + GN(16) +
+      ReLU -> upsampled x2 to stride 4;
+    - ``fc_dp7`` (stride-4 merge): concat with the first two (64 + 128 + 256 = 448) -> 1x1 conv 256
+      + GN(16) + ReLU -> 1x1 conv 256 + GN(16) + ReLU -> 1x1 conv (no bias) to 2 channels.
+
+    Every upsampled map is cropped to the size of the map it is merged with (the upsampled size
+    is never smaller). The displacement mean (buffer ``mean_shift``, shape (2,), zero until set
+    after training) is subtracted only at inference (eval mode, or ``subtract_mean_shift=True``).
+
+    Args:
+        backbone_name (str): "resnet50" (the paper), "resnet34" or "resnet18".
+        weights (path, optional): local torchvision ImageNet checkpoint of the backbone.
+    """
+
+    stride = 16         # input sizes that are multiples of this give aligned feature maps
+    output_stride = 4   # the boundary and displacement maps are at 1/4 resolution
+
+    def __init__(self, backbone_name: str = "resnet50", weights: Optional[PathLike] = None):
+        super().__init__()
+        self.backbone = build_backbone(backbone_name, weights)
+        for param in self.backbone.parameters():
+            param.requires_grad_(False)
+        self.backbone.eval()
+        c = self.backbone.out_channels
+        self.fc_edge1 = _head(c[0], 32, 4)
+        self.fc_edge2 = _head(c[1], 32, 4)
+        self.fc_edge3 = _head(c[2], 32, 4, up=2)
+        self.fc_edge4 = _head(c[3], 32, 4, up=4)
+        self.fc_edge5 = _head(c[4], 32, 4, up=4)
+        self.fc_edge6 = nn.Conv2d(32 * 5, 1, 1, bias=True)
+        self.fc_dp1 = _head(c[0], 64, 8)
+        self.fc_dp2 = _head(c[1], 128, 16)
+        self.fc_dp3 = _head(c[2], 256, 16)
+        self.fc_dp4 = _head(c[3], 256, 16, up=2)
+        self.fc_dp5 = _head(c[4], 256, 16, up=2)
+        self.fc_dp6 = nn.Sequential(nn.Conv2d(768, 256, 1, bias=False), nn.GroupNorm(16, 256),
+                                    nn.ReLU(inplace=True), _up(2))
+        self.fc_dp7 = nn.Sequential(nn.Conv2d(448, 256, 1, bias=False), nn.GroupNorm(16, 256),
+                                    nn.ReLU(inplace=True),
+                                    nn.Conv2d(256, 256, 1, bias=False), nn.GroupNorm(16, 256),
+                                    nn.ReLU(inplace=True),
+                                    nn.Conv2d(256, 2, 1, bias=False))
+        self.register_buffer("mean_shift", torch.zeros(2))
+
+    @property
+    def edge_layers(self) -> nn.ModuleList:
+        return nn.ModuleList([self.fc_edge1, self.fc_edge2, self.fc_edge3, self.fc_edge4,
+                              self.fc_edge5, self.fc_edge6])
+
+    @property
+    def dp_layers(self) -> nn.ModuleList:
+        return nn.ModuleList([self.fc_dp1, self.fc_dp2, self.fc_dp3, self.fc_dp4, self.fc_dp5,
+                              self.fc_dp6, self.fc_dp7])
+
+    def trainable_parameter_groups(self) -> Tuple[list, list]:
+        """``(boundary branch params, displacement branch params)``.
+
+        The reference trains them with learning rates ``lr`` and ``10 * lr`` (0.1 and 1.0).
+        """
+        return list(self.edge_layers.parameters()), list(self.dp_layers.parameters())
+
+    def train(self, mode: bool = True) -> "IRNet":
+        super().train(mode)
+        self.backbone.eval()
+        return self
+
+    def forward(self, x: Tensor, subtract_mean_shift: Optional[bool] = None) -> Tuple[Tensor, Tensor]:
+        """``(edge logits (B, 1, h, w), displacement (B, 2, h, w))``, ``h = ceil(ceil(H/2)/2)``.
+
+        ``subtract_mean_shift``: None (default) subtracts ``mean_shift`` in eval mode only.
+        """
+        with torch.no_grad():
+            feats = [f.detach() for f in self.backbone(x)]
+        x1, x2, x3, x4, x5 = feats
+        e1 = self.fc_edge1(x1)
+        e2 = _crop(self.fc_edge2(x2), e1)
+        e3 = _crop(self.fc_edge3(x3), e1)
+        e4 = _crop(self.fc_edge4(x4), e1)
+        e5 = _crop(self.fc_edge5(x5), e1)
+        edge = self.fc_edge6(torch.cat([e1, e2, e3, e4, e5], dim=1))
+
+        d1 = self.fc_dp1(x1)
+        d2 = _crop(self.fc_dp2(x2), d1)
+        d3 = self.fc_dp3(x3)
+        d4 = _crop(self.fc_dp4(x4), d3)
+        d5 = _crop(self.fc_dp5(x5), d3)
+        d_up = _crop(self.fc_dp6(torch.cat([d3, d4, d5], dim=1)), d1)
+        disp = self.fc_dp7(torch.cat([d1, d2, d_up], dim=1))
+        if subtract_mean_shift is None:
+            subtract_mean_shift = not self.training
+        if subtract_mean_shift:
+            disp = disp - self.mean_shift.to(disp.dtype).view(1, 2, 1, 1)
+        return edge, disp
+
+    def loss(self, edge: Tensor, disp: Tensor, labels: Sequence[Tensor], radius: int = 10) -> Dict[str, Tensor]:
+        """:func:`irn_loss`."""
+        return irn_loss(edge, disp, labels, radius=radius)
+
+
+def _displacement_target(radius: int, like: Tensor) -> Tensor:
+    """Offsets ``dst - src`` = ``(dy, dx)`` of every direction, shaped ``(1, 2, D, 1)``."""
+    dst = torch.as_tensor(geometry(radius).search_dst, dtype=like.dtype, device=like.device)
+    return dst.t().reshape(1, 2, -1, 1)
+
+
+def irn_loss(edge: Tensor, disp: Tensor, labels: Sequence[Tensor], radius: int = 10) -> Dict[str, Tensor]:
+    """IRNet's four loss terms and their total (REFERENCE.md section 5), with the fast ops.
+
+    Args:
+        edge (Tensor[B, 1, H, W]): boundary logits (before the sigmoid).
+        disp (Tensor[B, 2, H, W]): displacement field (training form, no mean shift).
+        labels: ``(bg_pos, fg_pos, neg)``, each ``(B, D, M)``, from
+            ``irnet_fast.ops.path_affinity_labels(label_map (B, H, W), radius)``.
+        radius (int): the search radius the labels were made with (10 in the paper).
+
+    Returns:
+        dict with ``pos_aff`` (bg and fg positive losses, each averaged over its pairs, halved and
+        summed), ``neg_aff``, ``dp_fg``, ``dp_bg`` and ``total = (pos_aff + neg_aff) / 2 +
+        (dp_fg + dp_bg) / 2``; also ``bg_pos_aff`` and ``fg_pos_aff`` for logging.
+    """
+    bg_label, fg_label, neg_label = (t.to(device=edge.device, dtype=edge.dtype) for t in labels)
+    aff = path_affinity(torch.sigmoid(edge), radius)
+    for name, label in zip(("bg_pos", "fg_pos", "neg"), (bg_label, fg_label, neg_label)):
+        if label.shape != aff.shape:
+            raise ValueError(f"irn_loss(): {name} label expected shape {tuple(aff.shape)} (B, D, M) for "
+                             f"edge {tuple(edge.shape)} and radius {radius}, got {tuple(label.shape)}; "
+                             f"make labels with path_affinity_labels(label_map, radius) at the edge size")
+    pos_aff_loss = -torch.log(aff + 1e-5)
+    neg_aff_loss = -torch.log(1.0 + 1e-5 - aff)
+    bg_pos = torch.sum(bg_label * pos_aff_loss) / (torch.sum(bg_label) + 1e-5)
+    fg_pos = torch.sum(fg_label * pos_aff_loss) / (torch.sum(fg_label) + 1e-5)
+    pos = bg_pos / 2 + fg_pos / 2
+    neg = torch.sum(neg_label * neg_aff_loss) / (torch.sum(neg_label) + 1e-5)
+
+    pair_disp = to_pair_displacement(radius, disp)
+    target = _displacement_target(radius, pair_disp)
+    dp_fg = torch.sum(torch.abs(pair_disp - target) * fg_label.unsqueeze(1)) / (2 * torch.sum(fg_label) + 1e-5)
+    dp_bg = torch.sum(torch.abs(pair_disp) * bg_label.unsqueeze(1)) / (2 * torch.sum(bg_label) + 1e-5)
+    total = (pos + neg) / 2 + (dp_fg + dp_bg) / 2
+    return {"pos_aff": pos, "neg_aff": neg, "dp_fg": dp_fg, "dp_bg": dp_bg, "total": total,
+            "bg_pos_aff": bg_pos, "fg_pos_aff": fg_pos}
+
+
+class EdgeDisplacement(nn.Module):
+    """Inference form of IRNet: boundary probability and displacement of one image.
+
+    Builds ``[image, image.flip(-1)]``, pads both on the right and bottom with zeros (after the
+    flip, as the reference's loader does), runs the network, crops to the stride-4 size
+    ``((H - 1) // 4 + 1, (W - 1) // 4 + 1)``; boundary = ``sigmoid(edge[0] / 2 +
+    edge[1].flip(-1) / 2)`` (flip undone after the crop, as the reference); displacement = that of
+    the unflipped image minus ``irnet.mean_shift``. Whatever the wrapped network's mode.
+
+    Args:
+        irnet (IRNet): the trained network.
+        crop_to_reference (bool): False (default) pads to the next multiple of the network stride
+            (16), so any size works. True reproduces the reference: pad to 512 x 512 when the image
+            fits (GroupNorm statistics depend on the padded size), else to the multiple of 16.
+
+    ``forward(image (1, 3, H, W))`` -> ``(boundary (1, h, w), displacement (2, h, w))``. Wrap calls
+    in ``torch.no_grad()`` for inference.
+    """
+
+    reference_size = 512
+
+    def __init__(self, irnet: nn.Module, crop_to_reference: bool = False):
+        super().__init__()
+        self.irnet = irnet
+        self.crop_to_reference = bool(crop_to_reference)
+
+    def padded_size(self, height: int, width: int) -> Tuple[int, int]:
+        stride = int(getattr(self.irnet, "stride", 16))
+        if self.crop_to_reference and height <= self.reference_size and width <= self.reference_size:
+            return self.reference_size, self.reference_size
+        return -(-height // stride) * stride, -(-width // stride) * stride
+
+    def forward(self, image: Tensor) -> Tuple[Tensor, Tensor]:
+        if image.dim() != 4 or image.shape[0] != 1:
+            raise ValueError(f"EdgeDisplacement(): expected one image [1, C, H, W], got {tuple(image.shape)}")
+        height, width = image.shape[-2:]
+        out_h, out_w = (height - 1) // 4 + 1, (width - 1) // 4 + 1
+        pad_h, pad_w = self.padded_size(height, width)
+        pair = torch.cat([image, image.flip(-1)], dim=0)
+        pair = F.pad(pair, [0, pad_w - width, 0, pad_h - height])
+        edge, disp = self.irnet(pair, subtract_mean_shift=False)
+        edge = edge[..., :out_h, :out_w]
+        disp = disp[..., :out_h, :out_w]
+        boundary = torch.sigmoid(edge[0] / 2 + edge[1].flip(-1) / 2)
+        displacement = disp[0] - self.irnet.mean_shift.to(disp.dtype).view(2, 1, 1)
+        return boundary, displacement
