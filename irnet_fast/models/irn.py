@@ -1,7 +1,7 @@
 """IRNet: boundary and displacement branches on a frozen ResNet, its loss, its inference wrapper.
 
-REFERENCE.md section 5. The loss is computed with the fast ops (:func:`~irnet_fast.ops.path_affinity`,
-:func:`~irnet_fast.ops.to_pair_displacement`): no path index arrays are materialised.
+REFERENCE.md section 5. The loss is computed with the fast ops (:func:`~irnet_fast.ops.path_affinity`)
+and a direction-at-a-time displacement L1: no path index arrays or pair tensors are materialised.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..ops import path_affinity, to_pair_displacement
+from ..ops import path_affinity
 from ..ops.path_index import geometry
 from .backbone import PathLike, build_backbone
 
@@ -149,10 +149,53 @@ class IRNet(nn.Module):
         return irn_loss(edge, disp, labels, radius=radius)
 
 
-def _displacement_target(radius: int, like: Tensor) -> Tensor:
-    """Offsets ``dst - src`` = ``(dy, dx)`` of every direction, shaped ``(1, 2, D, 1)``."""
-    dst = torch.as_tensor(geometry(radius).search_dst, dtype=like.dtype, device=like.device)
-    return dst.t().reshape(1, 2, -1, 1)
+class _PairDisplacementL1(torch.autograd.Function):
+    """``sum |disp(src) - disp(dst_k) - t_k| * fg_k`` and ``sum |disp(src) - disp(dst_k)| * bg_k``.
+
+    The same sums as ``to_pair_displacement`` followed by the L1 terms, one direction at a time:
+    memory O(B * H * W) instead of the ``(B, 2, D, M)`` pair tensor and its temporaries; the
+    backward recomputes each direction's sign and scatters it into the two windows.
+    """
+
+    @staticmethod
+    def forward(ctx, disp, fg_label, bg_label, radius):
+        ctx.save_for_backward(disp, fg_label, bg_label)
+        ctx.radius = radius
+        sums = disp.new_zeros(2)
+        for src, dst, target, fg, bg in _pair_windows(disp, fg_label, bg_label, radius):
+            diff = src - dst
+            sums[0] += ((diff - target).abs() * fg).sum()
+            sums[1] += (diff.abs() * bg).sum()
+        return sums[0], sums[1]
+
+    @staticmethod
+    def backward(ctx, grad_fg, grad_bg):
+        disp, fg_label, bg_label = ctx.saved_tensors
+        grad = torch.zeros_like(disp)
+        crop_h, crop_w, rf = _source_window(disp, ctx.radius)
+        for k, (src, dst, target, fg, bg) in enumerate(_pair_windows(disp, fg_label, bg_label, ctx.radius)):
+            diff = src - dst
+            g = torch.sign(diff - target) * fg * grad_fg + torch.sign(diff) * bg * grad_bg
+            dy, dx = (int(v) for v in geometry(ctx.radius).search_dst[k])
+            grad[:, :, :crop_h, rf:rf + crop_w] += g
+            grad[:, :, dy:dy + crop_h, rf + dx:rf + dx + crop_w] -= g
+        return grad, None, None, None
+
+
+def _source_window(disp: Tensor, radius: int):
+    rf = geometry(radius).radius_floor
+    return disp.shape[2] - rf, disp.shape[3] - 2 * rf, rf
+
+
+def _pair_windows(disp, fg_label, bg_label, radius):
+    """Per direction: source window, destination window, target offset and the two label planes."""
+    crop_h, crop_w, rf = _source_window(disp, radius)
+    src = disp[:, :, :crop_h, rf:rf + crop_w]
+    for k, (dy, dx) in enumerate(geometry(radius).search_dst.tolist()):
+        dst = disp[:, :, dy:dy + crop_h, rf + dx:rf + dx + crop_w]
+        target = disp.new_tensor([dy, dx]).view(1, 2, 1, 1)
+        yield (src, dst, target, fg_label[:, k].view(-1, 1, crop_h, crop_w),
+               bg_label[:, k].view(-1, 1, crop_h, crop_w))
 
 
 def irn_loss(edge: Tensor, disp: Tensor, labels: Sequence[Tensor], radius: int = 10) -> Dict[str, Tensor]:
@@ -184,10 +227,9 @@ def irn_loss(edge: Tensor, disp: Tensor, labels: Sequence[Tensor], radius: int =
     pos = bg_pos / 2 + fg_pos / 2
     neg = torch.sum(neg_label * neg_aff_loss) / (torch.sum(neg_label) + 1e-5)
 
-    pair_disp = to_pair_displacement(radius, disp)
-    target = _displacement_target(radius, pair_disp)
-    dp_fg = torch.sum(torch.abs(pair_disp - target) * fg_label.unsqueeze(1)) / (2 * torch.sum(fg_label) + 1e-5)
-    dp_bg = torch.sum(torch.abs(pair_disp) * bg_label.unsqueeze(1)) / (2 * torch.sum(bg_label) + 1e-5)
+    sum_fg, sum_bg = _PairDisplacementL1.apply(disp, fg_label, bg_label, radius)
+    dp_fg = sum_fg / (2 * torch.sum(fg_label) + 1e-5)
+    dp_bg = sum_bg / (2 * torch.sum(bg_label) + 1e-5)
     total = (pos + neg) / 2 + (dp_fg + dp_bg) / 2
     return {"pos_aff": pos, "neg_aff": neg, "dp_fg": dp_fg, "dp_bg": dp_bg, "total": total,
             "bg_pos_aff": bg_pos, "fg_pos_aff": fg_pos}
