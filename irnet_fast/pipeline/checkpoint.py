@@ -1,0 +1,153 @@
+"""Optimiser, poly learning-rate schedule, checkpoints (atomic) and RNG states.
+
+Schedule (the reference's ``PolyOptimizer``): before iteration ``step`` (0-based) every
+parameter group gets ``lr = initial_lr * (1 - step / max_step) ** power`` (power 0.9), so the
+first iteration uses the full rate and the rate never reaches 0 within ``max_step``
+iterations; past ``max_step`` the rate is 0. The optimiser is plain ``torch.optim.SGD`` with
+momentum and weight decay on every group; the schedule is applied by hand per iteration
+(:class:`PolySchedule`), so the checkpoint only needs its step.
+
+Checkpoints are written by :func:`save_checkpoint` to a temporary file in the same folder and
+renamed over the target (``os.replace``), so a killed run never leaves half a file. They hold
+only tensors and plain Python values (RNG states included) and load with
+``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+__all__ = ["poly_lr", "PolySchedule", "build_sgd", "atomic_save", "save_checkpoint", "load_checkpoint",
+           "get_rng_state", "set_rng_state"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def poly_lr(base_lr: float, step: int, max_step: int, power: float = 0.9) -> float:
+    """``base_lr * (1 - step / max_step) ** power`` (0 from ``max_step`` on)."""
+    if max_step <= 0:
+        raise ValueError(f"max_step must be > 0, got {max_step}")
+    frac = 1.0 - float(step) / float(max_step)
+    return float(base_lr) * (frac ** float(power)) if frac > 0 else 0.0
+
+
+class PolySchedule:
+    """Per-iteration poly schedule of an optimiser's groups (``group['initial_lr']`` each).
+
+    Call :meth:`apply` before ``optimizer.step()`` of every iteration, then :meth:`advance`.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_step: int, power: float = 0.9, step: int = 0):
+        if max_step <= 0:
+            raise ValueError(f"max_step must be > 0 (no complete batch?), got {max_step}")
+        self.optimizer, self.max_step, self.power, self.step = optimizer, int(max_step), float(power), int(step)
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+
+    def lrs(self) -> List[float]:
+        return [poly_lr(g["initial_lr"], self.step, self.max_step, self.power) for g in self.optimizer.param_groups]
+
+    def apply(self) -> List[float]:
+        lrs = self.lrs()
+        for group, lr in zip(self.optimizer.param_groups, lrs):
+            group["lr"] = lr
+        return lrs
+
+    def advance(self) -> None:
+        self.step += 1
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {"step": self.step, "max_step": self.max_step, "power": self.power}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        if int(state["max_step"]) != self.max_step:
+            raise ValueError(f"checkpoint schedule has max_step {state['max_step']}, this run {self.max_step}: "
+                             f"the dataset size, batch size or number of epochs changed since the checkpoint")
+        self.step, self.power = int(state["step"]), float(state["power"])
+
+
+def build_sgd(groups: Sequence[Tuple[Iterable[torch.nn.Parameter], float]], weight_decay: float,
+              momentum: float = 0.9) -> torch.optim.SGD:
+    """``SGD`` over ``[(params, lr), ...]``, the same momentum and weight decay for every group."""
+    param_groups = []
+    for params, lr in groups:
+        params = [p for p in params if p.requires_grad]
+        if params:
+            param_groups.append({"params": params, "lr": float(lr), "initial_lr": float(lr),
+                                 "weight_decay": float(weight_decay)})
+    if not param_groups:
+        raise ValueError("no trainable parameters")
+    return torch.optim.SGD(param_groups, lr=param_groups[0]["lr"], momentum=float(momentum),
+                           weight_decay=float(weight_decay))
+
+
+# --- RNG states (as plain tensors / tuples, loadable with weights_only=True) -------------------
+
+def get_rng_state() -> Dict[str, Any]:
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state = {"torch": torch.get_rng_state(), "python": random.getstate(),
+             "numpy": (kind, torch.from_numpy(np.asarray(keys, np.int64)), int(pos), int(has_gauss), float(cached))}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    py = state["python"]
+    random.setstate((py[0], tuple(py[1]), py[2]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    if "cuda" in state and torch.cuda.is_available():
+        cuda_states = state["cuda"]
+        if len(cuda_states) == torch.cuda.device_count():
+            torch.cuda.set_rng_state_all(cuda_states)
+
+
+# --- files ------------------------------------------------------------------------------------
+
+def atomic_save(obj: Any, path: PathLike) -> Path:
+    """``torch.save`` to ``<dir>/.<name>.tmp<pid>`` then ``os.replace`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        with open(tmp, "wb") as fh:
+            torch.save(obj, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def save_checkpoint(path: PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+                    schedule: PolySchedule, epoch: int, history: list, config: Dict[str, Any],
+                    extra: Dict[str, Any] = None) -> Path:
+    """Writes ``{model, optimizer, schedule, epoch (epochs done), history, config, rng, ...}``."""
+    state = {"format": "irnet_fast.checkpoint/1", "model": model.state_dict(),
+             "optimizer": optimizer.state_dict(), "schedule": schedule.state_dict(), "epoch": int(epoch),
+             "history": history, "config": config, "rng": get_rng_state()}
+    if extra:
+        state.update(extra)
+    return atomic_save(state, path)
+
+
+def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"could not read checkpoint {path}: {exc}") from exc
+    if not isinstance(state, dict) or state.get("format") != "irnet_fast.checkpoint/1":
+        raise RuntimeError(f"{path} is not an irnet_fast training checkpoint")
+    return state
