@@ -5,7 +5,7 @@ and a direction-at-a-time displacement L1: no path index arrays or pair tensors 
 """
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn.functional as F
@@ -116,13 +116,13 @@ class IRNet(nn.Module):
         self.backbone.eval()
         return self
 
-    def forward(self, x: Tensor, subtract_mean_shift: Optional[bool] = None) -> Tuple[Tensor, Tensor]:
-        """``(edge logits (B, 1, h, w), displacement (B, 2, h, w))``, ``h = ceil(ceil(H/2)/2)``.
-
-        ``subtract_mean_shift``: None (default) subtracts ``mean_shift`` in eval mode only.
-        """
+    def features(self, x: Tensor) -> List[Tensor]:
+        """The five stage outputs of the frozen backbone (no gradient)."""
         with torch.no_grad():
-            feats = [f.detach() for f in self.backbone(x)]
+            return [f.detach() for f in self.backbone(x)]
+
+    def heads(self, feats: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
+        """Boundary logits and displacement (training form, no mean shift) from the stage outputs."""
         x1, x2, x3, x4, x5 = feats
         e1 = self.fc_edge1(x1)
         e2 = _crop(self.fc_edge2(x2), e1)
@@ -138,6 +138,14 @@ class IRNet(nn.Module):
         d5 = _crop(self.fc_dp5(x5), d3)
         d_up = _crop(self.fc_dp6(torch.cat([d3, d4, d5], dim=1)), d1)
         disp = self.fc_dp7(torch.cat([d1, d2, d_up], dim=1))
+        return edge, disp
+
+    def forward(self, x: Tensor, subtract_mean_shift: Optional[bool] = None) -> Tuple[Tensor, Tensor]:
+        """``(edge logits (B, 1, h, w), displacement (B, 2, h, w))``, ``h = ceil(ceil(H/2)/2)``.
+
+        ``subtract_mean_shift``: None (default) subtracts ``mean_shift`` in eval mode only.
+        """
+        edge, disp = self.heads(self.features(x))
         if subtract_mean_shift is None:
             subtract_mean_shift = not self.training
         if subtract_mean_shift:
