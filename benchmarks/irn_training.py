@@ -6,7 +6,8 @@
 1. Loss forward + backward, B=8, 128x128 at stride 4, radius 10: ``irn_loss`` (path_affinity +
    direction-at-a-time displacement L1) against ``dense_irn_loss`` (PathIndex index arrays,
    gather + max-pool, the pair tensor), each in a fresh process: median time and peak RSS above
-   the inputs (labels included in the inputs for both).
+   the inputs (labels included in the inputs for both; the high-water mark is reset after the
+   set-up, as in benchmarks/report.py).
 2. One IRNet training step (ResNet-50, batch 2, 512 crop): time of the frozen backbone, of the
    branches (forward + backward) and of the loss (forward + backward), and their shares.
 """
@@ -51,6 +52,11 @@ def _measure_loss(method: str, repeats: int) -> dict:
         out["total"].backward()
         return float(out["total"])
 
+    # the high-water mark of the set-up (label extraction) must not hide the run's own peak
+    from benchmarks.report import _lock_resident, _reset_peak_rss
+    _lock_resident()
+    if not _reset_peak_rss():
+        raise RuntimeError("cannot reset the RSS high-water mark (/proc/self/clear_refs)")
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times, value = [], None
     for _ in range(repeats):

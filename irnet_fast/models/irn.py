@@ -157,6 +157,35 @@ class IRNet(nn.Module):
         return irn_loss(edge, disp, labels, radius=radius)
 
 
+class _AffinityLogLoss(torch.autograd.Function):
+    """``sum bg * -log(a + eps)``, ``sum fg * -log(a + eps)``, ``sum neg * -log(1 + eps - a)``.
+
+    One image at a time and nothing but the inputs saved: the (B, D, M) log terms and products
+    that autograd would keep are never allocated; the backward writes d/da directly.
+    """
+
+    @staticmethod
+    def forward(ctx, aff, bg_label, fg_label, neg_label):
+        ctx.save_for_backward(aff, bg_label, fg_label, neg_label)
+        sums = aff.new_zeros(3)
+        for a, bg, fg, neg in zip(aff, bg_label, fg_label, neg_label):
+            pos_loss = torch.log(a + 1e-5).neg_()
+            sums[0] += torch.dot(bg.reshape(-1), pos_loss.reshape(-1))
+            sums[1] += torch.dot(fg.reshape(-1), pos_loss.reshape(-1))
+            sums[2] += torch.dot(neg.reshape(-1), torch.log(1.0 + 1e-5 - a).neg_().reshape(-1))
+        return sums[0], sums[1], sums[2]
+
+    @staticmethod
+    def backward(ctx, grad_bg, grad_fg, grad_neg):
+        aff, bg_label, fg_label, neg_label = ctx.saved_tensors
+        grad = torch.empty_like(aff)
+        for g, a, bg, fg, neg in zip(grad, aff, bg_label, fg_label, neg_label):
+            # d/da: -(g_bg bg + g_fg fg) / (a + eps) + g_neg neg / (1 + eps - a)
+            torch.mul(bg, grad_bg, out=g).add_(fg * grad_fg).div_(a + 1e-5).neg_()
+            g.add_(neg * grad_neg / (1.0 + 1e-5 - a))
+        return grad, None, None, None
+
+
 class _PairDisplacementL1(torch.autograd.Function):
     """``sum |disp(src) - disp(dst_k) - t_k| * fg_k`` and ``sum |disp(src) - disp(dst_k)| * bg_k``.
 
@@ -228,12 +257,11 @@ def irn_loss(edge: Tensor, disp: Tensor, labels: Sequence[Tensor], radius: int =
             raise ValueError(f"irn_loss(): {name} label expected shape {tuple(aff.shape)} (B, D, M) for "
                              f"edge {tuple(edge.shape)} and radius {radius}, got {tuple(label.shape)}; "
                              f"make labels with path_affinity_labels(label_map, radius) at the edge size")
-    pos_aff_loss = -torch.log(aff + 1e-5)
-    neg_aff_loss = -torch.log(1.0 + 1e-5 - aff)
-    bg_pos = torch.sum(bg_label * pos_aff_loss) / (torch.sum(bg_label) + 1e-5)
-    fg_pos = torch.sum(fg_label * pos_aff_loss) / (torch.sum(fg_label) + 1e-5)
+    sum_bg_pos, sum_fg_pos, sum_neg = _AffinityLogLoss.apply(aff, bg_label, fg_label, neg_label)
+    bg_pos = sum_bg_pos / (torch.sum(bg_label) + 1e-5)
+    fg_pos = sum_fg_pos / (torch.sum(fg_label) + 1e-5)
     pos = bg_pos / 2 + fg_pos / 2
-    neg = torch.sum(neg_label * neg_aff_loss) / (torch.sum(neg_label) + 1e-5)
+    neg = sum_neg / (torch.sum(neg_label) + 1e-5)
 
     sum_fg, sum_bg = _PairDisplacementL1.apply(disp, fg_label, bg_label, radius)
     dp_fg = sum_fg / (2 * torch.sum(fg_label) + 1e-5)
