@@ -81,8 +81,3 @@ def check_same_dtype(*named, op: str) -> None:
         if t.dtype != first.dtype:
             raise TypeError(f"{op}(): {name} expected dtype {first.dtype} (like {first_name}), "
                             f"got {t.dtype}")
-
-
-def check_nonempty(t: torch.Tensor, *, op: str, name: str) -> None:
-    if t.numel() == 0:
-        raise ValueError(f"{op}(): {name} expected a non-empty tensor, got shape {tuple(t.shape)}")

@@ -40,14 +40,14 @@ typedef double vdouble __attribute__((vector_size(64)));
 
 // memcpy compiles to one unaligned vector move (vmovups)
 template <typename V, typename T>
-__attribute__((always_inline)) inline V load(const T* p) {
+IRNET_INLINE V load(const T* p) {
   V v;
   __builtin_memcpy(&v, p, sizeof(V));
   return v;
 }
 
 template <typename V, typename T>
-__attribute__((always_inline)) inline void store(T* p, const V& v) {
+IRNET_INLINE void store(T* p, const V& v) {
   __builtin_memcpy(p, &v, sizeof(V));
 }
 
@@ -55,7 +55,7 @@ __attribute__((always_inline)) inline void store(T* p, const V& v) {
 // columns at a time. Each plane value is loaded once for all CB channels; the 2 CB accumulators
 // (forward and backward neighbours per channel) are independent chains that hide FMA latency.
 template <typename T, typename V, int CB>
-__attribute__((always_inline)) inline void walk_row(const T* __restrict src, T* __restrict dst,
+IRNET_INLINE void walk_row(const T* __restrict src, T* __restrict dst,
                                                     const T* __restrict planes, const T* __restrict inv_norm,
                                                     const int64_t* __restrict offsets, int64_t num_dirs,
                                                     int64_t plane, int64_t chan_stride, int64_t q0,
@@ -85,7 +85,7 @@ __attribute__((always_inline)) inline void walk_row(const T* __restrict src, T* 
 constexpr int kMaxChannelBlock = 4;
 
 template <typename T, typename V>
-__attribute__((always_inline)) inline void walk_row_channels(const T* src, T* dst, const T* planes,
+IRNET_INLINE void walk_row_channels(const T* src, T* dst, const T* planes,
                                                              const T* inv_norm, const int64_t* offsets,
                                                              int64_t num_dirs, int64_t plane, int64_t chan_stride,
                                                              int64_t q0, int64_t blocks, int channels) {

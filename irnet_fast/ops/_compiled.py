@@ -8,10 +8,6 @@ def path_affinity(edge, paths, lengths, radius_floor):
     return torch.ops.irnet_fast.path_affinity(edge, paths, lengths, radius_floor)
 
 
-def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width):
-    return torch.ops.irnet_fast.path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width)
-
-
 def transition_stencil(edge, paths, lengths, beta):
     return torch.ops.irnet_fast.transition_stencil(edge, paths, lengths, beta)
 
@@ -20,5 +16,5 @@ def random_walk(x, planes, inv_norm, dirs, steps):
     return torch.ops.irnet_fast.random_walk(x, planes, inv_norm, dirs, steps)
 
 
-# The compiled ops carry their own autograd registration.
+# The compiled ops carry their own autograd registration (irnet_fast/_ext.py).
 DIFFERENTIABLE = True

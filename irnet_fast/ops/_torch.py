@@ -3,10 +3,11 @@
 Interface (all tensors validated, contiguous, on one device, float32 or float64):
   path_affinity(edge[B,H,W], paths[D,L,2], lengths[D], radius_floor) -> (affinity, argmax uint8)
       both [B, D, H - rf, W - 2 rf]; affinity = 1 - max of edge along each path
-  path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width) -> grad_edge
   transition_stencil(edge[B,h,w], paths, lengths, beta) -> (planes[B,D,h,w], norm[B,h,w])
   random_walk(x[B,C,h,w], planes, inv_norm[B,h,w], dirs[D,2], steps) -> [B,C,h,w]
-Here path_affinity is differentiable through native autograd (DIFFERENTIABLE = True).
+Here path_affinity is differentiable through native autograd (DIFFERENTIABLE = True). Backends
+whose path_affinity is not (DIFFERENTIABLE = False: numba, cupy) also provide
+  path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width) -> grad_edge
 """
 from __future__ import annotations
 
@@ -66,14 +67,6 @@ def path_affinity(edge, paths, lengths, radius_floor):
     # One differentiable gather: autograd routes each gradient to the chosen point.
     chosen = edge.reshape(batch, height * width).gather(1, index.reshape(batch, index[0].numel()))
     return (1 - chosen).view(argmax.shape), argmax
-
-
-def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width):
-    batch = grad.shape[0]
-    index = _chosen_points(argmax, paths, radius_floor, width).reshape(batch, grad[0].numel())
-    grad_edge = grad.new_zeros((batch, height * width))
-    grad_edge.scatter_add_(1, index, -grad.reshape(batch, grad[0].numel()))
-    return grad_edge.view(grad.shape[0], height, width)
 
 
 def transition_stencil(edge, paths, lengths, beta):

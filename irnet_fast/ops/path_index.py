@@ -106,11 +106,6 @@ class PathIndex:
     def num_directions(self) -> int:
         return len(self.search_dst)
 
-    def cropped_size(self, size: Sequence[int]) -> Tuple[int, int]:
-        """``(cropped_height, cropped_width)`` of the source window for a grid ``size``."""
-        height, width = _check_size(size, self.radius_floor)
-        return height - self.radius_floor, width - 2 * self.radius_floor
-
     def get_path_indices(self, size: Sequence[int]):
         """Index arrays for a grid of ``size``, built by broadcasting (no per-pixel loops)."""
         height, width = _check_size(size, self.radius_floor)
