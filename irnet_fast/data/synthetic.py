@@ -36,6 +36,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
+from .._io import atomic_write_bytes
 from .voc import VOC_CLASSES, voc_palette
 
 __all__ = ["generate", "load_truth", "CLASS_STYLES"]
@@ -69,13 +70,6 @@ def _style(cls: int) -> Tuple:
     a = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.85, 0.9))
     b = tuple(int(255 * c) for c in colorsys.hsv_to_rgb((h + 0.08) % 1.0, 0.9, 0.45))
     return a, b, _TEXTURES[cls % 4], _SHAPES[cls % 3], 6.0 + (cls % 5)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _png_bytes(arr: np.ndarray) -> bytes:
@@ -277,25 +271,25 @@ def generate(root: PathLike, num_train: int = 128, num_val: int = 32, size: Tupl
             band = _border(inst, border)
             cls_map[band] = 255
             obj_map[band] = 255
-        _atomic_write(dirs["JPEGImages"] / f"{name}.jpg", _jpg_bytes(img))
-        _atomic_write(dirs["SegmentationClass"] / f"{name}.png", _png_bytes(cls_map))
-        _atomic_write(dirs["SegmentationObject"] / f"{name}.png", _png_bytes(obj_map))
-        _atomic_write(dirs["Annotations"] / f"{name}.xml", _xml_bytes(name, (h, w), inst, classes))
+        atomic_write_bytes(dirs["JPEGImages"] / f"{name}.jpg", _jpg_bytes(img))
+        atomic_write_bytes(dirs["SegmentationClass"] / f"{name}.png", _png_bytes(cls_map))
+        atomic_write_bytes(dirs["SegmentationObject"] / f"{name}.png", _png_bytes(obj_map))
+        atomic_write_bytes(dirs["Annotations"] / f"{name}.xml", _xml_bytes(name, (h, w), inst, classes))
         truth[name] = {"split": "train" if i < num_train else "val", "instance_classes": [c - 1 for c in classes]}
     train, val = names[:num_train], names[num_train:]
     lists = {"train": train, "val": val, "trainval": names}
     for split, ids in lists.items():
         data = "".join(f"{n}\n" for n in ids).encode()
-        _atomic_write(dirs["ImageSets/Segmentation"] / f"{split}.txt", data)
-        _atomic_write(dirs["ImageSets/Main"] / f"{split}.txt", data)
-    _atomic_write(dirs["ImageSets/Segmentation"] / "train_aug.txt", "".join(f"{n}\n" for n in train).encode())
+        atomic_write_bytes(dirs["ImageSets/Segmentation"] / f"{split}.txt", data)
+        atomic_write_bytes(dirs["ImageSets/Main"] / f"{split}.txt", data)
+    atomic_write_bytes(dirs["ImageSets/Segmentation"] / "train_aug.txt", "".join(f"{n}\n" for n in train).encode())
     lines = ["# image id, then its classes (VOC names); see irnet_fast.data.voc.load_labels_file"]
     for n in names:
         cls = sorted(set(truth[n]["instance_classes"]))
         lines.append(" ".join([n] + [VOC_CLASSES[c] for c in cls]))
-    _atomic_write(root / "cls_labels.txt", ("\n".join(lines) + "\n").encode())
+    atomic_write_bytes(root / "cls_labels.txt", ("\n".join(lines) + "\n").encode())
     meta = {"params": params, "class_names": list(VOC_CLASSES[:num_classes]), "images": truth}
-    _atomic_write(meta_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(meta_path, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
     return root
 
 

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .._io import voc_palette
 from .transforms import AffinityTransform, ClassificationTransform, normalize, hwc_to_chw
 
 __all__ = [
@@ -72,19 +73,6 @@ class CorruptImageError(OSError):
     """An image file exists but cannot be decoded; the message names the file."""
 
 
-def voc_palette() -> List[int]:
-    """The VOC colour map as a flat 768-long PIL palette (index 255 is (224, 224, 192))."""
-    pal = []
-    for i in range(256):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        pal += [r, g, b]
-    return pal
 
 
 def load_image(path: PathLike) -> np.ndarray:

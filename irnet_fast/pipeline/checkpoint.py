@@ -22,6 +22,8 @@ from typing import Any, Dict, Iterable, List, Sequence, Tuple, Union
 import numpy as np
 import torch
 
+from .._io import atomic_open
+
 __all__ = ["poly_lr", "PolySchedule", "build_sgd", "atomic_save", "save_checkpoint", "load_checkpoint",
            "get_rng_state", "set_rng_state"]
 
@@ -112,20 +114,10 @@ def set_rng_state(state: Dict[str, Any]) -> None:
 # --- files ------------------------------------------------------------------------------------
 
 def atomic_save(obj: Any, path: PathLike) -> Path:
-    """``torch.save`` to ``<dir>/.<name>.tmp<pid>`` then ``os.replace`` onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as fh:
-            torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    """``torch.save`` to a temporary file, fsync, then ``os.replace`` onto ``path``."""
+    with atomic_open(path, fsync=True) as fh:
+        torch.save(obj, fh)
+    return Path(path)
 
 
 def save_checkpoint(path: PathLike, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer,

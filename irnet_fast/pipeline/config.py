@@ -58,8 +58,16 @@ class Config:
     IRNet: batch 32, 3 epochs, lr 0.1 for the boundary branch and ``irn_dp_lr_mult`` (10) x lr
     for the displacement branch, weight decay 1e-4, rescale 0.5..1.5, flip, crop 512, radius 10.
 
-    Later steps: cam_scales, conf_fg_thres / conf_bg_thres (IR labels), sem_seg_bg_thres,
-    ins_seg_bg_thres, beta, exp_times (random walk).
+    Label generation and evaluation run on ``infer_split`` (the reference's ``infer_list``,
+    ``train``); make_cam and cam_to_ir_label also cover ``irn_split`` so that IRNet has its labels.
+    cam_scales (multi-scale CAMs), cam_eval_thres (background threshold of CAM evaluation, 0.15),
+    conf_fg_thres / conf_bg_thres (IR labels), crf (the dense CRF of the IR labels; False skips
+    it, which departs from the paper), walk_radius / beta / exp_times (random walk at inference:
+    5, 10, 8), sem_seg_bg_thres / ins_seg_bg_thres (0.25), centroid_iterations (300),
+    centroid_thres (2.5, the displacement norm below which a pixel is a centroid candidate),
+    min_instance_fraction (segments below this fraction of the image area score 0),
+    walk_batch (images per random-walk call), save_rw_scores (keep the float16 random-walk maps
+    for the ``tune`` step), backend (ops backend: auto, cuda, cupy, cpp, numba, torch).
 
     Runtime: num_workers (DataLoader workers per process), seed (data order, augmentation,
     initialisation), device (``"auto"``: CUDA when available, else CPU), log_interval (iterations
@@ -74,6 +82,7 @@ class Config:
     cam_split: str = "train_aug"
     irn_split: str = "train_aug"
     mean_shift_split: str = "train"
+    infer_split: str = "train"
     out_dir: str = "result"
     # --- model ---------------------------------------------------------------------------------
     backbone: str = "resnet50"
@@ -91,9 +100,11 @@ class Config:
     cam_crop_size: int = 512
     cam_resize_long: Tuple[int, int] = (320, 640)
     cam_scales: Tuple[float, ...] = (1.0, 0.5, 1.5, 2.0)
+    cam_eval_thres: float = 0.15
     # --- IR labels -----------------------------------------------------------------------------
     conf_fg_thres: float = 0.30
     conf_bg_thres: float = 0.05
+    crf: bool = True
     # --- IRNet training ------------------------------------------------------------------------
     irn_batch_size: int = 32
     irn_num_epochs: int = 3
@@ -104,10 +115,17 @@ class Config:
     irn_rescale: Tuple[float, float] = (0.5, 1.5)
     radius: int = 10
     # --- inference -----------------------------------------------------------------------------
+    walk_radius: int = 5
     beta: float = 10.0
     exp_times: int = 8
     sem_seg_bg_thres: float = 0.25
     ins_seg_bg_thres: float = 0.25
+    centroid_iterations: int = 300
+    centroid_thres: float = 2.5
+    min_instance_fraction: float = 0.01
+    walk_batch: int = 4
+    save_rw_scores: bool = False
+    backend: str = "auto"
     # --- runtime -------------------------------------------------------------------------------
     num_workers: int = 4
     seed: int = 0

@@ -9,91 +9,28 @@ This module also holds the training loop shared with :mod:`.train_irn`.
 """
 from __future__ import annotations
 
-import json
 import logging
-import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, Optional, Sequence, Tuple
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
+from .._io import atomic_write_json
 from ..data.transforms import ClassificationTransform
-from ..data.voc import VOC12, ClassificationDataset
+from ..data.voc import ClassificationDataset
 from ..models import CAMNet, classification_loss
 from .checkpoint import PolySchedule, atomic_save, build_sgd, load_checkpoint, save_checkpoint, set_rng_state
 from .config import Config
 from .distributed import (DistInfo, all_reduce_mean, barrier, cleanup_distributed, init_distributed,
                           make_train_loader)
+from .runner import LogContext, Progress, build_source
 
 __all__ = ["train_cam", "build_source"]
 
 logger = logging.getLogger("irnet_fast.pipeline")
-
-
-# ----------------------------------------------------------------------------------------------
-# shared helpers
-
-def build_source(cfg: Config, split: str):
-    """The image source of ``cfg.dataset`` (``VOC12`` of ``split``, or ``COCO2014``)."""
-    if cfg.dataset == "voc12":
-        return VOC12(cfg.dataset_root, split, cfg.labels_file)
-    if cfg.dataset == "coco":
-        from ..data.coco import COCO2014
-        if not cfg.coco_ann_file:
-            raise ValueError("dataset 'coco' needs coco_ann_file (the instances JSON of dataset_root)")
-        return COCO2014(cfg.dataset_root, cfg.coco_ann_file, drop_unlabeled=True)
-    raise ValueError(f"unknown dataset {cfg.dataset!r}: expected 'voc12' or 'coco'")
-
-
-class _LogContext:
-    """File log (main process only) and, with ``progress``, console lines on stderr."""
-
-    def __init__(self, path: Path, info: DistInfo, progress: bool):
-        self.handlers: List[logging.Handler] = []
-        self.old_level = logger.level
-        if info.is_main:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fh = logging.FileHandler(path, mode="a", encoding="utf-8")
-            fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-            self.handlers.append(fh)
-            if progress:
-                sh = logging.StreamHandler(sys.stderr)
-                sh.setFormatter(logging.Formatter("%(message)s"))
-                self.handlers.append(sh)
-        for h in self.handlers:
-            logger.addHandler(h)
-        if self.handlers:
-            logger.setLevel(logging.INFO)
-
-    def close(self) -> None:
-        for h in self.handlers:
-            logger.removeHandler(h)
-            h.close()
-        logger.setLevel(self.old_level)
-
-
-class _Progress:
-    """A one-line progress display (carriage return on a terminal); no third-party dependency."""
-
-    def __init__(self, enabled: bool, name: str, total: int):
-        self.enabled = enabled
-        self.tty = enabled and sys.stderr.isatty()
-        self.name, self.total, self.start = name, total, time.time()
-
-    def update(self, done: int, text: str) -> None:
-        if not self.tty:
-            return
-        rate = done / max(time.time() - self.start, 1e-9)
-        sys.stderr.write(f"\r{self.name} {done}/{self.total} {text} ({rate:.2f} it/s)   ")
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
 
 
 def _freeze_unlisted(model: nn.Module, groups: Sequence[Sequence[nn.Parameter]]) -> None:
@@ -153,7 +90,7 @@ def fit(*, name: str, cfg: Config, info: DistInfo, model: nn.Module,
         loader.sampler.set_epoch(epoch)
         if hasattr(dataset, "set_epoch"):
             dataset.set_epoch(epoch)
-        bar = _Progress(progress and info.is_main, f"{name} epoch {epoch + 1}/{num_epochs}", steps_per_epoch)
+        bar = Progress(progress and info.is_main, f"{name} epoch {epoch + 1}/{num_epochs}", steps_per_epoch)
         sums: Dict[str, float] = {}
         t0 = time.time()
         for it, batch in enumerate(loader):
@@ -181,16 +118,10 @@ def fit(*, name: str, cfg: Config, info: DistInfo, model: nn.Module,
         if info.is_main:
             save_checkpoint(ckpt_path, model=model, optimizer=optimizer, schedule=schedule, epoch=epoch + 1,
                             history=history, config=cfg.to_dict())
-            _write_json(out_dir / f"{name}_history.json", history)
+            atomic_write_json(out_dir / f"{name}_history.json", history)
         barrier(info)
     model.eval()
     return model, end_epoch >= num_epochs
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    tmp.replace(path)
 
 
 def save_weights(model: nn.Module, path: Path, info: DistInfo) -> Path:
@@ -220,7 +151,7 @@ def train_cam(cfg: Config, *, resume: bool = False, progress: bool = True,
     """
     info = init_distributed(cfg.device)
     out_dir = Path(cfg.out_dir)
-    log = _LogContext(out_dir / "train_cam.log", info, progress)
+    log = LogContext(out_dir / "train_cam.log", info, progress)
     try:
         torch.manual_seed(cfg.seed)
         source = build_source(cfg, cfg.cam_split)

@@ -32,7 +32,8 @@ from ..data.voc import AffinityDataset, ClassificationDataset
 from ..models import IRNet, irn_loss
 from .config import Config
 from .distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
-from .train_cam import _LogContext, _Progress, build_source, fit, save_weights
+from .runner import LogContext, Progress, build_source
+from .train_cam import fit, save_weights
 
 __all__ = ["train_irn", "displacement_mean", "global_irn_loss"]
 
@@ -77,7 +78,7 @@ def displacement_mean(model: IRNet, dataset, info: DistInfo, batch_size: int = 1
     was_training = model.training
     model.eval()
     acc = torch.zeros(3, dtype=torch.float64, device=info.device)  # sum dy, sum dx, pixel count
-    bar = _Progress(progress and info.is_main, "irn mean shift", len(loader))
+    bar = Progress(progress and info.is_main, "irn mean shift", len(loader))
     for i, batch in enumerate(loader):
         _, disp = model(batch["img"].to(info.device), subtract_mean_shift=False)
         disp = disp.double()
@@ -109,7 +110,7 @@ def train_irn(cfg: Config, ir_label_dir, *, resume: bool = False, progress: bool
     """
     info = init_distributed(cfg.device)
     out_dir = Path(cfg.out_dir)
-    log = _LogContext(out_dir / "train_irn.log", info, progress)
+    log = LogContext(out_dir / "train_irn.log", info, progress)
     try:
         torch.manual_seed(cfg.seed)
         source = build_source(cfg, cfg.irn_split)
