@@ -55,7 +55,8 @@ class Config:
 
     CAM: batch 16, 5 epochs, lr 0.1 for layer3-4 and ``cam_head_lr_mult`` (10) x lr for the
     classifier, weight decay 1e-4, long side resized to 320..640, flip, crop 512.
-    IRNet: batch 32, 3 epochs, lr 0.1 for the boundary branch and ``irn_dp_lr_mult`` (10) x lr
+    IRNet: ``irn_init_from_cam`` (False; True starts IRNet's frozen backbone from the trained CAM
+    network's backbone, for data without ImageNet weights such as the synthetic demo), batch 32, 3 epochs, lr 0.1 for the boundary branch and ``irn_dp_lr_mult`` (10) x lr
     for the displacement branch, weight decay 1e-4, rescale 0.5..1.5, flip, crop 512, radius 10.
 
     Label generation and evaluation run on ``infer_split`` (the reference's ``infer_list``,
@@ -113,6 +114,7 @@ class Config:
     irn_weight_decay: float = 1e-4
     irn_crop_size: int = 512
     irn_rescale: Tuple[float, float] = (0.5, 1.5)
+    irn_init_from_cam: bool = False
     radius: int = 10
     # --- inference -----------------------------------------------------------------------------
     walk_radius: int = 5

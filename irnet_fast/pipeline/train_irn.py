@@ -32,7 +32,7 @@ from ..data.voc import AffinityDataset, ClassificationDataset
 from ..models import IRNet, irn_loss
 from .config import Config
 from .distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
-from .runner import LogContext, Progress, build_source
+from .runner import LogContext, Progress, build_source, load_state_dict_file
 from .train_cam import fit, save_weights
 
 __all__ = ["train_irn", "displacement_mean", "global_irn_loss"]
@@ -93,6 +93,21 @@ def displacement_mean(model: IRNet, dataset, info: DistInfo, batch_size: int = 1
     return (acc[:2] / acc[2]).float()
 
 
+def load_cam_backbone(model: IRNet, cam_weights: Path) -> None:
+    """IRNet's backbone from a trained CAM network (``irn_init_from_cam``): the best features there are
+    when no ImageNet weights exist (the synthetic demo trains everything from scratch)."""
+    state = load_state_dict_file(cam_weights, "CAM")
+    backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
+    if not backbone:
+        raise RuntimeError(f"{cam_weights} holds no backbone.* weights: not a CAM network's weights")
+    try:
+        model.backbone.load_state_dict(backbone)
+    except RuntimeError as exc:
+        raise RuntimeError(f"irn_init_from_cam: the CAM weights {cam_weights} do not fit IRNet's backbone "
+                           f"(another backbone kind?): {exc}") from None
+    logger.info("irn: backbone initialised from %s", cam_weights)
+
+
 def train_irn(cfg: Config, ir_label_dir, *, resume: bool = False, progress: bool = True,
               stop_after: Optional[int] = None) -> Path:
     """Trains IRNet on the IR labels of ``ir_label_dir``; returns ``<out_dir>/irn.pth``.
@@ -119,6 +134,8 @@ def train_irn(cfg: Config, ir_label_dir, *, resume: bool = False, progress: bool
         dataset = AffinityDataset(source, ir_label_dir, crop_size=cfg.irn_crop_size, radius=cfg.radius,
                                   transform=transform, seed=cfg.seed)
         model = IRNet(cfg.backbone, cfg.backbone_weights)
+        if cfg.irn_init_from_cam:
+            load_cam_backbone(model, out_dir / "cam.pth")
         edge_params, dp_params = model.trainable_parameter_groups()
         groups = [(edge_params, cfg.irn_learning_rate), (dp_params, cfg.irn_learning_rate * cfg.irn_dp_lr_mult)]
 
