@@ -13,6 +13,8 @@ TORCH_LIBRARY(irnet_fast, m) {
   m.def("transition_stencil(Tensor edge, Tensor paths, Tensor lengths, float beta) -> (Tensor, Tensor)");
   // x [B, C, h, w], planes [B, D, h, w], inv_norm [B, h, w], dirs [D, 2] int32 -> [B, C, h, w]
   m.def("random_walk(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps) -> Tensor");
+  // displacement [2, h, w] float32/float64 -> refined centroids [2, h, w] int32 (REFERENCE.md 4)
+  m.def("find_centroids(Tensor displacement, int iterations) -> Tensor");
   // The per-element forms the CUDA kernels run, on the CPU (tests of the GPU arithmetic).
   m.def("path_affinity_portable(Tensor edge, Tensor paths, Tensor lengths, int radius_floor) -> (Tensor, Tensor)");
   m.def("path_affinity_backward_portable(Tensor grad, Tensor argmax, Tensor paths, Tensor lengths, "

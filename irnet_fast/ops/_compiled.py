@@ -18,3 +18,21 @@ def random_walk(x, planes, inv_norm, dirs, steps):
 
 # The compiled ops carry their own autograd registration (irnet_fast/_ext.py).
 DIFFERENTIABLE = True
+
+
+def find_centroids(displacement, iterations):
+    return torch.ops.irnet_fast.find_centroids(displacement, iterations)
+
+
+def _register_instances_fake() -> None:
+    """The fake (meta) kernel of find_centroids for torch.compile."""
+    if not _ext.HAS_CPP or not hasattr(torch.ops.irnet_fast, "find_centroids"):
+        return
+    try:
+        torch.library.register_fake("irnet_fast::find_centroids")(
+            lambda displacement, iterations: displacement.new_empty(displacement.shape, dtype=torch.int32))
+    except RuntimeError:  # already registered (module reloaded)
+        pass
+
+
+_register_instances_fake()

@@ -15,7 +15,8 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "available"]
+__all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "find_centroids",
+           "available"]
 
 # The kernels are plain functions: affinity.py wraps them in an autograd.Function.
 DIFFERENTIABLE = False
@@ -318,3 +319,55 @@ def random_walk(x, planes, inv_norm, dirs, steps):
     result = buf_a if steps % 2 == 0 else buf_b
     result = result.reshape(batch, channels, padded_h, row_stride)[interior]
     return torch.from_numpy(np.ascontiguousarray(result))
+
+
+# ----------------------------------------------------------------------------------------------
+# instances (REFERENCE.md 4): find_centroids, the arithmetic of csrc/kernels/instances.h
+# ----------------------------------------------------------------------------------------------
+
+@numba.njit(**_JIT)
+def _find_centroids_kernel(d0, d1, iterations, out_y, out_x):
+    # d0, d1 [h, w] (float32 or float64, read as float64); out_y, out_x [h, w] int32.
+    # float() and np.float32() spell the reference's dtypes: they also hold without the JIT,
+    # where a NumPy float32 times a Python float would stay float32.
+    height, width = d0.shape
+    max_y, max_x = np.float32(height - 1), np.float32(width - 1)
+    for p in numba.prange(height * width):
+        cy, cx = np.float32(p // width), np.float32(p % width)
+        py, px = cy, cx  # the state before (cy, cx)
+        for i in range(iterations):
+            dy, dx = int(cy), int(cx)  # cy, cx >= 0: truncation is floor
+            uy = dy + 1 if np.float32(dy) < cy else dy
+            ux = dx + 1 if np.float32(dx) < cx else dx
+            fy, fx = float(cy) - float(dy), float(cx) - float(dx)
+            gy, gx = 1.0 - fy, 1.0 - fx
+            sy = float(d0[uy, ux]) * fy * fx + float(d0[dy, ux]) * gy * fx + \
+                float(d0[uy, dx]) * fy * gx + float(d0[dy, dx]) * gy * gx
+            sx = float(d1[uy, ux]) * fy * fx + float(d1[dy, ux]) * gy * fx + \
+                float(d1[uy, dx]) * fy * gx + float(d1[dy, dx]) * gy * gx
+            ny = np.float32(float(cy) + sy)
+            nx = np.float32(float(cx) + sx)
+            ny = min(max(ny, np.float32(0)), max_y)
+            nx = min(max(nx, np.float32(0)), max_x)
+            if ny == cy and nx == cx:  # a fixed point of the step: it stays there
+                break
+            if i > 0 and ny == py and nx == px:  # a 2-cycle: the states alternate from here
+                if (iterations - 1 - i) % 2 == 0:
+                    cy, cx = ny, nx
+                break
+            py, px = cy, cx
+            cy, cx = ny, nx
+        out_y[p // width, p % width] = np.int32(np.rint(cy))
+        out_x[p // width, p % width] = np.int32(np.rint(cx))
+
+
+def find_centroids(displacement, iterations):
+    """displacement [2, h, w] (float32 or float64, CPU) -> int32 centroids [2, h, w]."""
+    _, height, width = displacement.shape
+    out = torch.empty((2, height, width), dtype=torch.int32)
+    if height * width == 0:
+        return out
+    d = _np(displacement)
+    o = out.numpy()
+    _find_centroids_kernel(d[0], d[1], int(iterations), o[0], o[1])
+    return out

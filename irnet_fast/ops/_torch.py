@@ -119,3 +119,93 @@ def random_walk(x, planes, inv_norm, dirs, steps):
         acc.mul_(inv)
         src = 1 - src
     return window(buffers[src], 0, 0).contiguous()
+
+
+# ----------------------------------------------------------------------------------------------
+# instances (REFERENCE.md 4): find_centroids(displacement[2,h,w], iterations) -> int32 [2,h,w]
+# and label_components(mask[h,w] bool) -> (int64 labels [h,w], count)
+# ----------------------------------------------------------------------------------------------
+
+_CHECK_EVERY = 8  # steps between the (synchronising) checks for centroids that stopped moving
+
+
+def _centroid_step(d0, d1, width, max_y, max_x, cy, cx):
+    """One refinement step of centroids cy, cx (float32, 1-D) with the reference's arithmetic:
+    float64 weights and four-term sums, each update rounded back to float32 (kernels/instances.h)."""
+    dy, dx = cy.floor(), cx.floor()
+    uy, ux = cy.ceil().long(), cx.ceil().long()
+    fy, fx = cy.double() - dy.double(), cx.double() - dx.double()
+    gy, gx = 1.0 - fy, 1.0 - fx
+    dy, dx = dy.long(), dx.long()
+    i_uu, i_du, i_ud, i_dd = uy * width + ux, dy * width + ux, uy * width + dx, dy * width + dx
+
+    def sample(d):
+        return d[i_uu] * fy * fx + d[i_du] * gy * fx + d[i_ud] * fy * gx + d[i_dd] * gy * gx
+
+    ny = (cy.double() + sample(d0)).float().clamp_(0, max_y)
+    nx = (cx.double() + sample(d1)).float().clamp_(0, max_x)
+    return ny, nx
+
+
+def find_centroids(displacement, iterations):
+    _, height, width = displacement.shape
+    device = displacement.device
+    num = height * width
+    out = torch.empty((2, height, width), dtype=torch.int32, device=device)
+    if num == 0:
+        return out
+    d0 = displacement[0].reshape(-1).double()
+    d1 = displacement[1].reshape(-1).double()
+    flat = torch.arange(num, device=device)
+    cy, cx = (flat // width).float(), (flat % width).float()
+    final_y, final_x = cy.clone(), cx.clone()
+    active = flat
+    for step in range(int(iterations)):
+        ny, nx = _centroid_step(d0, d1, width, float(height - 1), float(width - 1), cy, cx)
+        if step % _CHECK_EVERY == _CHECK_EVERY - 1:
+            # a centroid that did not move is a fixed point of the step: store it and drop it
+            moved = (ny != cy) | (nx != cx)
+            final_y[active], final_x[active] = ny, nx
+            active, ny, nx = active[moved], ny[moved], nx[moved]
+        cy, cx = ny, nx
+        if active.numel() == 0:
+            break
+    final_y[active], final_x[active] = cy, cx
+    out[0] = torch.round(final_y).view(height, width).int()  # round half to even, as NumPy
+    out[1] = torch.round(final_x).view(height, width).int()
+    return out
+
+
+def label_components(mask):
+    """4-connected components of ``mask`` [h, w] (bool), numbered 1, 2, ... in raster order of
+    their first pixel (0 outside the mask), as scipy.ndimage.label: returns (labels int64, count).
+
+    Min-label propagation with pointer jumping: every pixel starts with its own raster index, takes
+    the smallest label among its 4 neighbours, then the label of the pixel its label names; a
+    component ends with the index of its first pixel, and sorting those gives the numbering.
+    """
+    height, width = mask.shape
+    num = height * width
+    if num == 0 or not bool(mask.any()):
+        return torch.zeros((height, width), dtype=torch.int64, device=mask.device), 0
+    none = num  # the label of pixels outside the mask: larger than any index
+    index = torch.arange(num, device=mask.device).view(height, width)
+    labels = torch.where(mask, index, torch.full_like(index, none))
+    while True:
+        previous = labels
+        for _ in range(4):
+            best = labels.clone()
+            best[1:] = torch.minimum(best[1:], labels[:-1])
+            best[:-1] = torch.minimum(best[:-1], labels[1:])
+            best[:, 1:] = torch.minimum(best[:, 1:], labels[:, :-1])
+            best[:, :-1] = torch.minimum(best[:, :-1], labels[:, 1:])
+            best = torch.where(mask, best, none)
+            # a label is the index of a pixel of the same component whose label is no larger
+            flat = torch.cat([best.reshape(-1), best.new_full((1,), none)])
+            labels = torch.minimum(best, flat[best])
+        if torch.equal(labels, previous):
+            break
+    roots, inverse = torch.unique(labels[mask], return_inverse=True)
+    out = torch.zeros((height, width), dtype=torch.int64, device=mask.device)
+    out[mask] = inverse + 1
+    return out, int(roots.numel())
