@@ -50,6 +50,6 @@ def crf_inference_label(image: np.ndarray, labels: np.ndarray, n_labels: int, it
     crf = dcrf.DenseCRF2D(width, height, n_labels)
     crf.setUnaryEnergy(unary_from_labels(labels, n_labels, gt_prob=gt_prob, zero_unsure=False))
     crf.addPairwiseGaussian(sxy=3, compat=3)
-    crf.addPairwiseBilateral(sxy=50, srgb=5, rgbim=np.ascontiguousarray(image), compat=10)
+    crf.addPairwiseBilateral(sxy=50, srgb=5, rgbim=np.array(image, order="C", copy=True), compat=10)  # needs a writable buffer
     q = crf.inference(iterations)
     return np.argmax(np.array(q).reshape((n_labels, height, width)), axis=0)

@@ -1,4 +1,4 @@
-"""Random-walk demo on a generated scene: boundary map + CAMs -> propagated labels, all backends.
+"""The random walk alone on a generated scene (``irnet-fast walk-demo``): boundary map + CAMs -> propagated labels, all backends.
 
 The scene is a stride-4 label map with a few objects; the boundary map marks object contours
 (blurred, noisy); the CAMs peak inside each object but cover only part of it, as real CAMs do.

@@ -42,7 +42,7 @@ def build_source(cfg: Config, split: str):
         if not cfg.coco_ann_file:
             raise ValueError("dataset 'coco' needs coco_ann_file (the instances JSON of dataset_root)")
         return COCO2014(cfg.dataset_root, cfg.coco_ann_file, drop_unlabeled=True)
-    raise ValueError(f"unknown dataset {cfg.dataset!r}: expected 'voc12' or 'coco'")
+    raise ValueError(f"unknown dataset {cfg.dataset!r}: expected 'voc12' (also for the synthetic data) or 'coco'")
 
 
 def step_ids(source, *more_sources) -> List[str]:

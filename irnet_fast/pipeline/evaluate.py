@@ -1,0 +1,199 @@
+"""Evaluation steps (REFERENCE.md section 6), threshold tuning and the COCO export.
+
+All read the outputs of the earlier steps for the images of ``infer_split`` and the ground
+truth of the dataset, print nothing themselves, and write ``<out_dir>/<step>.json``:
+
+- :func:`eval_cam`: mIoU of the high-resolution CAMs with a background threshold (0.15).
+- :func:`eval_ir_label`: precision of the confident IR-label pixels and their coverage.
+- :func:`eval_sem_seg`: mIoU of the semantic pseudo labels.
+- :func:`eval_ins_seg`: PASCAL VOC instance mask AP at IoU 0.5 and 0.7.
+- :func:`tune`: the background threshold of the semantic labels swept on the saved random-walk
+  scores (``save_rw_scores``), without re-running the walk.
+- :func:`export_coco`: the instance pseudo labels as a COCO-format JSON (RLE masks).
+
+Under torchrun the main process evaluates; the others wait.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from .._io import atomic_write_json, load_npz
+from ..coco_export import export_coco as write_coco_json
+from ..data.voc import load_label_png
+from ..metrics import ConfusionMatrix, InstanceAP, cam_to_label
+from .config import Config
+from .distributed import barrier, init_distributed
+from .make_cam import load_cam_file
+from .make_ins_seg import INSTANCE_KEYS
+from .make_sem_seg import scores_to_label, upsample_scores
+from .runner import Progress, infer_source
+
+__all__ = ["eval_cam", "eval_ir_label", "eval_sem_seg", "eval_ins_seg", "tune", "export_coco"]
+
+logger = logging.getLogger("irnet_fast.pipeline")
+
+
+def _inputs(folder: Path, names: Sequence[str], suffix: str, step: str, producer: str) -> List[Path]:
+    paths = [folder / f"{n}{suffix}" for n in names]
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:3])
+        raise FileNotFoundError(f"{step}: {len(missing)} of {len(paths)} input files missing (e.g. {shown}); "
+                                f"run {producer} first")
+    return paths
+
+
+def _semantic(conf: ConfusionMatrix, class_names: Sequence[str], **extra) -> Dict:
+    iou = conf.iou()
+    names = ["background"] + list(class_names)
+    return {"miou": 100 * conf.miou(), "pixel_accuracy": 100 * conf.pixel_accuracy(),
+            "iou": {n: (None if np.isnan(v) else 100 * float(v)) for n, v in zip(names, iou)}, **extra}
+
+
+def _main_only(cfg: Config, step: str, fn):
+    info = init_distributed(cfg.device)
+    result = None
+    if info.is_main:
+        result = fn()
+        atomic_write_json(Path(cfg.out_dir) / f"{step}.json", result)
+        logger.info("%s: %s", step, {k: v for k, v in result.items() if not isinstance(v, (dict, list))})
+    barrier(info)
+    return result
+
+
+def eval_cam(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress: bool = False) -> Dict:
+    """mIoU (percent) of ``cam/<id>.npz`` (``high_res``) at each background threshold
+    (default ``cfg.cam_eval_thres``); ``miou`` is that of the first threshold."""
+    thresholds = [float(t) for t in (thresholds or [cfg.cam_eval_thres])]
+
+    def run():
+        source = infer_source(cfg)
+        paths = _inputs(Path(cfg.out_dir) / "cam", source.ids, ".npz", "eval_cam", "make_cam")
+        confs = [ConfusionMatrix(source.num_classes + 1) for _ in thresholds]
+        bar = Progress(progress, "eval_cam", len(paths))
+        for i, (name, path) in enumerate(zip(source.ids, paths)):
+            cams = load_cam_file(path)
+            gt = source.seg_label(name)
+            for conf, t in zip(confs, thresholds):
+                conf.update(cam_to_label(cams["high_res"], cams["keys"], t), gt)
+            bar.update(i + 1)
+        bar.close()
+        per = [{"threshold": t, "miou": 100 * c.miou()} for t, c in zip(thresholds, confs)]
+        return _semantic(confs[0], source.class_names, threshold=thresholds[0], images=len(paths), sweep=per)
+    return _main_only(cfg, "eval_cam", run)
+
+
+def eval_ir_label(cfg: Config, progress: bool = False) -> Dict:
+    """``precision``: percent of confident IR-label pixels (not 255) whose class is right;
+    ``coverage``: percent of the labelled ground-truth pixels that are confident. GT void excluded."""
+    def run():
+        source = infer_source(cfg)
+        paths = _inputs(Path(cfg.out_dir) / "ir_label", source.ids, ".png", "eval_ir_label", "cam_to_ir_label")
+        correct = confident = valid = 0
+        conf = ConfusionMatrix(source.num_classes + 1)
+        bar = Progress(progress, "eval_ir_label", len(paths))
+        for i, (name, path) in enumerate(zip(source.ids, paths)):
+            label, gt = load_label_png(path), source.seg_label(name)
+            keep = gt != 255
+            sure = keep & (label != 255)
+            valid += int(keep.sum())
+            confident += int(sure.sum())
+            correct += int((label[sure] == gt[sure]).sum())
+            conf.update(label[sure], gt[sure])
+            bar.update(i + 1)
+        bar.close()
+        return _semantic(conf, source.class_names, images=len(paths),
+                         precision=100 * correct / max(confident, 1), coverage=100 * confident / max(valid, 1))
+    return _main_only(cfg, "eval_ir_label", run)
+
+
+def eval_sem_seg(cfg: Config, progress: bool = False) -> Dict:
+    """mIoU (percent) of ``sem_seg/<id>.png`` against the ground truth."""
+    def run():
+        source = infer_source(cfg)
+        paths = _inputs(Path(cfg.out_dir) / "sem_seg", source.ids, ".png", "eval_sem_seg", "make_sem_seg")
+        conf = ConfusionMatrix(source.num_classes + 1)
+        bar = Progress(progress, "eval_sem_seg", len(paths))
+        for i, (name, path) in enumerate(zip(source.ids, paths)):
+            conf.update(load_label_png(path), source.seg_label(name))
+            bar.update(i + 1)
+        bar.close()
+        return _semantic(conf, source.class_names, images=len(paths))
+    return _main_only(cfg, "eval_sem_seg", run)
+
+
+def eval_ins_seg(cfg: Config, progress: bool = False) -> Dict:
+    """Instance mask AP (percent) at IoU 0.5 and 0.7 of ``ins_seg/<id>.npz``, per class and mean."""
+    def run():
+        source = infer_source(cfg)
+        paths = _inputs(Path(cfg.out_dir) / "ins_seg", source.ids, ".npz", "eval_ins_seg", "make_ins_seg")
+        ap = InstanceAP(source.num_classes, (0.5, 0.7))
+        bar = Progress(progress, "eval_ins_seg", len(paths))
+        for i, (name, path) in enumerate(zip(source.ids, paths)):
+            pred = load_npz(path, INSTANCE_KEYS)
+            gt_masks, gt_labels = source.instance_label(name)
+            ap.update(pred["mask"], pred["class"], pred["score"], gt_masks, gt_labels)
+            bar.update(i + 1)
+        bar.close()
+        res = ap.compute()
+
+        def per_class(values):
+            return {n: (None if np.isnan(v) else 100 * float(v)) for n, v in zip(source.class_names, values)}
+        return {"map50": 100 * res["map"][0.5], "map70": 100 * res["map"][0.7], "images": len(paths),
+                "ap50": per_class(res["ap"][0.5]), "ap70": per_class(res["ap"][0.7])}
+    return _main_only(cfg, "eval_ins_seg", run)
+
+
+def tune(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress: bool = False) -> Dict:
+    """Semantic mIoU for each background threshold (default 0.05 .. 0.95), from ``rw/<id>.npz``."""
+    thresholds = [round(float(t), 4) for t in (thresholds if thresholds is not None else np.arange(0.05, 0.96, 0.05))]
+
+    def run():
+        source = infer_source(cfg)
+        paths = _inputs(Path(cfg.out_dir) / "rw", source.ids, ".npz", "tune",
+                        "make_sem_seg with save_rw_scores=true")
+        confs = [ConfusionMatrix(source.num_classes + 1) for _ in thresholds]
+        bar = Progress(progress, "tune", len(paths))
+        for i, (name, path) in enumerate(zip(source.ids, paths)):
+            saved = load_npz(path, ("keys", "rw"))
+            gt = source.seg_label(name)
+            up = upsample_scores(torch.from_numpy(saved["rw"].astype(np.float32)), gt.shape)
+            for conf, t in zip(confs, thresholds):
+                conf.update(scores_to_label(up, saved["keys"], t), gt)
+            bar.update(i + 1)
+        bar.close()
+        sweep = [{"threshold": t, "miou": 100 * c.miou()} for t, c in zip(thresholds, confs)]
+        best = max(sweep, key=lambda r: -1.0 if np.isnan(r["miou"]) else r["miou"])
+        return {"best_threshold": best["threshold"], "best_miou": best["miou"], "sweep": sweep,
+                "current_threshold": cfg.sem_seg_bg_thres, "images": len(paths)}
+    return _main_only(cfg, "tune", run)
+
+
+def export_coco(cfg: Config, out_path=None, min_score: float = 0.0) -> Dict:
+    """``ins_seg/<id>.npz`` of ``infer_split`` to ``<out_dir>/instances_coco.json`` (or ``out_path``);
+    instances with score <= ``min_score`` are left out (fragments under the size limit score 0)."""
+    target = Path(out_path) if out_path else Path(cfg.out_dir) / "instances_coco.json"
+
+    def run():
+        source = infer_source(cfg)
+        paths = _inputs(Path(cfg.out_dir) / "ins_seg", source.ids, ".npz", "export_coco", "make_ins_seg")
+        kept = total = 0
+
+        def records():
+            nonlocal kept, total
+            for name, path in zip(source.ids, paths):
+                pred = load_npz(path, INSTANCE_KEYS)
+                keep = pred["score"] > min_score
+                total += len(keep)
+                kept += int(keep.sum())
+                height, width = pred["mask"].shape[1:] if pred["mask"].ndim == 3 else source.load_image(name).shape[:2]
+                yield {"file_name": source.image_path(name).name, "height": int(height), "width": int(width),
+                       "masks": pred["mask"][keep], "labels": pred["class"][keep], "scores": pred["score"][keep]}
+        write_coco_json(records(), source.class_names, target)
+        return {"path": str(target), "images": len(paths), "instances": kept, "left_out": total - kept}
+    return _main_only(cfg, "export_coco", run)

@@ -1,0 +1,80 @@
+"""``make_ins_seg``: instance pseudo labels (REFERENCE.md section 4).
+
+Per image: IRNet inference (boundary and displacement at stride 4); centroids by
+``find_centroids_with_refinement`` (``centroid_iterations``); clusters by ``cluster_centroids``
+(``centroid_thres``); the CAMs split per cluster ``(K, U, h, w)`` and propagated by the random
+walk; upsampled, divided by the global max, a background channel of ``ins_seg_bg_thres``, argmax;
+each of the ``K * U`` channels becomes a mask of its class, split into 4-connected segments by
+``detect_instance`` (segments under ``min_instance_fraction`` of the image score 0).
+
+Writes ``<out_dir>/ins_seg/<id>.npz`` (compressed): ``score`` float32 (P,), ``mask`` bool
+(P, H, W), ``class`` int64 (P,) (0-based class ids). An image without instances gets P = 0.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+
+from .._io import is_valid_npz, save_npz
+from ..ops import cluster_centroids, detect_instance, find_centroids_with_refinement, separate_score_by_mask
+from .config import Config
+from .distributed import init_distributed
+from .make_cam import load_cam_file
+from .make_sem_seg import boundary_and_displacement, load_edge_displacement, upsample_scores, walk
+from .runner import LogContext, StepSummary, infer_source, run_images
+
+__all__ = ["make_ins_seg", "INSTANCE_KEYS", "instances_from_walk"]
+
+INSTANCE_KEYS = ("score", "mask", "class")
+
+
+def instances_from_walk(rw: torch.Tensor, keys: np.ndarray, num_clusters: int, size, cfg: Config) -> Dict[str, np.ndarray]:
+    """Instances of one image from its walked per-cluster scores ``rw (K * U, h, w)``."""
+    height, width = size
+    up = upsample_scores(rw, (height, width))
+    bg = up.new_full((1, height, width), float(cfg.ins_seg_bg_thres))
+    shape = torch.argmax(torch.cat([bg, up], dim=0), dim=0)
+    channels = torch.arange(1, up.shape[0] + 1, device=shape.device).view(-1, 1, 1)
+    masks = (shape[None] == channels).cpu().numpy()
+    class_id = np.repeat(np.asarray(keys, np.int64), num_clusters)
+    return detect_instance(up.cpu().numpy(), masks, class_id,
+                           max_fragment_size=height * width * cfg.min_instance_fraction)
+
+
+def make_ins_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Optional[int] = None) -> StepSummary:
+    """Writes ``<out_dir>/ins_seg/<id>.npz`` for ``infer_split`` from the CAM files and IRNet."""
+    info = init_distributed(cfg.device)
+    out = Path(cfg.out_dir)
+    cam_dir, ins_dir = out / "cam", out / "ins_seg"
+    with LogContext(out / "make_ins_seg.log", info, progress):
+        source = infer_source(cfg)
+        model = load_edge_displacement(cfg, weights, info.device)
+
+        def load(name: str):
+            return source.load_image(name), load_cam_file(cam_dir / f"{name}.npz")
+
+        def process(items) -> None:
+            edges, scores, clusters = [], [], []
+            for _, (image, cams) in items:
+                edge, disp = boundary_and_displacement(model, image, info.device)
+                cam = torch.from_numpy(cams["cam"]).to(info.device)
+                if cam.shape[1:] != edge.shape[1:]:
+                    raise ValueError(f"CAM size {tuple(cam.shape[1:])} does not match the boundary map "
+                                     f"{tuple(edge.shape[1:])} (CAM file from another image size?)")
+                centroids = find_centroids_with_refinement(disp, cfg.centroid_iterations, backend=cfg.backend)
+                masks = cluster_centroids(centroids, disp, cfg.centroid_thres)
+                split = separate_score_by_mask(cam, masks)  # (K, U, h, w)
+                edges.append(edge)
+                scores.append(split.reshape(-1, *split.shape[2:]))
+                clusters.append(masks.shape[0])
+            for (name, (image, cams)), rw, num in zip(items, walk(cfg, scores, edges), clusters):
+                found = instances_from_walk(rw, cams["keys"], num, image.shape[:2], cfg)
+                save_npz(ins_dir / f"{name}.npz", {k: found[k] for k in INSTANCE_KEYS}, compress=True)
+
+        return run_images("make_ins_seg", source.ids, ins_dir, info,
+                          is_done=lambda n: is_valid_npz(ins_dir / f"{n}.npz", INSTANCE_KEYS), load=load,
+                          process=process, progress=progress, num_workers=min(cfg.num_workers, 2),
+                          chunk=cfg.walk_batch, limit=limit)

@@ -1,0 +1,199 @@
+"""The per-image steps, evaluation and export on a tiny synthetic dataset, end to end (CPU).
+
+One module-scoped run trains tiny ResNet-18 models (seconds); the tests then check the file
+formats, resume (an interrupted run finishes byte-identical to an uninterrupted one), failures
+reported per image, an image without instances, and the evaluation outputs.
+"""
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from irnet_fast._io import load_npz
+from irnet_fast.crf import crf_available
+from irnet_fast.data import generate_synthetic
+from irnet_fast.data.voc import load_label_png
+from irnet_fast.pipeline import (Config, StepFailed, cam_to_ir_label, eval_cam, eval_ins_seg, eval_ir_label,
+                                 eval_sem_seg, export_coco, make_cam, make_ins_seg, make_sem_seg, run_pipeline, tune)
+from irnet_fast.pipeline.make_cam import load_cam_file, strided_size
+
+SIZE = (48, 64)
+
+
+def _config(root: Path, out: Path, **kw) -> Config:
+    base = dict(dataset_root=str(root), out_dir=str(out), backbone="resnet18", cam_split="train", irn_split="train",
+                infer_split="train", mean_shift_split="train", cam_batch_size=4, cam_num_epochs=1,
+                cam_crop_size=64, cam_resize_long=(56, 72), cam_scales=(1.0, 0.5), irn_batch_size=4,
+                irn_num_epochs=1, irn_crop_size=64, irn_rescale=(0.9, 1.1), irn_init_from_cam=True,
+                num_workers=0, device="cpu", log_interval=0, crf=crf_available(), exp_times=4,
+                centroid_iterations=50, save_rw_scores=True, radius=5)
+    base.update(kw)
+    return Config(**base)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny dataset and the whole pipeline run once: (root, out, cfg, results)."""
+    base = tmp_path_factory.mktemp("steps")
+    root = generate_synthetic(base / "data", num_train=8, num_val=2, size=SIZE, seed=3)
+    out = base / "out"
+    cfg = _config(root, out)
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = run_pipeline(cfg, progress=False)
+    return root, out, cfg, results
+
+
+def _tree_bytes(folder: Path):
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if not p.name.startswith(".")}
+
+
+def test_make_cam_files(trained):
+    root, out, cfg, _ = trained
+    ids = (root / "ImageSets/Segmentation/train.txt").read_text().split()
+    assert sorted(p.stem for p in (out / "cam").glob("*.npz")) == sorted(ids)
+    for name in ids:
+        data = load_cam_file(out / "cam" / f"{name}.npz")
+        image = np.asarray(Image.open(root / "JPEGImages" / f"{name}.jpg"))
+        labels = json.loads((root / "synthetic.json").read_text())["images"][name]["instance_classes"]
+        assert data["keys"].dtype == np.int64 and data["keys"].tolist() == sorted(set(labels))
+        assert data["cam"].shape == (len(data["keys"]),) + strided_size(*image.shape[:2])
+        assert data["high_res"].shape == (len(data["keys"]),) + image.shape[:2]
+        for arr in (data["cam"], data["high_res"]):
+            assert arr.dtype == np.float32 and arr.min() >= 0
+            peaks = arr.reshape(len(arr), -1).max(1)  # each map divided by its max + 1e-5 (all-zero maps stay 0)
+            assert np.all((peaks == 0) | ((peaks > 0.99) & (peaks <= 1)))
+    assert not list((out / "cam").glob(".*tmp*"))
+
+
+def test_make_cam_resume_is_byte_identical(trained, tmp_path):
+    root, out, cfg, _ = trained
+    shutil.copy(out / "cam.pth", tmp_path / "cam.pth")
+    cfg2 = cfg.override(out_dir=str(tmp_path))
+    first = make_cam(cfg2, progress=False, limit=3)  # "interrupted" after 3 images
+    assert (first.done, first.skipped) == (3, 0)
+    (tmp_path / "cam" / sorted(p.name for p in (tmp_path / "cam").iterdir())[0]).write_bytes(b"broken")
+    second = make_cam(cfg2, progress=False)
+    assert second.done == 8 - 2 and second.skipped == 2 and second.ok
+    assert _tree_bytes(tmp_path / "cam") == _tree_bytes(out / "cam")
+    summary = json.loads((tmp_path / "make_cam.summary.json").read_text())
+    assert summary["done"] == 6 and summary["skipped"] == 2 and summary["failed"] == {}
+
+
+def test_legacy_npy_needs_allow_pickle(trained, tmp_path):
+    _, out, _, _ = trained
+    path = next((out / "cam").glob("*.npz"))
+    data = load_cam_file(path)
+    legacy = tmp_path / "x.npy"
+    np.save(legacy, {"keys": data["keys"], "cam": torch.from_numpy(data["cam"]), "high_res": data["high_res"]})
+    with pytest.raises(ValueError, match="allow_pickle=True"):
+        load_cam_file(legacy)
+    back = load_cam_file(legacy, allow_pickle=True)
+    np.testing.assert_array_equal(back["cam"], data["cam"])
+
+
+def test_ir_labels(trained):
+    root, out, cfg, _ = trained
+    for path in (out / "ir_label").glob("*.png"):
+        label = load_label_png(path)
+        gt = load_label_png(root / "SegmentationClass" / path.name)
+        assert label.shape == gt.shape
+        assert set(np.unique(label)) <= set(np.unique(gt)) | {0, 255}
+    result = json.loads((out / "eval_ir_label.json").read_text())
+    assert 0 <= result["precision"] <= 100 and 0 < result["coverage"] <= 100
+
+
+def test_corrupt_image_is_reported_not_fatal(trained, tmp_path):
+    root, out, cfg, _ = trained
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    victim = (data / "ImageSets/Segmentation/train.txt").read_text().split()[1]
+    (data / "JPEGImages" / f"{victim}.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "out").mkdir()
+    shutil.copy(out / "cam.pth", tmp_path / "out" / "cam.pth")
+    cfg2 = cfg.override(dataset_root=str(data), out_dir=str(tmp_path / "out"))
+    summary = make_cam(cfg2, progress=False)
+    assert summary.done == 7 and list(summary.failed) == [victim]
+    assert "cannot decode image" in summary.failed[victim]
+    cfg3 = cfg2.override(out_dir=str(tmp_path / "nothing"))
+    (tmp_path / "nothing").mkdir()
+    shutil.copy(out / "cam.pth", tmp_path / "nothing" / "cam.pth")
+    with pytest.raises(StepFailed, match="8 failed"):  # no CAM files at all: every image fails
+        cam_to_ir_label(cfg3.override(crf=False), progress=False)
+
+
+def test_sem_seg_and_tune(trained):
+    root, out, cfg, results = trained
+    ids = (root / "ImageSets/Segmentation/train.txt").read_text().split()
+    for name in ids:
+        label = load_label_png(out / "sem_seg" / f"{name}.png")
+        cams = load_cam_file(out / "cam" / f"{name}.npz")
+        assert label.shape == cams["high_res"].shape[1:]
+        assert set(np.unique(label)) <= {0} | set((cams["keys"] + 1).tolist())
+        rw = load_npz(out / "rw" / f"{name}.npz", ("keys", "rw"))
+        assert rw["rw"].dtype == np.float16 and rw["rw"].shape == cams["cam"].shape
+    sem = results["eval_sem_seg"]["result"]
+    assert 0 <= sem["miou"] <= 100 and set(sem["iou"]) == {"background", *cfg_class_names(cfg)}
+    tuned = tune(cfg, [0.1, cfg.sem_seg_bg_thres, 0.9])
+    current = [r["miou"] for r in tuned["sweep"] if r["threshold"] == cfg.sem_seg_bg_thres][0]
+    # tuning at the current threshold from float16 scores reproduces the labels' mIoU closely
+    assert abs(current - sem["miou"]) < 1.0
+    assert tuned["best_miou"] >= current
+
+
+def cfg_class_names(cfg):
+    from irnet_fast.pipeline.runner import infer_source
+    return infer_source(cfg).class_names
+
+
+def test_ins_seg_files_eval_and_export(trained, tmp_path):
+    root, out, cfg, results = trained
+    for path in (out / "ins_seg").glob("*.npz"):
+        data = load_npz(path, ("score", "mask", "class"))
+        p = len(data["score"])
+        assert data["score"].dtype == np.float32 and data["class"].dtype == np.int64
+        assert data["mask"].dtype == bool and data["mask"].shape[0] == p and data["mask"].shape[1:] == SIZE
+    res = results["eval_ins_seg"]["result"]
+    assert 0 <= res["map50"] <= 100 and 0 <= res["map70"] <= res["map50"] + 1e-9
+    exported = export_coco(cfg, tmp_path / "coco.json")
+    coco = json.loads((tmp_path / "coco.json").read_text())
+    assert len(coco["images"]) == 8 and len(coco["annotations"]) == exported["instances"]
+    assert all(a["score"] > 0 and a["segmentation"]["size"] == list(SIZE) for a in coco["annotations"])
+
+
+def test_image_without_instances(trained, tmp_path):
+    """An image whose CAM file lists no class gets empty instance arrays and an all-background label."""
+    root, out, cfg, _ = trained
+    for sub in ("cam",):
+        shutil.copytree(out / sub, tmp_path / sub)
+    shutil.copy(out / "irn.pth", tmp_path / "irn.pth")
+    name = (root / "ImageSets/Segmentation/train.txt").read_text().split()[0]
+    cam = load_cam_file(tmp_path / "cam" / f"{name}.npz")
+    np.savez(tmp_path / "cam" / f"{name}.npz", keys=np.zeros(0, np.int64),
+             cam=np.zeros((0,) + cam["cam"].shape[1:], np.float32),
+             high_res=np.zeros((0,) + cam["high_res"].shape[1:], np.float32))
+    cfg2 = cfg.override(out_dir=str(tmp_path))
+    assert make_ins_seg(cfg2, progress=False).ok
+    assert make_sem_seg(cfg2, progress=False).ok
+    data = load_npz(tmp_path / "ins_seg" / f"{name}.npz")
+    assert data["score"].shape == (0,) and data["mask"].shape == (0,) + SIZE and data["class"].shape == (0,)
+    assert not load_label_png(tmp_path / "sem_seg" / f"{name}.png").any()
+
+
+def test_eval_outputs_and_missing_inputs(trained, tmp_path):
+    root, out, cfg, results = trained
+    cam = json.loads((out / "eval_cam.json").read_text())
+    assert cam["threshold"] == 0.15 and 0 <= cam["miou"] <= 100
+    sweep = eval_cam(cfg, [0.05, 0.15, 0.5])["sweep"]
+    assert [r["threshold"] for r in sweep] == [0.05, 0.15, 0.5] and abs(sweep[1]["miou"] - cam["miou"]) < 1e-9
+    empty = cfg.override(out_dir=str(tmp_path))
+    for fn, producer in ((eval_cam, "make_cam"), (eval_ir_label, "cam_to_ir_label"),
+                         (eval_sem_seg, "make_sem_seg"), (eval_ins_seg, "make_ins_seg")):
+        with pytest.raises(FileNotFoundError, match=f"8 of 8 input files missing.*run {producer} first"):
+            fn(empty)
