@@ -5,7 +5,10 @@ formats, resume (an interrupted run finishes byte-identical to an uninterrupted 
 reported per image, an image without instances, and the evaluation outputs.
 """
 import json
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 
@@ -23,6 +26,7 @@ from irnet_fast.pipeline import (Config, StepFailed, cam_to_ir_label, eval_cam, 
 from irnet_fast.pipeline.make_cam import load_cam_file, strided_size
 
 SIZE = (48, 64)
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _config(root: Path, out: Path, **kw) -> Config:
@@ -197,3 +201,27 @@ def test_eval_outputs_and_missing_inputs(trained, tmp_path):
                          (eval_sem_seg, "make_sem_seg"), (eval_ins_seg, "make_ins_seg")):
         with pytest.raises(FileNotFoundError, match=f"8 of 8 input files missing.*run {producer} first"):
             fn(empty)
+
+
+def test_torchrun_two_processes_shard_make_cam(trained, tmp_path):
+    """``torchrun -m irnet_fast make-cam`` with 2 gloo processes: each image once, same arrays."""
+    root, out, cfg, _ = trained
+    (tmp_path / "out").mkdir()
+    shutil.copy(out / "cam.pth", tmp_path / "out" / "cam.pth")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{REPO}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m",
+           "irnet_fast", "make-cam", "--data-root", str(root), "--out", str(tmp_path / "out"), "--backbone",
+           "resnet18", "--device", "cpu", "--workers", "0", "--quiet", "--set", "infer_split=train",
+           "--set", "irn_split=train", "--set", "cam_scales=[1.0, 0.5]"]
+    proc = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert proc.stdout.count("make_cam: 8 images, 8 done") == 1  # one summary, printed by rank 0
+    summary = json.loads((tmp_path / "out" / "make_cam.summary.json").read_text())
+    assert (summary["total"], summary["done"], summary["failed"]) == (8, 8, {})
+    for path in sorted((out / "cam").glob("*.npz")):
+        a, b = load_cam_file(path), load_cam_file(tmp_path / "out" / "cam" / path.name)
+        np.testing.assert_array_equal(a["keys"], b["keys"])
+        np.testing.assert_allclose(a["cam"], b["cam"], rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(a["high_res"], b["high_res"], rtol=1e-4, atol=1e-5)
