@@ -225,3 +225,19 @@ def test_torchrun_two_processes_shard_make_cam(trained, tmp_path):
         np.testing.assert_array_equal(a["keys"], b["keys"])
         np.testing.assert_allclose(a["cam"], b["cam"], rtol=1e-4, atol=1e-5)
         np.testing.assert_allclose(a["high_res"], b["high_res"], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("step,folder,inputs", [
+    (cam_to_ir_label, "ir_label", ["cam"]),
+    (make_sem_seg, "sem_seg", ["cam", "irn.pth"]),
+    (make_ins_seg, "ins_seg", ["cam", "irn.pth"]),
+])
+def test_interrupted_steps_resume_byte_identical(trained, tmp_path, step, folder, inputs):
+    root, out, cfg, _ = trained
+    for name in inputs:
+        (shutil.copytree if (out / name).is_dir() else shutil.copy)(out / name, tmp_path / name)
+    cfg2 = cfg.override(out_dir=str(tmp_path))
+    assert step(cfg2, progress=False, limit=3).done == 3
+    rest = step(cfg2, progress=False)
+    assert (rest.done, rest.skipped) == (5, 3)
+    assert _tree_bytes(tmp_path / folder) == _tree_bytes(out / folder)
