@@ -190,12 +190,16 @@ def _cmd_info(args) -> int:
 
 def _cmd_bench(args) -> int:
     try:
-        from benchmarks import report
+        from benchmarks import label_generation, report
     except ImportError:
         print("irnet-fast bench: run it from the repository root (the benchmarks/ folder is not installed)",
               file=sys.stderr)
         return 2
-    return report.main(["--quick"] if args.quick else []) or 0
+    flags = ["--quick"] if args.quick else []
+    # the ops benchmarks (RESULTS.md), then the label-generation ones (RESULTS_LABELS.md); both run
+    codes = [report.main(list(flags)) or 0]
+    codes.append(label_generation.main(list(flags)) or 0)
+    return next((code for code in codes if code), 0)
 
 
 # --- parser -------------------------------------------------------------------------------------
