@@ -147,12 +147,25 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
   const T* inv_ptr = inv_p.data_ptr<T>();
   T* a = src.data_ptr<T>();
   T* b_buf = dst.data_ptr<T>();
-  // A unit is one row of up to kMaxChannelBlock channels of one image.
-  const int64_t channel_groups = (C + kMaxChannelBlock - 1) / kMaxChannelBlock;
+  // A unit is one row of up to `block` channels of one image. Independent (image, channel group)
+  // pairs need no synchronisation between steps: a barrier per step stalls all 256 steps whenever
+  // another process takes a thread's core (measured on a loaded 2-core machine: 70 ms -> 1.2 s at
+  // 160x160). So pairs are used when there are plenty, or when smaller channel blocks split the
+  // work evenly over the threads (2 channels on 2 threads); otherwise rows are split per step.
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  int64_t block = kMaxChannelBlock;
+  bool independent = B * ((C + block - 1) / block) >= 2 * threads;
+  for (int64_t cb = kMaxChannelBlock; !independent && cb >= 1; --cb) {
+    if (C % cb == 0 && (B * (C / cb)) % threads == 0) {
+      block = cb;
+      independent = true;
+    }
+  }
+  const int64_t channel_groups = (C + block - 1) / block;
   const int64_t groups = B * channel_groups;
   auto step_rows = [&](const T* from, T* to, int64_t group, int64_t row_begin, int64_t row_end) {
-    const int64_t b = group / channel_groups, c0 = (group % channel_groups) * kMaxChannelBlock;
-    const int channels = (int)std::min<int64_t>(kMaxChannelBlock, C - c0);
+    const int64_t b = group / channel_groups, c0 = (group % channel_groups) * block;
+    const int channels = (int)std::min<int64_t>(block, C - c0);
     const int64_t chan = (b * C + c0) * layout.plane;
     for (int64_t i = row_begin; i < row_end; ++i) {
       walk_row_any(from + chan, to + chan, planes_ptr + b * D * layout.plane, inv_ptr + b * layout.plane,
@@ -160,9 +173,9 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
                    layout.blocks, channels);
     }
   };
-  if (groups >= 2 * at::get_num_threads()) {
-    // Enough independent (image, channel group) pairs: each thread walks its own through every
-    // step, with no barrier between steps and its image's planes hot in its cache.
+  // Below this much work per step a barrier costs more than the second thread saves.
+  const bool small = (int64_t)h * w * (D + 1) < (int64_t)1 << 16;
+  if (independent || small) {
     at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
       for (int64_t group = begin; group < end; ++group) {
         T* from = a;
@@ -174,11 +187,11 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
       }
     });
   } else {
-    // Few pairs (one image, few channels): split rows, synchronise after every step. One
-    // OpenMP team for all steps: a barrier per step instead of a fork and join.
+    // Fewer (image, channel) pairs than threads on a large map: split rows, synchronise after
+    // every step. One OpenMP team for all steps: a barrier per step instead of a fork and join.
 #ifdef _OPENMP
-    const int threads = (int)std::min<int64_t>(at::get_num_threads(), groups * h);
-#pragma omp parallel num_threads(threads)
+    const int team = (int)std::min<int64_t>(threads, groups * h);
+#pragma omp parallel num_threads(team)
     {
       T* from = a;
       T* to = b_buf;

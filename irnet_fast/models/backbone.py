@@ -101,6 +101,33 @@ class ResNetBackbone(nn.Module):
                 module.eval()
         return self
 
+    @torch.no_grad()
+    def calibrate_batchnorm(self, batches) -> int:
+        """Sets every BatchNorm's running statistics to those of ``batches`` (images ``(B, 3, H, W)``).
+
+        For a backbone without pretrained weights: frozen statistics of a random initialisation
+        (mean 0, variance 1) leave the activations unnormalised, which makes training from scratch
+        slow and unstable. This data-dependent initialisation measures each layer's statistics
+        (cumulative average over the batches) and leaves them frozen again. Returns the number of
+        batches used.
+        """
+        norms = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        saved = [(m.momentum, m.training) for m in norms]
+        count = 0
+        try:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative moving average
+                m.train()
+            for x in batches:
+                self.forward(x)
+                count += 1
+        finally:
+            for m, (momentum, training) in zip(norms, saved):
+                m.momentum = momentum
+                m.train(training)
+        return count
+
     def stem(self, x: Tensor) -> Tensor:
         """conv1, bn1, relu, max-pool: stride 4."""
         return self.maxpool(self.relu(self.bn1(self.conv1(x))))

@@ -43,7 +43,10 @@ class Config:
 
     Model: backbone (``resnet50`` in the paper), backbone_weights (a local torchvision ImageNet
     checkpoint; None = random init, for the synthetic data only), cam_train_bn_affine (the
-    reference lets the BatchNorm scale/shift of layer3-4 train; the model's default freezes them).
+    reference lets the BatchNorm scale/shift of layer3-4 train; the model's default freezes them),
+    bn_calibration_batches (0; for a backbone without pretrained weights, the BatchNorm statistics
+    are first measured on this many training batches and then frozen, see
+    ``ResNetBackbone.calibrate_batchnorm``).
 
     Optimisation (both networks): SGD with ``momentum`` and ``*_weight_decay`` on every group; the
     learning rate of every group follows ``lr * (1 - step / max_step) ** poly_power``, updated
@@ -89,6 +92,7 @@ class Config:
     backbone: str = "resnet50"
     backbone_weights: Optional[str] = None
     cam_train_bn_affine: bool = False
+    bn_calibration_batches: int = 0
     # --- optimisation --------------------------------------------------------------------------
     momentum: float = 0.9
     poly_power: float = 0.9

@@ -43,10 +43,11 @@ def select_steps(steps: Optional[Sequence[str]] = None, start: Optional[str] = N
             raise ValueError("give either a list of steps or a start/stop range, not both")
         return [s.replace("-", "_") for s in steps]
     order = list(STEPS)
+    if any(s and s.replace("-", "_") in EXTRA_STEPS for s in (start, stop)):
+        raise ValueError(f"--from/--to must be one of {', '.join(STEPS)} ({', '.join(EXTRA_STEPS)} run only "
+                         f"when listed with --steps)")
     first = order.index(start.replace("-", "_")) if start else 0
     last = order.index(stop.replace("-", "_")) if stop else len(order) - 1
-    if start and start.replace("-", "_") in EXTRA_STEPS or stop and stop.replace("-", "_") in EXTRA_STEPS:
-        raise ValueError(f"start/stop must be one of {', '.join(STEPS)}")
     if first > last:
         raise ValueError(f"start step {start!r} comes after stop step {stop!r}")
     return order[first:last + 1]

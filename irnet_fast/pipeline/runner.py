@@ -90,7 +90,7 @@ class LogContext:
 
     def __init__(self, path: Path, info: DistInfo, progress: bool):
         self.handlers: List[logging.Handler] = []
-        self.old_level = logger.level
+        self.old_level, self.old_propagate = logger.level, logger.propagate
         if info.is_main:
             path.parent.mkdir(parents=True, exist_ok=True)
             fh = logging.FileHandler(path, mode="a", encoding="utf-8")
@@ -104,6 +104,7 @@ class LogContext:
             logger.addHandler(h)
         if self.handlers:
             logger.setLevel(logging.INFO)
+            logger.propagate = not progress  # our console handler replaces the root logger's
 
     def __enter__(self) -> "LogContext":
         return self
@@ -117,6 +118,7 @@ class LogContext:
             h.close()
         self.handlers = []
         logger.setLevel(self.old_level)
+        logger.propagate = self.old_propagate
 
 
 class Progress:

@@ -135,6 +135,17 @@ def save_weights(model: nn.Module, path: Path, info: DistInfo) -> Path:
 
 # ----------------------------------------------------------------------------------------------
 
+def calibrate(model: CAMNet, dataset, cfg: Config, info: DistInfo) -> None:
+    """BatchNorm statistics of the randomly initialised backbone from the first training batches
+    (the same on every process: DDP then starts from rank 0's model anyway)."""
+    loader = torch.utils.data.DataLoader(dataset, batch_size=cfg.cam_batch_size, shuffle=False,
+                                         num_workers=cfg.num_workers)
+    batches = (batch["img"].to(info.device) for _, batch in zip(range(cfg.bn_calibration_batches), loader))
+    model.to(info.device)
+    used = model.backbone.calibrate_batchnorm(batches)
+    logger.info("cam: BatchNorm statistics of the randomly initialised backbone measured on %d batches", used)
+
+
 def train_cam(cfg: Config, *, resume: bool = False, progress: bool = True,
               stop_after: Optional[int] = None) -> Path:
     """Trains the CAM classifier; returns the path of its final weights ``<out_dir>/cam.pth``.
@@ -160,6 +171,8 @@ def train_cam(cfg: Config, *, resume: bool = False, progress: bool = True,
         dataset = ClassificationDataset(source, transform, seed=cfg.seed)
         model = CAMNet(cfg.backbone, source.num_classes, cfg.backbone_weights,
                        train_bn_affine=cfg.cam_train_bn_affine)
+        if cfg.bn_calibration_batches > 0 and cfg.backbone_weights is None:
+            calibrate(model, dataset, cfg, info)
         backbone, head = model.trainable_parameter_groups()
         groups = [(backbone, cfg.cam_learning_rate), (head, cfg.cam_learning_rate * cfg.cam_head_lr_mult)]
 
