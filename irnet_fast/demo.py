@@ -38,7 +38,7 @@ CAM_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
 # (number of training images, image size, CAM epochs, IRNet epochs)
 _FULL = (256, (128, 160), 12, 8)
-_QUICK = (32, (64, 80), 3, 2)
+_QUICK = (128, (128, 160), 8, 10)
 
 
 def demo_config(out: Path, *, quick: bool = False, images: Optional[int] = None, device: str = "cpu") -> Config:

@@ -116,7 +116,8 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     summary = json.loads((tmp_path / "summary.json").read_text())
     for key in ("cam_miou", "ir_label_precision", "ir_label_coverage", "sem_miou", "ins_map50", "ins_map70"):
         assert isinstance(summary[key], float), key
-    assert summary["sem_miou"] > summary["cam_miou"]
+    assert summary["sem_miou"] > summary["cam_miou"] + 3  # measured: 68.5 -> 77.6
+    assert summary["ins_map50"] > 30  # measured: 59.9
     assert set(summary["seconds"]) >= {"train_cam", "make_cam", "make_sem_seg", "make_ins_seg", "total"}
     report = (tmp_path / "report.md").read_text()
     links = [line.split("](", 1)[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
