@@ -28,13 +28,13 @@ import json
 import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from benchmarks import report
 from benchmarks.report import (_fmt, _lock_resident, _machine, _peak_rss_mb, _ratio, _reset_peak_rss,
                                _run_child as _report_run_child)
 
@@ -201,20 +201,7 @@ def _spec_label(spec: Dict[str, Any]) -> str:
 
 
 def _run_in_subprocess(spec: Dict[str, Any]) -> Dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.label_generation", "--case", json.dumps(spec)]
-    start = time.perf_counter()
-    try:
-        proc = subprocess.run(cmd, cwd=str(ROOT), capture_output=True, text=True, timeout=CASE_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        return {"spec": spec, "error": f"timed out after {CASE_TIMEOUT_S} s"}
-    wall = time.perf_counter() - start
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    if proc.returncode != 0 or not lines:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        return {"spec": spec, "error": f"exit {proc.returncode}: {' | '.join(tail)}"}
-    result = json.loads(lines[-1])
-    result["wall_s"] = wall
-    return result
+    return report._run_in_subprocess(spec, module="benchmarks.label_generation")
 
 
 def _case_specs(*, centroid_size, iterations, image_size, backbone, walk_sizes, quick, workdir: Path):
@@ -350,10 +337,7 @@ def render(run: Dict[str, Any], out_path: Path) -> List[Dict[str, Any]]:
              f"Generated {run['started']} UTC by `{run['command']}` (run from the repository root) in "
              f"{run['total_s']:.0f} s{' (quick mode: ResNet-18, fewer repeats)' if run['quick'] else ''}. "
              "All ratios below were measured in this same run.", ""]
-    lines += ["## Machine", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in machine.items()]
-    lines += [f"| load average (1, 5, 15 min) | start {load_start[0]:.2f}, {load_start[1]:.2f}, {load_start[2]:.2f}; "
-              f"end {load_end[0]:.2f}, {load_end[1]:.2f}, {load_end[2]:.2f} |", ""]
+    lines += report.machine_section(machine, load_start, load_end)
     lines += ["## Method", "",
               "- Every case runs in a fresh process: imports, inputs and one call on a tiny input (JIT compilation, "
               "lazy initialisation; for make_sem_seg one whole step at full size), then the resident pages are locked "

@@ -147,8 +147,9 @@ def _case_specs(quick: bool, workdir: Path) -> List[Dict[str, Any]]:
     return specs
 
 
-def _run_in_subprocess(spec: Dict[str, Any]) -> Dict[str, Any]:
-    cmd = [sys.executable, "-m", "benchmarks.report", "--case", json.dumps(spec)]
+def _run_in_subprocess(spec: Dict[str, Any], module: str = "benchmarks.report") -> Dict[str, Any]:
+    """Runs one case as ``python -m <module> --case <spec>`` and returns its JSON result line."""
+    cmd = [sys.executable, "-m", module, "--case", json.dumps(spec)]
     start = time.perf_counter()
     try:
         proc = subprocess.run(cmd, cwd=str(ROOT), capture_output=True, text=True, timeout=CASE_TIMEOUT_S)
@@ -226,6 +227,15 @@ def _ratio(num: Optional[float], den: Optional[float]) -> Optional[float]:
     if num is None or den is None or den <= 0:
         return None
     return num / den
+
+
+def machine_section(machine: Dict[str, str], load_start, load_end) -> List[str]:
+    """The "Machine" table of a results file, with the load average at the start and end of the run."""
+    lines = ["## Machine", "", "| | |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in machine.items()]
+    lines += [f"| load average (1, 5, 15 min) | start {load_start[0]:.2f}, {load_start[1]:.2f}, {load_start[2]:.2f}; "
+              f"end {load_end[0]:.2f}, {load_end[1]:.2f}, {load_end[2]:.2f} |", ""]
+    return lines
 
 
 def _headlines(rw: Dict[Tuple[str, str], Dict], aff: Dict[Tuple[str, str], Dict], sizes) -> List[Dict[str, Any]]:
@@ -411,10 +421,7 @@ def _render(run: Dict[str, Any], out_path: Path, plot_path: Path) -> List[Dict[s
     lines += [f"Generated {run['started']} UTC by `{command}` (run from the repository root) in "
               f"{total:.0f} s{' (quick mode: sizes up to 94x125, dense reference at 32x32 only)' if quick else ''}.",
               "All ratios below were measured in this same run.", ""]
-    lines += ["## Machine", "", "| | |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in machine.items()]
-    lines += [f"| load average (1, 5, 15 min) | start {load_start[0]:.2f}, {load_start[1]:.2f}, {load_start[2]:.2f}; "
-              f"end {load_end[0]:.2f}, {load_end[1]:.2f}, {load_end[2]:.2f} |", ""]
+    lines += machine_section(machine, load_start, load_end)
     lines += ["## Method", "",
               "- Inputs (seeded): boundary map `sigmoid(6 * avg_pool2d(randn, 5, stride 1, pad 2))` in (0, 1); "
               "CAMs `rand` normalised to max 1 per channel, 3 channels, one image.",

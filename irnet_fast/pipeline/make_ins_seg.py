@@ -23,7 +23,7 @@ from ..ops import cluster_centroids, detect_instance, find_centroids_with_refine
 from .config import Config
 from .distributed import init_distributed
 from .make_cam import load_cam_file
-from .make_sem_seg import boundary_and_displacement, load_edge_displacement, upsample_scores, walk
+from .make_sem_seg import irn_and_cam, load_edge_displacement, upsample_scores, walk
 from .runner import LogContext, StepSummary, infer_source, run_images
 
 __all__ = ["make_ins_seg", "INSTANCE_KEYS", "instances_from_walk"]
@@ -59,11 +59,7 @@ def make_ins_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Opt
         def process(items) -> None:
             edges, scores, clusters = [], [], []
             for _, (image, cams) in items:
-                edge, disp = boundary_and_displacement(model, image, info.device)
-                cam = torch.from_numpy(cams["cam"]).to(info.device)
-                if cam.shape[1:] != edge.shape[1:]:
-                    raise ValueError(f"CAM size {tuple(cam.shape[1:])} does not match the boundary map "
-                                     f"{tuple(edge.shape[1:])} (CAM file from another image size?)")
+                edge, disp, cam = irn_and_cam(model, image, cams, info.device)
                 centroids = find_centroids_with_refinement(disp, cfg.centroid_iterations, backend=cfg.backend)
                 masks = cluster_centroids(centroids, disp, cfg.centroid_thres)
                 split = separate_score_by_mask(cam, masks)  # (K, U, h, w)

@@ -26,7 +26,7 @@ from .distributed import init_distributed
 from .make_cam import load_cam_file
 from .runner import LogContext, StepSummary, inference_model, infer_source, run_images
 
-__all__ = ["make_sem_seg", "load_edge_displacement", "upsample_scores", "scores_to_label", "walk"]
+__all__ = ["make_sem_seg", "load_edge_displacement", "irn_and_cam", "upsample_scores", "scores_to_label", "walk"]
 
 
 def load_edge_displacement(cfg: Config, weights, device: torch.device) -> EdgeDisplacement:
@@ -41,6 +41,17 @@ def boundary_and_displacement(model: EdgeDisplacement, image: np.ndarray, device
     x = InferenceDataset.normalized(image)[None].to(device)
     edge, disp = model(x)
     return edge.float(), disp.float()
+
+
+def irn_and_cam(model: EdgeDisplacement, image: np.ndarray, cams, device: torch.device):
+    """``(boundary, displacement, cam)`` of one image: IRNet's outputs and its stride-4 CAMs (from
+    ``make_cam``) on ``device``, checked to be the same size."""
+    edge, disp = boundary_and_displacement(model, image, device)
+    cam = torch.from_numpy(cams["cam"]).to(device)
+    if cam.shape[1:] != edge.shape[1:]:
+        raise ValueError(f"CAM size {tuple(cam.shape[1:])} does not match the boundary map "
+                         f"{tuple(edge.shape[1:])} (CAM file from another image size?)")
+    return edge, disp, cam
 
 
 def walk(cfg: Config, scores: Sequence[torch.Tensor], edges: Sequence[torch.Tensor]) -> List[torch.Tensor]:
@@ -95,11 +106,7 @@ def make_sem_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Opt
         def process(items) -> None:
             edges, scores = [], []
             for _, (image, cams) in items:
-                edge, _ = boundary_and_displacement(model, image, info.device)
-                cam = torch.from_numpy(cams["cam"]).to(info.device)
-                if cam.shape[1:] != edge.shape[1:]:
-                    raise ValueError(f"CAM size {tuple(cam.shape[1:])} does not match the boundary map "
-                                     f"{tuple(edge.shape[1:])} (CAM file from another image size?)")
+                edge, _, cam = irn_and_cam(model, image, cams, info.device)
                 edges.append(edge)
                 scores.append(cam)
             for (name, (image, cams)), rw in zip(items, walk(cfg, scores, edges)):
