@@ -6,8 +6,8 @@
   default), category ids mapped to ``0..C-1`` in increasing id order.
 - Instance masks for evaluation: through ``pycocotools`` when installed (``pip install
   pycocotools``); without it, polygons (PIL rasterisation, close to but not bit-identical with
-  pycocotools) and uncompressed RLE are decoded here, and compressed RLE raises ``ImportError``
-  saying how to install pycocotools.
+  pycocotools) are drawn here and RLE, plain or compressed, is decoded by
+  :func:`irnet_fast.coco_export.decode_rle` (bit-identical).
 
 :class:`COCO2014` is a *source* for the datasets of :mod:`.voc` (``ClassificationDataset``,
 ``InferenceDataset``, ``AffinityDataset`` with ``ignore_from=81``).
@@ -22,6 +22,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw
 
+from ..coco_export import decode_rle
 from .voc import ClassificationDataset, InferenceDataset, load_image
 
 __all__ = ["COCO_NUM_CLASSES", "COCO2014", "COCOClassificationDataset", "COCOInferenceDataset",
@@ -31,7 +32,7 @@ PathLike = Union[str, os.PathLike]
 
 COCO_NUM_CLASSES = 80
 
-_INSTALL = ("decoding compressed RLE masks needs pycocotools: install it with `pip install pycocotools` "
+_INSTALL = ("use_pycocotools=True needs pycocotools: install it with `pip install pycocotools` "
             "(or `conda install -c conda-forge pycocotools`)")
 
 
@@ -43,22 +44,11 @@ def has_pycocotools() -> bool:
     return True
 
 
-def _decode_uncompressed_rle(counts: List[int], h: int, w: int) -> np.ndarray:
-    flat = np.zeros(h * w, bool)
-    pos, val = 0, False
-    for c in counts:
-        c = int(c)
-        if val:
-            flat[pos:pos + c] = True
-        pos += c
-        val = not val
-    if pos != h * w:
-        raise ValueError(f"RLE counts sum to {pos}, expected {h * w} for a {h} x {w} mask")
-    return flat.reshape(w, h).T  # COCO RLE is column-major
-
-
 def annotation_to_mask(segmentation, h: int, w: int, use_pycocotools: Optional[bool] = None) -> np.ndarray:
-    """A COCO ``segmentation`` (polygons, RLE or compressed RLE) as a ``bool (h, w)`` mask."""
+    """A COCO ``segmentation`` (polygons, RLE or compressed RLE) as a ``bool (h, w)`` mask.
+
+    With pycocotools (the default when installed) its decoder is used; without it, polygons are
+    drawn with PIL and RLE is decoded by :func:`irnet_fast.coco_export.decode_rle`."""
     if use_pycocotools is None:
         use_pycocotools = has_pycocotools()
     if use_pycocotools:
@@ -81,10 +71,10 @@ def annotation_to_mask(segmentation, h: int, w: int, use_pycocotools: Optional[b
             if len(pts) >= 3:
                 draw.polygon(pts, fill=1, outline=1)
         return np.asarray(im, dtype=bool)
-    if isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
-        rh, rw = segmentation.get("size", (h, w))
-        return _decode_uncompressed_rle(segmentation["counts"], int(rh), int(rw))
-    raise ImportError(_INSTALL)
+    if isinstance(segmentation, dict) and "counts" in segmentation:  # RLE, plain or compressed
+        return decode_rle({"size": segmentation.get("size", [h, w]), "counts": segmentation["counts"]})
+    raise ValueError(f"unsupported COCO segmentation {type(segmentation).__name__}: expected polygons (a list) "
+                     f"or RLE (a dict with 'counts' and 'size')")
 
 
 class COCO2014:

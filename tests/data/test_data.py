@@ -327,8 +327,14 @@ def test_coco_reader(coco_tree):
     assert coco.COCO2014(img_dir, ann_file, drop_unlabeled=True).ids == src.ids[:2]
     ds = coco.COCOClassificationDataset(img_dir, ann_file, transform=T.ClassificationTransform(crop_size=32))
     assert len(ds) == 2 and ds[0]["img"].shape == (3, 32, 32) and ds[0]["label"].shape == (3,)
-    with pytest.raises(ImportError, match="pip install pycocotools"):
+    # compressed RLE without pycocotools: our decoder, checked against the mask it came from
+    from irnet_fast.coco_export import encode_rle
+    mask = np.random.default_rng(0).random((7, 5)) < 0.4
+    assert np.array_equal(coco.annotation_to_mask(encode_rle(mask), 7, 5, use_pycocotools=False), mask)
+    with pytest.raises(ValueError):
         coco.annotation_to_mask({"counts": "abc", "size": [4, 4]}, 4, 4, use_pycocotools=False)
+    with pytest.raises(ValueError, match="unsupported COCO segmentation"):
+        coco.annotation_to_mask("polygon?", 4, 4, use_pycocotools=False)
 
 
 def test_coco_errors(coco_tree, tmp_path):

@@ -241,3 +241,29 @@ def test_interrupted_steps_resume_byte_identical(trained, tmp_path, step, folder
     rest = step(cfg2, progress=False)
     assert (rest.done, rest.skipped) == (5, 3)
     assert _tree_bytes(tmp_path / folder) == _tree_bytes(out / folder)
+
+
+def test_coco_pipeline_end_to_end(trained, tmp_path):
+    """The same steps on a COCO-format copy of the data (instances JSON with RLE masks, written by
+    our exporter from the ground truth): COCO trains and makes labels exactly as VOC does."""
+    from irnet_fast.coco_export import export_coco as write_coco
+    from irnet_fast.data.voc import VOC12
+    root, _, cfg, _ = trained
+    voc = VOC12(root, "train")
+    records = []
+    for name in voc.ids:
+        masks, classes = voc.instance_label(name)
+        records.append({"file_name": f"{name}.jpg", "height": SIZE[0], "width": SIZE[1], "masks": masks,
+                        "labels": classes, "scores": np.ones(len(classes), np.float32)})
+    ann = write_coco(records, voc.class_names[:4], tmp_path / "instances.json")
+    coco_cfg = cfg.override(dataset="coco", dataset_root=str(root / "JPEGImages"), coco_ann_file=str(ann),
+                            out_dir=str(tmp_path / "out"))
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = run_pipeline(coco_cfg, progress=False)
+    assert torch.load(tmp_path / "out" / "cam.pth", weights_only=True)["classifier.weight"].shape[0] == 4
+    assert all(results[s]["result"].done == 8 for s in ("make_cam", "cam_to_ir_label", "make_sem_seg", "make_ins_seg"))
+    ins = results["eval_ins_seg"]["result"]
+    assert set(ins["ap50"]) == set(voc.class_names[:4]) and 0 <= ins["map50"] <= 100
+    assert 0 <= results["eval_sem_seg"]["result"]["miou"] <= 100
