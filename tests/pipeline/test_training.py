@@ -271,8 +271,13 @@ import sys, warnings
 warnings.simplefilter("ignore")
 from irnet_fast.pipeline import Config, train_cam, train_irn
 import json
-train_cam(Config.from_dict(json.loads(sys.argv[1])), progress=False)
-train_irn(Config.from_dict(json.loads(sys.argv[2])), sys.argv[3], progress=False)
+# each training is interrupted after some epochs and resumed from its checkpoint: multi-process
+# resume must land where the uninterrupted one-process run does
+cam_cfg, irn_cfg = Config.from_dict(json.loads(sys.argv[1])), Config.from_dict(json.loads(sys.argv[2]))
+train_cam(cam_cfg, progress=False, stop_after=1)
+train_cam(cam_cfg, progress=False, resume=True)
+train_irn(irn_cfg, sys.argv[3], progress=False, stop_after=4)
+train_irn(irn_cfg, sys.argv[3], progress=False, resume=True)
 """
 
 
