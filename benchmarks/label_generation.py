@@ -119,7 +119,8 @@ def _sem_seg_child(spec: Dict[str, Any]) -> Dict[str, Any]:
     from irnet_fast.models import IRNet, PretrainedWeightsWarning
     from irnet_fast.models.irn import EdgeDisplacement
     from irnet_fast.ops import random_walk
-    from irnet_fast.pipeline.make_sem_seg import boundary_and_displacement, scores_to_label, upsample_scores
+    from irnet_fast.metrics import cam_to_label
+    from irnet_fast.pipeline.make_sem_seg import boundary_and_displacement, upsample_scores
     height, width = spec["image"]
     classes = int(spec["classes"])
     with warnings.catch_warnings():
@@ -139,7 +140,7 @@ def _sem_seg_child(spec: Dict[str, Any]) -> Dict[str, Any]:
             t1 = time.perf_counter()
             rw = random_walk([cam], [edge], radius=5, beta=10, exp_times=8, backend="cpp")[0]
             t2 = time.perf_counter()
-            label = scores_to_label(upsample_scores(rw, (height, width)), keys, 0.25)
+            label = cam_to_label(upsample_scores(rw, (height, width)).numpy(), keys, 0.25)
             t3 = time.perf_counter()
         if record:
             for key, value in zip(parts, (t1 - t0, t2 - t1, t3 - t2, t3 - t0)):
@@ -200,10 +201,6 @@ def _spec_label(spec: Dict[str, Any]) -> str:
 # ----------------------------------------------------------------------------- parent
 
 
-def _run_in_subprocess(spec: Dict[str, Any]) -> Dict[str, Any]:
-    return report._run_in_subprocess(spec, module="benchmarks.label_generation")
-
-
 def _case_specs(*, centroid_size, iterations, image_size, backbone, walk_sizes, quick, workdir: Path):
     from benchmarks import cases
     specs: List[Dict[str, Any]] = []
@@ -236,17 +233,7 @@ def measure(*, centroid_size: Sequence[int] = CENTROID_SIZE, iterations: int = C
     with tempfile.TemporaryDirectory(prefix="irnet_labels_") as tmp:
         specs = _case_specs(centroid_size=centroid_size, iterations=iterations, image_size=image_size,
                             backbone=backbone, walk_sizes=walk_sizes, quick=quick, workdir=Path(tmp))
-        results = []
-        for i, spec in enumerate(specs, 1):
-            res = _run_in_subprocess(spec)
-            results.append(res)
-            if progress:
-                if "error" in res:
-                    print(f"[{i}/{len(specs)}] {_spec_label(spec):44s} FAILED: {res['error']}", file=sys.stderr)
-                else:
-                    print(f"[{i}/{len(specs)}] {_spec_label(spec):44s} {res['median_s'] * 1e3:10.2f} ms "
-                          f"(x{len(res['times_s'])}, min {min(res['times_s']) * 1e3:.2f})  peak "
-                          f"{res['peak_mb']:7.1f} MB  [{res['wall_s']:.0f} s]", file=sys.stderr, flush=True)
+        results = report.run_cases(specs, _spec_label, "benchmarks.label_generation", progress)
         # bit-exact agreement of every backend's centroids with the NumPy reference's
         saved = {r["spec"]["method"]: r["spec"]["save"] for r in results
                  if r["spec"]["op"] == "centroids" and "error" not in r}
@@ -359,7 +346,7 @@ def render(run: Dict[str, Any], out_path: Path) -> List[Dict[str, Any]]:
               f"`random_walk([cam], [edge], radius=5, beta=10, exp_times=8, backend=\"cpp\")` with "
               f"{SEM_SEG_CLASSES} class channels (the CAMs of an image with {SEM_SEG_CLASSES} classes; the "
               "background is a constant channel added after the walk) = \"random walk\"; `upsample_scores` "
-              "(bilinear x4, crop, divide by the max) and `scores_to_label` (background 0.25, argmax, class ids) "
+              "(bilinear x4, crop, divide by the max) and `irnet_fast.metrics.cam_to_label` (background 0.25, argmax, class ids) "
               "= \"rest\". Image: uniform random uint8. PNG writing and file loading are not timed.",
               "- Large random walks: `benchmarks.report`'s random-walk case (the same inputs: boundary map "
               "`sigmoid(6 * avg_pool2d(randn, 5, 1, 2))`, CAMs `rand` normalised per channel), 3 channels, "

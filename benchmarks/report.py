@@ -147,6 +147,24 @@ def _case_specs(quick: bool, workdir: Path) -> List[Dict[str, Any]]:
     return specs
 
 
+def run_cases(specs: List[Dict[str, Any]], label, module: str = "benchmarks.report",
+              progress: bool = True) -> List[Dict[str, Any]]:
+    """Each case in its own process (:func:`_run_in_subprocess`), a progress line per case on stderr."""
+    results = []
+    for i, spec in enumerate(specs, 1):
+        res = _run_in_subprocess(spec, module)
+        results.append(res)
+        if not progress:
+            continue
+        if "error" in res:
+            print(f"[{i:2d}/{len(specs)}] {label(spec):44s} FAILED: {res['error']}", file=sys.stderr)
+        else:
+            print(f"[{i:2d}/{len(specs)}] {label(spec):44s} {res['median_s'] * 1e3:10.2f} ms "
+                  f"(x{len(res['times_s'])}, min {min(res['times_s']) * 1e3:.2f})  "
+                  f"peak {res['peak_mb']:8.1f} MB  [{res['wall_s']:.0f} s]", file=sys.stderr, flush=True)
+    return results
+
+
 def _run_in_subprocess(spec: Dict[str, Any], module: str = "benchmarks.report") -> Dict[str, Any]:
     """Runs one case as ``python -m <module> --case <spec>`` and returns its JSON result line."""
     cmd = [sys.executable, "-m", module, "--case", json.dumps(spec)]
@@ -341,16 +359,7 @@ def _measure(quick: bool, command: str) -> Dict[str, Any]:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="irnet_bench_") as tmp:
         specs = _case_specs(quick, Path(tmp))
-        results = []
-        for i, spec in enumerate(specs, 1):
-            res = _run_in_subprocess(spec)
-            results.append(res)
-            if "error" in res:
-                print(f"[{i:2d}/{len(specs)}] {_spec_label(spec):42s} FAILED: {res['error']}", file=sys.stderr)
-            else:
-                print(f"[{i:2d}/{len(specs)}] {_spec_label(spec):42s} {res['median_s'] * 1e3:10.2f} ms "
-                      f"(x{len(res['times_s'])}, min {min(res['times_s']) * 1e3:.2f})  "
-                      f"peak {res['peak_mb']:8.1f} MB  [{res['wall_s']:.0f} s]", file=sys.stderr, flush=True)
+        results = run_cases(specs, _spec_label)
         # agreement: against the dense reference where it ran, else against cpp
         arrays = {id(r): _load(r["spec"].get("save")) for r in results if "error" not in r}
         rw, aff = _index(results)

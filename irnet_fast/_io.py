@@ -19,7 +19,7 @@ from PIL import Image
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "save_npz", "load_npz", "save_label_png",
+__all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "save_npz", "load_npz", "save_label_png", "save_rgb_png",
            "is_valid_npz", "is_valid_png", "voc_palette"]
 
 
@@ -103,6 +103,18 @@ def save_label_png(path: PathLike, label: np.ndarray, palette: bool = True) -> P
     image = Image.fromarray(label.astype(np.uint8), mode="P" if palette else "L")
     if palette:
         image.putpalette(voc_palette())
+    return _save_png(path, image)
+
+
+def save_rgb_png(path: PathLike, rgb: np.ndarray) -> Path:
+    """A ``uint8 (H, W, 3)`` picture as a PNG, atomically."""
+    rgb = np.asarray(rgb)
+    if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+        raise ValueError(f"save_rgb_png(): rgb expected uint8 (H, W, 3), got {rgb.dtype} {rgb.shape}")
+    return _save_png(path, Image.fromarray(rgb))
+
+
+def _save_png(path: PathLike, image: Image.Image) -> Path:
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return atomic_write_bytes(path, buf.getvalue())

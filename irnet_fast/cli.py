@@ -9,6 +9,7 @@ traceback instead.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import math
@@ -105,11 +106,12 @@ def _fmt(value) -> str:
     return str(value)
 
 
-def _report(name: str, result, seconds: Optional[float] = None) -> None:
+def _report(name: str, result, seconds: Optional[float] = None, *, quiet: bool = True) -> None:
     from .pipeline.runner import StepSummary
     took = f" ({seconds:.1f}s)" if seconds is not None else ""
     if isinstance(result, StepSummary):
-        _print(result.line() + took)
+        if quiet:  # otherwise the step's log line on the console already said it
+            _print(result.line() + took)
     elif isinstance(result, dict):
         keys = [k for k in ("miou", "precision", "coverage", "map50", "map70", "best_threshold", "best_miou",
                             "instances", "path") if k in result]
@@ -138,7 +140,7 @@ def _cmd_step(args) -> int:
         result = export_coco(cfg, args.output, args.min_score)
     else:
         result = run_step(step, cfg, resume=not getattr(args, "no_resume", False), progress=not args.quiet)
-    _report(step, result)
+    _report(step, result, quiet=args.quiet)
     return 1 if getattr(result, "failed", None) else 0
 
 
@@ -148,7 +150,7 @@ def _cmd_run(args) -> int:
     steps = args.steps.split(",") if args.steps else None
     select_steps(steps, args.start, args.stop)  # argument errors before any work
     results = run_pipeline(cfg, steps, start=args.start, stop=args.stop, resume=not args.no_resume,
-                           progress=not args.quiet, on_step=_report)
+                           progress=not args.quiet, on_step=functools.partial(_report, quiet=args.quiet))
     return 1 if any(getattr(r["result"], "failed", None) for r in results.values()) else 0
 
 
@@ -286,7 +288,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         parser.error(f"--images expected >= 16 (one training batch), got {args.images}")
     if args.command == "make-synthetic" and (args.num_train < 0 or args.num_val < 0 or args.classes < 1):
         parser.error("--num-train/--num-val expected >= 0 and --classes >= 1")
-    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    console = logging.StreamHandler()
+    console.setLevel(logging.WARNING)  # steps log INFO to their files; the console gets it only with progress
+    logging.basicConfig(level=logging.WARNING, format="%(message)s", handlers=[console])
     try:
         return args.func(args)
     except KeyboardInterrupt:

@@ -41,7 +41,7 @@ _FULL = (256, (128, 160), 12, 8)
 _QUICK = (128, (128, 160), 8, 10)
 
 
-def demo_config(out: Path, *, quick: bool = False, images: Optional[int] = None, device: str = "cpu") -> Config:
+def demo_config(out: Path, *, quick: bool = False, device: str = "cpu") -> Config:
     """The demo's configuration: the paper's pipeline, sized for a CPU and for from-scratch training.
 
     Departures from the paper's defaults, all because there are no ImageNet weights offline:
@@ -63,11 +63,6 @@ def demo_config(out: Path, *, quick: bool = False, images: Optional[int] = None,
         irn_init_from_cam=True, num_workers=1, device=device, log_interval=0, seed=0, save_rw_scores=True)
 
 
-def _dataset_size(quick: bool, images: Optional[int]):
-    num, size, _, _ = _QUICK if quick else _FULL
-    return (images or num), size
-
-
 def run(out, *, quick: bool = False, images: Optional[int] = None, progress: bool = True,
         device: str = "cpu", panels: int = 6) -> Dict:
     """Runs the demo into ``out``; returns the summary (also written to ``out/summary.json``)."""
@@ -76,10 +71,11 @@ def run(out, *, quick: bool = False, images: Optional[int] = None, progress: boo
     torch.manual_seed(0)
     seconds: Dict[str, float] = {}
     t0 = time.time()
-    num, size = _dataset_size(quick, images)
+    num, size = (_QUICK if quick else _FULL)[:2]
+    num = images or num
     generate_synthetic(out / "data", num_train=num, num_val=0, size=size, seed=0)
     seconds["make_synthetic"] = time.time() - t0
-    cfg = demo_config(out, quick=quick, images=images, device=device)
+    cfg = demo_config(out, quick=quick, device=device)
     results = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PretrainedWeightsWarning)  # from scratch on purpose

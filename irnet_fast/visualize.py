@@ -21,7 +21,6 @@ Every file is written atomically (temporary file + rename).
 """
 from __future__ import annotations
 
-import io
 import logging
 import math
 import os
@@ -31,7 +30,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ._io import atomic_write_bytes, voc_palette
+from ._io import atomic_write_bytes, save_rgb_png, voc_palette
 
 __all__ = ["jet", "hsv_to_rgb", "colorize_labels", "overlay_cam", "colorize_boundary", "colorize_displacement",
            "colorize_instances", "instance_colors", "panel", "panel_tiles", "render_panels", "write_report",
@@ -397,12 +396,6 @@ def panel_tiles(cfg, source, name: str, irn=None, device: Any = "cpu") -> List[T
     return tiles
 
 
-def _png_bytes(rgb: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, format="PNG")
-    return buf.getvalue()
-
-
 def render_panels(cfg, names: Optional[Sequence[str]], out_dir: PathLike, device: Any = "cpu",
                   height: Optional[int] = None) -> List[Path]:
     """One panel per image id (``names``; None: every image of ``cfg.infer_split``) from the outputs
@@ -433,7 +426,7 @@ def render_panels(cfg, names: Optional[Sequence[str]], out_dir: PathLike, device
     paths = []
     for name in names:
         rgb = panel(panel_tiles(cfg, source, name, irn, dev), height=height)
-        paths.append(atomic_write_bytes(out_dir / f"{name}.png", _png_bytes(rgb)))
+        paths.append(save_rgb_png(out_dir / f"{name}.png", rgb))
     return paths
 
 

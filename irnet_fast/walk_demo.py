@@ -6,22 +6,19 @@ The random walk spreads them to the boundaries. Writes a PNG panel and a JSON su
 """
 from __future__ import annotations
 
-import json
 import math
-import os
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from . import backends, ops
-
-PALETTE = np.array([[0, 0, 0], [128, 0, 0], [0, 128, 0], [128, 128, 0], [0, 0, 128], [128, 0, 128],
-                    [0, 128, 128], [192, 128, 64]], dtype=np.uint8)
-
+from ._io import atomic_write_json, save_rgb_png
+from .metrics import ConfusionMatrix, cam_to_label
+from .visualize import colorize_labels, panel
 
 def make_scene(height: int = 94, width: int = 125, num_classes: int = 3, seed: int = 0) -> Dict[str, torch.Tensor]:
     """A stride-4 scene: ``labels (h, w)``, ``edge (1, h, w)``, ``cams (K, h, w)``, class ``keys``."""
@@ -57,42 +54,19 @@ def make_scene(height: int = 94, width: int = 125, num_classes: int = 3, seed: i
             "cams": torch.from_numpy(np.stack(cams)).float(), "keys": torch.arange(num_classes + 1)}
 
 
-def semantic_labels(scores: torch.Tensor, bg_threshold: float) -> torch.Tensor:
+def semantic_labels(scores: torch.Tensor, bg_threshold: float) -> np.ndarray:
     """REFERENCE.md 3 post-processing at the score stride: / max, background channel, argmax."""
     scores = scores / scores.max().clamp_min(1e-5)
-    return torch.cat([torch.full_like(scores[:1], bg_threshold), scores]).argmax(0)
+    return cam_to_label(scores.numpy(), np.arange(scores.shape[0]), bg_threshold)
 
 
-def miou(pred: torch.Tensor, gt: torch.Tensor, num_classes: int) -> float:
-    ious = []
-    for c in range(num_classes):
-        inter = ((pred == c) & (gt == c)).sum().item()
-        union = ((pred == c) | (gt == c)).sum().item()
-        if union:
-            ious.append(inter / union)
-    return 100.0 * float(np.mean(ious))
-
-
-def _colour(labels: torch.Tensor) -> np.ndarray:
-    return PALETTE[labels.numpy() % len(PALETTE)]
+def miou(pred: np.ndarray, gt: torch.Tensor, num_classes: int) -> float:
+    return 100.0 * ConfusionMatrix(num_classes, ignore_index=None).update(pred, gt.numpy()).miou()
 
 
 def _grey(values: torch.Tensor) -> np.ndarray:
     v = (values.clamp(0, 1).numpy() * 255).astype(np.uint8)
     return np.stack([v, v, v], -1)
-
-
-def _panel(images: List[np.ndarray], titles: List[str], scale: int = 3):
-    from PIL import Image, ImageDraw
-    tiles = [Image.fromarray(img).resize((img.shape[1] * scale, img.shape[0] * scale), Image.NEAREST)
-             for img in images]
-    w, h = tiles[0].size
-    sheet = Image.new("RGB", (len(tiles) * (w + 8) + 8, h + 28), (255, 255, 255))
-    draw = ImageDraw.Draw(sheet)
-    for i, (tile, title) in enumerate(zip(tiles, titles)):
-        sheet.paste(tile, (8 + i * (w + 8), 22))
-        draw.text((8 + i * (w + 8), 5), title, fill=(0, 0, 0))
-    return sheet
 
 
 def run(out_dir: str = "demo_out", height: int = 94, width: int = 125, seed: int = 0,
@@ -124,17 +98,9 @@ def run(out_dir: str = "demo_out", height: int = 94, width: int = 125, seed: int
     rw_labels = semantic_labels(base, 0.25)
     summary["cam_miou"] = round(miou(cam_labels, gt, num_classes), 2)
     summary["rw_miou"] = round(miou(rw_labels, gt, num_classes), 2)
-    sheet = _panel([_colour(gt), _grey(edge[0]), _grey(cams.max(0).values), _colour(cam_labels), _colour(rw_labels)],
-                   ["ground truth", "boundary map", "CAM (max)", f"CAM labels {summary['cam_miou']:.1f}",
-                    f"random walk {summary['rw_miou']:.1f}"])
-    _atomic_save(sheet, out / "random_walk_demo.png")
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    os.replace(tmp, out / "summary.json")
+    tiles = [("ground truth", colorize_labels(gt.numpy().astype(np.uint8))), ("boundary map", _grey(edge[0])),
+             ("CAM (max)", _grey(cams.max(0).values)), (f"CAM labels {summary['cam_miou']:.1f}", colorize_labels(cam_labels)),
+             (f"random walk {summary['rw_miou']:.1f}", colorize_labels(rw_labels))]
+    save_rgb_png(out / "random_walk_demo.png", panel(tiles, height=3 * height))
+    atomic_write_json(out / "summary.json", summary)
     return summary
-
-
-def _atomic_save(image, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)

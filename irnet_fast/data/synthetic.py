@@ -40,8 +40,8 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from .._io import atomic_write_bytes
-from .voc import VOC_CLASSES, voc_palette
+from .._io import atomic_write_bytes, save_label_png
+from .voc import VOC_CLASSES
 
 __all__ = ["generate", "load_truth", "CLASS_STYLES"]
 
@@ -75,14 +75,6 @@ def _style(cls: int) -> Tuple:
     a = tuple(int(255 * c) for c in colorsys.hsv_to_rgb(h, 0.85, 0.9))
     b = tuple(int(255 * c) for c in colorsys.hsv_to_rgb((h + 0.08) % 1.0, 0.9, 0.45))
     return a, b, _TEXTURES[cls % 4], _SHAPES[cls % 3], 6.0 + (cls % 5)
-
-
-def _png_bytes(arr: np.ndarray) -> bytes:
-    im = Image.fromarray(arr.astype(np.uint8), mode="P")
-    im.putpalette(voc_palette())
-    buf = io.BytesIO()
-    im.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 def _jpg_bytes(arr: np.ndarray) -> bytes:
@@ -283,8 +275,8 @@ def generate(root: PathLike, num_train: int = 128, num_val: int = 32, size: Tupl
             cls_map[band] = 255
             obj_map[band] = 255
         atomic_write_bytes(dirs["JPEGImages"] / f"{name}.jpg", _jpg_bytes(img))
-        atomic_write_bytes(dirs["SegmentationClass"] / f"{name}.png", _png_bytes(cls_map))
-        atomic_write_bytes(dirs["SegmentationObject"] / f"{name}.png", _png_bytes(obj_map))
+        save_label_png(dirs["SegmentationClass"] / f"{name}.png", cls_map)
+        save_label_png(dirs["SegmentationObject"] / f"{name}.png", obj_map)
         atomic_write_bytes(dirs["Annotations"] / f"{name}.xml", _xml_bytes(name, (h, w), inst, classes))
         truth[name] = {"split": "train" if i < num_train else "val", "instance_classes": [c - 1 for c in classes]}
     train, val = names[:num_train], names[num_train:]

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import backends
+from .._checks import check_finite
 
 __all__ = ["find_centroids_with_refinement", "cluster_centroids", "detect_instance", "separate_score_by_mask"]
 
@@ -60,11 +61,6 @@ def _same_kind(a, b, *, op: str, names: Tuple[str, str]) -> None:
         raise ValueError(f"{op}(): {names[1]} expected a {kinds[0]} like {names[0]}, got a {kinds[1]}")
     if isinstance(a, Tensor) and a.device != b.device:
         raise ValueError(f"{op}(): {names[1]} expected on device {a.device} (like {names[0]}), got {b.device}")
-
-
-def _finite(t: Tensor, *, op: str, name: str) -> None:
-    if t.numel() and not bool(torch.isfinite(t).all()):
-        raise ValueError(f"{op}(): {name} expected finite values, got NaN or Inf")
 
 
 def _tensor(x: Array) -> Tensor:
@@ -123,7 +119,7 @@ def find_centroids_with_refinement(displacement: Array, iterations: int = 300, *
     field = _tensor(displacement)
     if max(field.shape[1:]) >= 2 ** 24:  # coordinates must be exact in float32
         raise ValueError(f"{op}(): displacement expected h, w < 2**24, got {_describe(field)}")
-    _finite(field, op=op, name="displacement")
+    check_finite(field, op=op, name="displacement")
     name = backends.resolve(backend, field.device, op=op)
     impl = backends.implementation(name)
     if not hasattr(impl, "find_centroids"):  # the CuPy backend has no instance kernels

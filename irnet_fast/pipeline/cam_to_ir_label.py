@@ -12,6 +12,7 @@ import numpy as np
 
 from .._io import is_valid_png, save_label_png
 from ..crf import CRF_INSTALL_HINT, CRFUnavailableError, crf_available, crf_inference_label
+from ..metrics import cam_to_label
 from .config import Config
 from .distributed import init_distributed
 from .make_cam import load_cam_file
@@ -22,11 +23,10 @@ __all__ = ["cam_to_ir_label", "ir_label"]
 
 def _confident(image: np.ndarray, high_res: np.ndarray, keys: np.ndarray, thres: float, crf: bool) -> np.ndarray:
     """Labels (1-based, 0 background) of argmax over [thres, cams...], refined by the CRF."""
-    scores = np.concatenate([np.full((1,) + high_res.shape[1:], thres, high_res.dtype), high_res], axis=0)
-    label = np.argmax(scores, axis=0)
+    index = cam_to_label(high_res, np.arange(len(keys)), thres)  # 0 background, k + 1 for channel k
     if crf and len(keys) > 0:
-        label = crf_inference_label(image, label, n_labels=len(keys) + 1)
-    return np.concatenate([[0], np.asarray(keys, np.int64) + 1])[label]
+        index = crf_inference_label(image, index, n_labels=len(keys) + 1)
+    return np.concatenate([[0], np.asarray(keys, np.int64) + 1])[index]
 
 
 def ir_label(image: np.ndarray, high_res: np.ndarray, keys: np.ndarray, fg_thres: float = 0.30,

@@ -30,7 +30,7 @@ from .config import Config
 from .distributed import barrier, init_distributed
 from .make_cam import load_cam_file
 from .make_ins_seg import INSTANCE_KEYS
-from .make_sem_seg import scores_to_label, upsample_scores
+from .make_sem_seg import upsample_scores
 from .runner import Progress, infer_source
 
 __all__ = ["eval_cam", "eval_ir_label", "eval_sem_seg", "eval_ins_seg", "tune", "export_coco"]
@@ -164,7 +164,7 @@ def tune(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress: bo
             gt = source.seg_label(name)
             up = upsample_scores(torch.from_numpy(saved["rw"].astype(np.float32)), gt.shape)
             for conf, t in zip(confs, thresholds):
-                conf.update(scores_to_label(up, saved["keys"], t), gt)
+                conf.update(cam_to_label(up.numpy(), saved["keys"], t), gt)
             bar.update(i + 1)
         bar.close()
         sweep = [{"threshold": t, "miou": 100 * c.miou()} for t, c in zip(thresholds, confs)]
@@ -191,7 +191,7 @@ def export_coco(cfg: Config, out_path=None, min_score: float = 0.0) -> Dict:
                 keep = pred["score"] > min_score
                 total += len(keep)
                 kept += int(keep.sum())
-                height, width = pred["mask"].shape[1:] if pred["mask"].ndim == 3 else source.load_image(name).shape[:2]
+                height, width = pred["mask"].shape[1:]
                 yield {"file_name": source.image_path(name).name, "height": int(height), "width": int(width),
                        "masks": pred["mask"][keep], "labels": pred["class"][keep], "scores": pred["score"][keep]}
         write_coco_json(records(), source.class_names, target)

@@ -3,7 +3,8 @@
 Per image: IRNet inference (boundary map at stride 4), the CAMs ``cam`` of ``make_cam``
 propagated by the random walk (radius ``walk_radius``, ``beta``, ``2 ** exp_times`` steps, several
 images per call), upsampled x4 (bilinear), cropped to the image, divided by the global max, a
-background channel of ``sem_seg_bg_thres`` put first, argmax, mapped to class ids (1-based).
+background channel of ``sem_seg_bg_thres`` put first, argmax, mapped to class ids (1-based):
+:func:`irnet_fast.metrics.cam_to_label`, the rule that also scores the CAMs.
 Writes ``<out_dir>/sem_seg/<id>.png``; with ``save_rw_scores`` also ``<out_dir>/rw/<id>.npz``
 (``keys`` int64, ``rw`` float16 (K, h, w) at stride 4) for :func:`~.evaluate.tune`.
 """
@@ -18,6 +19,7 @@ import torch.nn.functional as F
 
 from .._io import is_valid_npz, is_valid_png, save_label_png, save_npz
 from ..data.voc import InferenceDataset
+from ..metrics import cam_to_label
 from ..models import IRNet
 from ..models.irn import EdgeDisplacement
 from ..ops import random_walk
@@ -26,7 +28,7 @@ from .distributed import init_distributed
 from .make_cam import load_cam_file
 from .runner import LogContext, StepSummary, inference_model, infer_source, run_images
 
-__all__ = ["make_sem_seg", "load_edge_displacement", "irn_and_cam", "upsample_scores", "scores_to_label", "walk"]
+__all__ = ["make_sem_seg", "load_edge_displacement", "irn_and_cam", "upsample_scores", "walk"]
 
 
 def load_edge_displacement(cfg: Config, weights, device: torch.device) -> EdgeDisplacement:
@@ -57,7 +59,7 @@ def irn_and_cam(model: EdgeDisplacement, image: np.ndarray, cams, device: torch.
 def walk(cfg: Config, scores: Sequence[torch.Tensor], edges: Sequence[torch.Tensor]) -> List[torch.Tensor]:
     """The random walk of several images in one call; images without channels pass through."""
     idx = [i for i, s in enumerate(scores) if s.shape[0] > 0]
-    out = [s.clone() for s in scores]
+    out = list(scores)
     if idx:
         done = random_walk([scores[i] for i in idx], [edges[i] for i in idx], radius=cfg.walk_radius,
                            beta=cfg.beta, exp_times=cfg.exp_times, backend=cfg.backend)
@@ -76,14 +78,6 @@ def upsample_scores(rw: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     up = up[:, :size[0], :size[1]]
     peak = up.max()
     return up / peak if peak > 0 else up
-
-
-def scores_to_label(up: torch.Tensor, keys: np.ndarray, bg_thres: float) -> np.ndarray:
-    """Argmax over ``[bg_thres, up...]`` mapped to ``[0, keys + 1]``: ``uint8 (H, W)``."""
-    bg = up.new_full((1,) + tuple(up.shape[1:]), float(bg_thres))
-    index = torch.argmax(torch.cat([bg, up], dim=0), dim=0).cpu().numpy()
-    lut = np.concatenate([[0], np.asarray(keys, np.int64) + 1]).astype(np.uint8)
-    return lut[index]
 
 
 def make_sem_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Optional[int] = None) -> StepSummary:
@@ -113,8 +107,9 @@ def make_sem_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Opt
                 if cfg.save_rw_scores:
                     save_npz(rw_dir / f"{name}.npz", {"keys": cams["keys"], "rw": rw.cpu().numpy().astype(np.float16)})
                 up = upsample_scores(rw, image.shape[:2])
-                save_label_png(sem_dir / f"{name}.png", scores_to_label(up, cams["keys"], cfg.sem_seg_bg_thres))
+                save_label_png(sem_dir / f"{name}.png", cam_to_label(up.cpu().numpy(), cams["keys"],
+                                                                      cfg.sem_seg_bg_thres))
 
         return run_images("make_sem_seg", source.ids, sem_dir, info, is_done=is_done, load=load, process=process,
-                          progress=progress, num_workers=min(cfg.num_workers, 2), chunk=cfg.walk_batch,
+                          progress=progress, num_workers=cfg.num_workers, chunk=cfg.walk_batch,
                           limit=limit)
