@@ -429,7 +429,9 @@ def _render(run: Dict[str, Any], out_path: Path, plot_path: Path) -> List[Dict[s
     lines = ["# irnet_fast benchmark results", ""]
     lines += [f"Generated {run['started']} UTC by `{command}` (run from the repository root) in "
               f"{total:.0f} s{' (quick mode: sizes up to 94x125, dense reference at 32x32 only)' if quick else ''}.",
-              "All ratios below were measured in this same run.", ""]
+              "All ratios below were measured in this same run. The label-generation figures (instance ops, "
+              "make_sem_seg, large walks) are in [RESULTS_LABELS.md](RESULTS_LABELS.md), written by "
+              "`python -m benchmarks.label_generation`; IRNet training in [RESULTS_IRN.md](RESULTS_IRN.md).", ""]
     lines += machine_section(machine, load_start, load_end)
     lines += ["## Method", "",
               "- Inputs (seeded): boundary map `sigmoid(6 * avg_pool2d(randn, 5, stride 1, pad 2))` in (0, 1); "
