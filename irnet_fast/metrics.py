@@ -207,6 +207,11 @@ def voc_ap(precision, recall) -> float:
     return float(np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1]))
 
 
+def _chainercv_order(scores: np.ndarray) -> np.ndarray:
+    """Highest score first, exactly as chainercv's ``eval_instance_segmentation_voc`` orders."""
+    return scores.argsort()[::-1]
+
+
 class InstanceAP:
     """PASCAL VOC instance mask AP (chainercv's ``eval_instance_segmentation_voc`` semantics).
 
@@ -214,10 +219,15 @@ class InstanceAP:
     the GT instance of its class with the highest mask IoU (the first one on IoU ties). With IoU
     ``>= thresh``: a not yet matched GT makes it a TP (and the GT matched), an already matched one
     a FP (duplicate), a *difficult* GT neither; below ``thresh`` it is a FP. Over all images the
-    predictions of a class are ranked by score (a stable sort: ties keep the order of ``update``
-    calls, then the order within the image) for cumulative precision / recall; the AP is
+    predictions of a class are ranked by score for cumulative precision / recall; the AP is
     :func:`voc_ap`. A class with (non-difficult) GT but no prediction has AP 0, one without GT
     AP NaN (left out of the mAP).
+
+    Both rankings (within an image, then over the images in ``update`` order) are chainercv's
+    ``scores.argsort()[::-1]`` on the scores in their own dtype (float16/32/64 kept, others as
+    float64): the same NumPy call, so tied scores (``detect_instance`` gives small fragments 0)
+    come out in the same order as chainercv's, e.g. reverse input order for a few ties. Ties
+    decide which of the tied detections count first, which moves the AP.
 
     Args:
         num_classes: number of (foreground, 0-based) classes; 20 for VOC.
@@ -254,7 +264,8 @@ class InstanceAP:
         if ps.dtype.kind not in "fiub" or ps.shape != (p,):
             raise ValueError(f"{op}(): pred_scores expected a real array of shape ({p},), got shape {ps.shape} "
                              f"dtype {ps.dtype}")
-        ps = ps.astype(np.float64)
+        if ps.dtype.kind != "f":
+            ps = ps.astype(np.float64)
         if not np.isfinite(ps).all():
             raise ValueError(f"{op}(): pred_scores expected finite values, got {ps[~np.isfinite(ps)][:3]}")
         if gt_difficult is None:
@@ -272,8 +283,7 @@ class InstanceAP:
         for c in np.union1d(pl, gl).astype(np.int64):
             pk = np.flatnonzero(pl == c)
             gk = np.flatnonzero(gl == c)
-            # highest score first; stable so that equal scores keep their input order
-            pk = pk[np.argsort(-ps[pk], kind="stable")]
+            pk = pk[_chainercv_order(ps[pk])]
             dif = gd[gk]
             self.num_gt[c] += int(np.count_nonzero(~dif))
             if pk.size == 0:
@@ -335,7 +345,7 @@ class InstanceAP:
         scores = self._scores[cls]
         if scores:
             s = np.concatenate(scores)
-            m = np.concatenate(self._match[thresh_index][cls])[np.argsort(-s, kind="stable")]
+            m = np.concatenate(self._match[thresh_index][cls])[_chainercv_order(s)]
         else:
             m = np.zeros(0, np.int8)
         tp = np.cumsum(m == 1)

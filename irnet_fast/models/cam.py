@@ -1,4 +1,4 @@
-"""The CAM classifier of IRNet (REFERENCE.md section 5) and its inference form."""
+"""The CAM classifier of IRNet (the reference's ``resnet50_cam`` network) and its inference form."""
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -26,22 +26,27 @@ class CAMNet(nn.Module):
 
     Stages as the reference: stage1 = conv1 .. layer1, stage2 = layer2, stage3 = layer3,
     stage4 = layer4 (output stride 16). The output of stage2 is detached, so stages 1-2 never
-    train; conv1 and bn1 have ``requires_grad=False``; every BatchNorm uses its running statistics.
-    Head: global average pooling, then a 1x1 convolution ``C -> num_classes`` without bias.
+    train; conv1 and bn1 have ``requires_grad=False``; every BatchNorm uses its running statistics
+    (never updated). Head: global average pooling, then a 1x1 convolution ``C -> num_classes``
+    without bias.
+
+    What trains, by default exactly the reference's set: every parameter of layer3 and layer4
+    (convolutions and BatchNorm scale/shift) and the classifier.
 
     Args:
         backbone_name (str): "resnet50" (the paper), "resnet34" or "resnet18".
         num_classes (int): 20 for VOC (background excluded), 80 for COCO.
         weights (path, optional): local torchvision ImageNet checkpoint of the backbone.
-        train_bn_affine (bool): False (default) freezes every BatchNorm scale/shift. The reference
-            itself lets the BatchNorm scale/shift of layer3-4 train (only their statistics are
-            fixed); pass True to reproduce that exactly.
+        train_bn_affine (bool): True (default, the reference) lets the BatchNorm scale/shift of
+            layer3-4 train with the convolutions (their statistics stay fixed); False freezes every
+            BatchNorm scale/shift too.
 
-    Parameter names: ``backbone.*`` (torchvision names) and ``classifier.weight``.
+    Parameter names: ``backbone.*`` (torchvision names) and ``classifier.weight``: one to one with
+    a reference ``res50_cam.pth`` (``resnet50.*`` there), see :mod:`irnet_fast.models.reference_format`.
     """
 
     def __init__(self, backbone_name: str = "resnet50", num_classes: int = 20,
-                 weights: Optional[PathLike] = None, *, train_bn_affine: bool = False):
+                 weights: Optional[PathLike] = None, *, train_bn_affine: bool = True):
         super().__init__()
         self.backbone = build_backbone(backbone_name, weights, freeze_bn_affine=not train_bn_affine)
         self.num_classes = int(num_classes)

@@ -1,6 +1,6 @@
 """IRNet: boundary and displacement branches on a frozen ResNet, its loss, its inference wrapper.
 
-REFERENCE.md section 5. The loss is computed with the fast ops (:func:`~irnet_fast.ops.path_affinity`)
+The networks are layer for layer the reference's. The loss is computed with the fast ops (:func:`~irnet_fast.ops.path_affinity`)
 and a direction-at-a-time displacement L1: no path index arrays or pair tensors are materialised.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from ..ops import path_affinity
 from ..ops.path_index import geometry
 from .backbone import PathLike, build_backbone
 
-__all__ = ["IRNet", "irn_loss", "EdgeDisplacement"]
+__all__ = ["IRNet", "MeanShift", "irn_loss", "EdgeDisplacement"]
 
 
 def _up(scale: int) -> nn.Module:
@@ -23,7 +23,8 @@ def _up(scale: int) -> nn.Module:
 
 
 def _head(cin: int, cout: int, groups: int, up: int = 1) -> nn.Sequential:
-    """1x1 conv (no bias), GroupNorm, [bilinear upsample x up], ReLU."""
+    """1x1 conv (no bias), GroupNorm, [bilinear upsample x up], ReLU: the upsampling comes before
+    the ReLU, as in the reference (so the ReLU sees interpolated values)."""
     layers = [nn.Conv2d(cin, cout, 1, bias=False), nn.GroupNorm(groups, cout)]
     if up > 1:
         layers.append(_up(up))
@@ -33,6 +34,19 @@ def _head(cin: int, cout: int, groups: int, up: int = 1) -> nn.Sequential:
 
 def _crop(x: Tensor, like: Tensor) -> Tensor:
     return x[..., :like.shape[-2], :like.shape[-1]]
+
+
+class MeanShift(nn.Module):
+    """The mean displacement over the training images (buffer ``running_mean``, shape (2,), zero
+    until measured after training), subtracted at inference. Same buffer name as the reference's
+    ``Net.MeanShift``, so the checkpoint key is ``mean_shift.running_mean`` in both."""
+
+    def __init__(self, num_features: int = 2):
+        super().__init__()
+        self.register_buffer("running_mean", torch.zeros(num_features))
+
+    def forward(self, disp: Tensor) -> Tensor:
+        return disp - self.running_mean.to(disp.dtype).view(1, -1, 1, 1)
 
 
 class IRNet(nn.Module):
@@ -46,18 +60,24 @@ class IRNet(nn.Module):
     bilinear upsampling (align_corners False) by 1, 1, 2, 4, 4 and a ReLU (in that order, as the
     reference), cropped to the stride-4 size; concatenated (160) -> 1x1 conv (with bias) -> 1 logit.
 
-    Displacement branch (``fc_dp1..7``):
+    Displacement branch (``fc_dp1..7``), layer for layer the reference's:
 
-    - ``fc_dp1..5``: 1x1 conv to 64, 128, 256, 256, 256 channels + GroupNorm (8, 16, 16, 16, 16
-      groups) + ReLU; the two stride-16 maps are upsampled x2 (before the ReLU) to stride 8;
-    - ``fc_dp6`` (stride-8 merge): concat of the deepest three (768) -> 1x1 conv 256 + GN(16) +
-      ReLU -> upsampled x2 to stride 4;
-    - ``fc_dp7`` (stride-4 merge): concat with the first two (64 + 128 + 256 = 448) -> 1x1 conv 256
-      + GN(16) + ReLU -> 1x1 conv 256 + GN(16) + ReLU -> 1x1 conv (no bias) to 2 channels.
+    - ``fc_dp1..3``: 1x1 conv to 64, 128, 256 channels + GroupNorm (8, 16, 16 groups) + ReLU;
+    - ``fc_dp4``, ``fc_dp5``: 1x1 conv to 256 + GN(16) + bilinear upsampling x2 + ReLU (stride 16
+      to stride 8);
+    - ``fc_dp6`` (stride-8 merge): concat of dp3, dp4, dp5 (768) -> 1x1 conv 256 + GN(16) +
+      upsampling x2 + ReLU (to stride 4);
+    - ``fc_dp7`` (stride-4 merge): concat of dp1, dp2 and that (64 + 128 + 256 = 448) -> 1x1 conv
+      256 + GN(16) + ReLU -> 1x1 conv (no bias) to 2 channels.
 
     Every upsampled map is cropped to the size of the map it is merged with (the upsampled size
-    is never smaller). The displacement mean (buffer ``mean_shift``, shape (2,), zero until set
-    after training) is subtracted only at inference (eval mode, or ``subtract_mean_shift=True``).
+    is never smaller). The displacement mean (:class:`MeanShift` ``mean_shift``) is subtracted
+    only at inference (eval mode, or ``subtract_mean_shift=True``).
+
+    Parameter names: ``backbone.*`` (torchvision names), ``fc_edge1..6.*``, ``fc_dp1..7.*`` (the
+    reference's names and Sequential indices) and ``mean_shift.running_mean``: one to one with a
+    reference ``res50_irn.pth`` (whose ``resnet50.*`` is ``backbone.*``), see
+    :mod:`irnet_fast.models.reference_format`.
 
     Args:
         backbone_name (str): "resnet50" (the paper), "resnet34" or "resnet18".
@@ -85,14 +105,10 @@ class IRNet(nn.Module):
         self.fc_dp3 = _head(c[2], 256, 16)
         self.fc_dp4 = _head(c[3], 256, 16, up=2)
         self.fc_dp5 = _head(c[4], 256, 16, up=2)
-        self.fc_dp6 = nn.Sequential(nn.Conv2d(768, 256, 1, bias=False), nn.GroupNorm(16, 256),
-                                    nn.ReLU(inplace=True), _up(2))
+        self.fc_dp6 = _head(768, 256, 16, up=2)
         self.fc_dp7 = nn.Sequential(nn.Conv2d(448, 256, 1, bias=False), nn.GroupNorm(16, 256),
-                                    nn.ReLU(inplace=True),
-                                    nn.Conv2d(256, 256, 1, bias=False), nn.GroupNorm(16, 256),
-                                    nn.ReLU(inplace=True),
-                                    nn.Conv2d(256, 2, 1, bias=False))
-        self.register_buffer("mean_shift", torch.zeros(2))
+                                    nn.ReLU(inplace=True), nn.Conv2d(256, 2, 1, bias=False))
+        self.mean_shift = MeanShift(2)
 
     @property
     def edge_layers(self) -> nn.ModuleList:
@@ -149,7 +165,7 @@ class IRNet(nn.Module):
         if subtract_mean_shift is None:
             subtract_mean_shift = not self.training
         if subtract_mean_shift:
-            disp = disp - self.mean_shift.to(disp.dtype).view(1, 2, 1, 1)
+            disp = self.mean_shift(disp)
         return edge, disp
 
     def loss(self, edge: Tensor, disp: Tensor, labels: Sequence[Tensor], radius: int = 10) -> Dict[str, Tensor]:
@@ -161,18 +177,22 @@ class _AffinityLogLoss(torch.autograd.Function):
     """``sum bg * -log(a + eps)``, ``sum fg * -log(a + eps)``, ``sum neg * -log(1 + eps - a)``.
 
     One image at a time and nothing but the inputs saved: the (B, D, M) log terms and products
-    that autograd would keep are never allocated; the backward writes d/da directly.
+    that autograd would keep are never allocated; the backward writes d/da directly. Each image's
+    products are summed by ``torch.sum`` (pairwise, as the reference's whole-batch ``torch.sum``)
+    and the per-image sums accumulate in float64: a float32 ``torch.dot`` over the millions of
+    pairs of a batch would be about 1e-5 off.
     """
 
     @staticmethod
     def forward(ctx, aff, bg_label, fg_label, neg_label):
         ctx.save_for_backward(aff, bg_label, fg_label, neg_label)
-        sums = aff.new_zeros(3)
+        sums = aff.new_zeros(3, dtype=torch.float64)
         for a, bg, fg, neg in zip(aff, bg_label, fg_label, neg_label):
             pos_loss = torch.log(a + 1e-5).neg_()
-            sums[0] += torch.dot(bg.reshape(-1), pos_loss.reshape(-1))
-            sums[1] += torch.dot(fg.reshape(-1), pos_loss.reshape(-1))
-            sums[2] += torch.dot(neg.reshape(-1), torch.log(1.0 + 1e-5 - a).neg_().reshape(-1))
+            sums[0] += torch.sum(bg * pos_loss, dtype=torch.float64)
+            sums[1] += torch.sum(pos_loss.mul_(fg), dtype=torch.float64)
+            sums[2] += torch.sum(torch.log(1.0 + 1e-5 - a).neg_().mul_(neg), dtype=torch.float64)
+        sums = sums.to(aff.dtype)
         return sums[0], sums[1], sums[2]
 
     @staticmethod
@@ -198,11 +218,12 @@ class _PairDisplacementL1(torch.autograd.Function):
     def forward(ctx, disp, fg_label, bg_label, radius):
         ctx.save_for_backward(disp, fg_label, bg_label)
         ctx.radius = radius
-        sums = disp.new_zeros(2)
+        sums = disp.new_zeros(2, dtype=torch.float64)  # float64 over the D directions (see above)
         for src, dst, target, fg, bg in _pair_windows(disp, fg_label, bg_label, radius):
             diff = src - dst
-            sums[0] += ((diff - target).abs() * fg).sum()
-            sums[1] += (diff.abs() * bg).sum()
+            sums[0] += torch.sum((diff - target).abs_().mul_(fg), dtype=torch.float64)
+            sums[1] += torch.sum(diff.abs_().mul_(bg), dtype=torch.float64)
+        sums = sums.to(disp.dtype)
         return sums[0], sums[1]
 
     @staticmethod
@@ -280,32 +301,39 @@ class EdgeDisplacement(nn.Module):
     edge[1].flip(-1) / 2)`` (flip undone after the crop, as the reference); displacement = that of
     the unflipped image minus ``irnet.mean_shift``. Whatever the wrapped network's mode.
 
+    Padding (:meth:`padded_size`, per axis): a side of at most ``pad_to`` is padded to ``pad_to``
+    exactly, a longer one to the next multiple of the network stride (16). The default 512 is the
+    reference's: its ``EdgeDisplacement`` pads every image to its crop size, 512 x 512, and the
+    padding matters, since GroupNorm statistics and the zero border both change the network's
+    output near the image border. The reference cannot handle a side over 512 (its padding becomes
+    a crop); irnet_fast pads such a side to a multiple of 16 instead, which departs from nothing
+    the reference defines. ``pad_to=0`` pads every side only to the multiple of 16: the cheapest
+    choice, for networks trained on small images (the synthetic demo).
+
     Args:
         irnet (IRNet): the trained network.
-        crop_to_reference (bool): False (default) pads to the next multiple of the network stride
-            (16), so any size works. True reproduces the reference: pad to 512 x 512 when the image
-            fits (GroupNorm statistics depend on the padded size), else to the multiple of 16.
+        pad_to (int): see above; 512 (default, the reference), 0 for multiples of 16 only.
 
     ``forward(image (1, 3, H, W))`` -> ``(boundary (1, h, w), displacement (2, h, w))``. Wrap calls
     in ``torch.no_grad()`` for inference.
     """
 
-    reference_size = 512
-
-    def __init__(self, irnet: nn.Module, crop_to_reference: bool = False):
+    def __init__(self, irnet: nn.Module, pad_to: int = 512):
         super().__init__()
+        if isinstance(pad_to, bool) or not isinstance(pad_to, int) or pad_to < 0:
+            raise ValueError(f"EdgeDisplacement(): pad_to expected an integer >= 0, got {pad_to!r}")
         self.irnet = irnet
-        self.crop_to_reference = bool(crop_to_reference)
+        self.pad_to = pad_to
 
     def padded_size(self, height: int, width: int) -> Tuple[int, int]:
+        """The ``(height, width)`` the image is zero-padded to before the network."""
         stride = int(getattr(self.irnet, "stride", 16))
-        if self.crop_to_reference and height <= self.reference_size and width <= self.reference_size:
-            return self.reference_size, self.reference_size
-        return -(-height // stride) * stride, -(-width // stride) * stride
+        return tuple(self.pad_to if side <= self.pad_to else -(-side // stride) * stride
+                     for side in (int(height), int(width)))
 
     def forward(self, image: Tensor) -> Tuple[Tensor, Tensor]:
         if image.dim() != 4 or image.shape[0] != 1:
-            raise ValueError(f"EdgeDisplacement(): expected one image [1, C, H, W], got {tuple(image.shape)}")
+            raise ValueError(f"EdgeDisplacement(): image expected one image [1, C, H, W], got {tuple(image.shape)}")
         height, width = image.shape[-2:]
         out_h, out_w = (height - 1) // 4 + 1, (width - 1) // 4 + 1
         pad_h, pad_w = self.padded_size(height, width)
@@ -315,5 +343,8 @@ class EdgeDisplacement(nn.Module):
         edge = edge[..., :out_h, :out_w]
         disp = disp[..., :out_h, :out_w]
         boundary = torch.sigmoid(edge[0] / 2 + edge[1].flip(-1) / 2)
-        displacement = disp[0] - self.irnet.mean_shift.to(disp.dtype).view(2, 1, 1)
+        displacement = self.irnet.mean_shift(disp[:1])[0]
         return boundary, displacement
+
+    def extra_repr(self) -> str:
+        return f"pad_to={self.pad_to}"

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from .. import backends
 from .._checks import check_radius, check_tensor, check_unit_interval
 from . import _reference
-from .path_index import PathIndex, geometry, geometry_on
+from .path_index import PathIndex, geometry, geometry_on, path_geometry
 
 __all__ = ["edge_to_affinity", "path_affinity", "PathAffinity", "affinity_labels",
            "path_affinity_labels", "to_pair_displacement"]
@@ -168,22 +168,21 @@ def to_pair_displacement(path_index: Union[PathIndex, int], disp: Tensor) -> Ten
     """``disp(src) - disp(dst)`` for every search direction (IRNet's displacement loss input).
 
     Args:
-        path_index (PathIndex or int): the search geometry, or its radius.
+        path_index (PathIndex or int): the search geometry, or its radius. Any object with the
+            reference's ``PathIndex`` attributes works (``radius_floor`` and ``search_dst`` are
+            read), the reference's own ``PathIndex`` included.
         disp (Tensor[B, 2, H, W]): displacement field.
 
     Returns:
         Tensor[B, 2, D, M]; differentiable (views and a subtraction).
     """
     op = "to_pair_displacement"
-    if not isinstance(path_index, PathIndex):
-        radius = check_radius(path_index, op=op)
-        geo = geometry(radius)
-        path_index = _GeometryView(geo.radius_floor, geo.search_dst)
+    radius_floor, search_dst = path_geometry(path_index, op=op)
     check_tensor(disp, op=op, name="disp", dims=["B", "2", "H", "W"])
-    rf = path_index.radius_floor
+    rf = radius_floor
     if disp.shape[2] < rf or disp.shape[3] < 2 * rf:
         raise ValueError(f"{op}(): disp expected at least {rf} x {2 * rf} pixels, got {tuple(disp.shape[2:])}")
-    return _reference.to_pair_displacement(path_index, disp)
+    return _reference.to_pair_displacement(_GeometryView(radius_floor, search_dst), disp)
 
 
 class _GeometryView:

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import functools
 import math
-from typing import List, NamedTuple, Sequence, Tuple
+import numbers
+from typing import Any, List, NamedTuple, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from .._checks import check_radius
 
-__all__ = ["PathIndex", "Geometry", "geometry"]
+__all__ = ["PathIndex", "Geometry", "geometry", "path_geometry"]
 
 
 def _search_paths_dst(radius: int) -> Tuple[List[np.ndarray], np.ndarray]:
@@ -79,6 +80,29 @@ def geometry_on(radius: int, device: torch.device) -> Tuple[torch.Tensor, torch.
     """``(paths, lengths)`` of :func:`geometry` on ``device``, cached per device."""
     geo = geometry(radius)
     return geo.paths.to(device), geo.lengths.to(device)
+
+
+def path_geometry(path_index: Any, *, op: str) -> Tuple[int, np.ndarray]:
+    """``(radius_floor, search_dst (D, 2) int64)`` of a radius or of any PathIndex-like object.
+
+    Duck typed: an object with the reference's ``PathIndex`` attributes (``radius_floor`` and
+    ``search_dst``; ``radius``, ``path_indices``, ... are not needed) is used as it is, so the
+    reference's own ``PathIndex`` and irnet_fast's are interchangeable; an integer is a radius.
+    """
+    if hasattr(path_index, "radius_floor") and hasattr(path_index, "search_dst"):
+        rf = path_index.radius_floor
+        dst = np.asarray(path_index.search_dst)
+        if isinstance(rf, bool) or not isinstance(rf, numbers.Integral) or rf < 0:
+            raise ValueError(f"{op}(): path_index.radius_floor expected an integer >= 0, got {rf!r}")
+        if dst.ndim != 2 or dst.shape[1] != 2 or (dst.size and dst.dtype.kind not in "iu"):
+            raise ValueError(f"{op}(): path_index.search_dst expected integer offsets of shape (D, 2), got "
+                             f"shape {dst.shape} dtype {dst.dtype}")
+        return int(rf), dst.astype(np.int64, copy=False)
+    if isinstance(path_index, numbers.Integral) and not isinstance(path_index, bool):
+        geo = geometry(check_radius(path_index, op=op))
+        return geo.radius_floor, geo.search_dst
+    raise ValueError(f"{op}(): path_index expected a PathIndex (any object with radius_floor and search_dst) "
+                     f"or a radius >= 1, got {type(path_index).__name__}")
 
 
 class PathIndex:

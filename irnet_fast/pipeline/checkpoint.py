@@ -11,6 +11,12 @@ Checkpoints are written by :func:`save_checkpoint` to a temporary file in the sa
 renamed over the target (``os.replace``), so a killed run never leaves half a file. They hold
 only tensors and plain Python values (RNG states included) and load with
 ``torch.load(weights_only=True)``.
+
+Trained weights (:func:`load_weights`, used by every step that reads ``cam.pth`` / ``irn.pth`` or
+``--weights``) are read in either layout: irnet_fast's (``state_dict()`` of
+:class:`~irnet_fast.models.CAMNet` / :class:`~irnet_fast.models.IRNet`, or a training
+checkpoint) or the reference implementation's (``res50_cam.pth``, ``res50_irn.pth``, converted by
+:mod:`irnet_fast.models.reference_format`). :func:`export_reference_weights` writes the other way.
 """
 from __future__ import annotations
 
@@ -23,9 +29,13 @@ import numpy as np
 import torch
 
 from .._io import atomic_open
+from ..models import IRNet
+from ..models.backbone import _short
+from ..models.reference_format import (ReferenceFormatError, from_reference_state_dict,
+                                       is_reference_state_dict, to_reference_state_dict)
 
 __all__ = ["poly_lr", "PolySchedule", "build_sgd", "atomic_save", "save_checkpoint", "load_checkpoint",
-           "get_rng_state", "set_rng_state"]
+           "get_rng_state", "set_rng_state", "read_state_dict", "load_weights", "export_reference_weights"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -143,3 +153,88 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
     if not isinstance(state, dict) or state.get("format") != "irnet_fast.checkpoint/1":
         raise RuntimeError(f"{path} is not an irnet_fast training checkpoint")
     return state
+
+
+# --- trained weights, in irnet_fast's or the reference's layout --------------------------------
+
+def read_state_dict(path: PathLike, what: str, map_location: Any = "cpu") -> Dict[str, torch.Tensor]:
+    """The state dict in ``path`` as written (a training checkpoint gives its model), with a
+    leading ``module.`` (DataParallel) stripped; clear errors for a missing or unreadable file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} weights not found: {path} (run the training step first, or pass "
+                                f"the weights file)")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise RuntimeError(f"could not read {what} weights {path}: {exc}") from exc
+    if isinstance(state, dict) and "model" in state and "format" in state:
+        state = state["model"]  # a training checkpoint
+    if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+        raise RuntimeError(f"{what} weights {path}: expected a state_dict (names to tensors), got "
+                           f"{type(state).__name__}")
+    if state and all(k.startswith("module.") for k in state):
+        state = {k[len("module."):]: v for k, v in state.items()}
+    return state
+
+
+def _as_irnet_fast(state: Dict[str, torch.Tensor], path: PathLike, what: str, kind: str) -> Dict[str, torch.Tensor]:
+    if not is_reference_state_dict(state):
+        return state
+    try:
+        return from_reference_state_dict(state, kind)
+    except ReferenceFormatError as exc:
+        raise RuntimeError(f"{what} weights {path} are in neither irnet_fast's nor the reference's layout: "
+                           f"{exc}") from None
+
+
+def load_weights(model: torch.nn.Module, path: PathLike, what: str) -> str:
+    """Loads trained weights from ``path`` into ``model`` (a CAMNet or an IRNet); returns the layout
+    found, ``"irnet_fast"`` or ``"reference"``.
+
+    The reference's files are converted (aliases, training buffers dropped; BatchNorm
+    ``num_batches_tracked`` counters, which FixedBatchNorm never reads, kept from ``model`` when
+    the file has none). Anything else must match ``model.state_dict()`` key for key.
+
+    Raises:
+        RuntimeError: the file is neither layout (naming the unknown and the missing keys) or does
+            not fit ``model`` (another backbone or number of classes: naming the shapes).
+        FileNotFoundError: no such file.
+    """
+    state = read_state_dict(path, what)
+    layout = "reference" if is_reference_state_dict(state) else "irnet_fast"
+    state = _as_irnet_fast(state, path, what, "irn" if isinstance(model, IRNet) else "cam")
+    expected = model.state_dict()
+    if layout == "reference":
+        for key, value in expected.items():
+            if key.endswith("num_batches_tracked") and key not in state:
+                state[key] = value
+    unknown = sorted(set(state) - set(expected))
+    missing = sorted(set(expected) - set(state))
+    if unknown or missing:
+        raise RuntimeError(f"{what} weights {path} ({layout} layout) do not fit this {type(model).__name__}: "
+                           f"unknown keys {_short(unknown)}, missing keys {_short(missing)} (a file in neither "
+                           f"irnet_fast's nor the reference's layout, or of the other network?)")
+    shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
+              if tuple(state[k].shape) != tuple(v.shape)]
+    if shapes:
+        raise RuntimeError(f"{what} weights {path} do not fit this {type(model).__name__} (backbone or dataset "
+                           f"differs from the training run?): {_short(shapes, 4)}")
+    model.load_state_dict(state, strict=True)
+    return layout
+
+
+def export_reference_weights(src: Union[PathLike, torch.nn.Module], dst: PathLike) -> Path:
+    """Writes trained irnet_fast weights (``cam.pth`` / ``irn.pth``, a training checkpoint or a
+    model) to ``dst`` in the reference's layout (its ``res50_cam.pth`` / ``res50_irn.pth``, loadable
+    with ``strict=True`` into the reference's ``Net``, ``CAM`` or ``EdgeDisplacement``). ResNet-50
+    networks only, as the reference's. Atomic; returns ``dst``."""
+    if isinstance(src, torch.nn.Module):
+        state = src.state_dict()
+    else:
+        state = read_state_dict(src, "irnet_fast")
+    try:
+        out = to_reference_state_dict(state)
+    except ReferenceFormatError as exc:
+        raise RuntimeError(f"export_reference_weights(): cannot export {src}: {exc}") from None
+    return atomic_save(out, dst)

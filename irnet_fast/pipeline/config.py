@@ -42,8 +42,9 @@ class Config:
         out_dir: checkpoints, logs and weights go here.
 
     Model: backbone (``resnet50`` in the paper), backbone_weights (a local torchvision ImageNet
-    checkpoint; None = random init, for the synthetic data only), cam_train_bn_affine (the
-    reference lets the BatchNorm scale/shift of layer3-4 train; the model's default freezes them),
+    checkpoint; None = random init, for the synthetic data only), cam_train_bn_affine (True, the
+    reference: the BatchNorm scale/shift of layer3-4 train with their convolutions, the statistics
+    stay fixed; False freezes them too),
     bn_calibration_batches (0; for a backbone without pretrained weights, the BatchNorm statistics
     are first measured on this many training batches and then frozen, see
     ``ResNetBackbone.calibrate_batchnorm``).
@@ -70,7 +71,10 @@ class Config:
     5, 10, 8), sem_seg_bg_thres / ins_seg_bg_thres (0.25), centroid_iterations (300),
     centroid_thres (2.5, the displacement norm below which a pixel is a centroid candidate),
     min_instance_fraction (segments below this fraction of the image area score 0),
-    walk_batch (images per random-walk call), save_rw_scores (keep the float16 random-walk maps
+    irn_pad_to (512, the reference: IRNet inference zero-pads an image side of at most this
+    size to exactly this size, as the reference's ``EdgeDisplacement`` pads to its 512 crop, and a
+    longer side, which the reference cannot handle, to the next multiple of 16; 0 pads every side
+    only to the multiple of 16), walk_batch (images per random-walk call), save_rw_scores (keep the float16 random-walk maps
     for the ``tune`` step), backend (ops backend: auto, cuda, cupy, cpp, numba, torch).
 
     Runtime: num_workers (DataLoader workers per process), seed (data order, augmentation,
@@ -91,7 +95,7 @@ class Config:
     # --- model ---------------------------------------------------------------------------------
     backbone: str = "resnet50"
     backbone_weights: Optional[str] = None
-    cam_train_bn_affine: bool = False
+    cam_train_bn_affine: bool = True
     bn_calibration_batches: int = 0
     # --- optimisation --------------------------------------------------------------------------
     momentum: float = 0.9
@@ -129,6 +133,7 @@ class Config:
     centroid_iterations: int = 300
     centroid_thres: float = 2.5
     min_instance_fraction: float = 0.01
+    irn_pad_to: int = 512
     walk_batch: int = 4
     save_rw_scores: bool = False
     backend: str = "auto"

@@ -32,9 +32,11 @@ __all__ = ["make_sem_seg", "load_edge_displacement", "irn_and_cam", "upsample_sc
 
 
 def load_edge_displacement(cfg: Config, weights, device: torch.device) -> EdgeDisplacement:
-    """The trained IRNet (``weights`` or ``<out_dir>/irn.pth``) in its inference wrapper."""
+    """The trained IRNet (``weights`` or ``<out_dir>/irn.pth``) in its inference wrapper, padding
+    as ``cfg.irn_pad_to``."""
     path = Path(weights) if weights else Path(cfg.out_dir) / "irn.pth"
-    return EdgeDisplacement(inference_model(lambda: IRNet(cfg.backbone), path, "IRNet", device)).eval()
+    model = inference_model(lambda: IRNet(cfg.backbone), path, "IRNet", device)
+    return EdgeDisplacement(model, pad_to=cfg.irn_pad_to).eval()
 
 
 @torch.no_grad()

@@ -23,6 +23,8 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from .._io import atomic_write_json
+from .checkpoint import load_weights
+from .checkpoint import read_state_dict as load_state_dict_file
 from .config import Config
 from .distributed import DistInfo
 
@@ -283,32 +285,11 @@ def run_images(step: str, names: Sequence[str], out_dir: Path, info: DistInfo, *
 def inference_model(factory: Callable[[], torch.nn.Module], weights: Path, what: str,
                     device: torch.device) -> torch.nn.Module:
     """``factory()`` (random init, its no-pretrained-weights warning silenced) loaded with the trained
-    ``weights``, in eval mode on ``device``."""
+    ``weights`` (irnet_fast's or the reference's layout: :func:`.checkpoint.load_weights`), in eval
+    mode on ``device``."""
     from ..models.backbone import PretrainedWeightsWarning
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PretrainedWeightsWarning)
         model = factory()
-    state = load_state_dict_file(weights, what)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise RuntimeError(f"{what} weights {weights} do not fit this model (backbone or dataset "
-                           f"differs from the training run?): {exc}") from None
+    load_weights(model, weights, what)
     return model.eval().to(device)
-
-
-def load_state_dict_file(path: Path, what: str, map_location: Any = "cpu") -> Dict[str, torch.Tensor]:
-    """Weights written by a training step (``cam.pth`` / ``irn.pth``), with a clear error."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{what} weights not found: {path} (run the training step first, or pass "
-                                f"the weights file)")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise RuntimeError(f"could not read {what} weights {path}: {exc}") from exc
-    if isinstance(state, dict) and "model" in state and "format" in state:
-        state = state["model"]  # a training checkpoint
-    if not isinstance(state, dict):
-        raise RuntimeError(f"{path} does not hold a state_dict")
-    return state

@@ -3,7 +3,8 @@
 ``train_irn(cfg, ir_label_dir)`` trains :class:`~irnet_fast.models.IRNet` on ``cfg.irn_split``
 with the IR labels ``<ir_label_dir>/<image id>.png`` (0 background, 1..C classes, 255 unsure),
 measures the displacement mean shift and writes ``<out_dir>/irn.pth`` (``state_dict``, the
-``mean_shift`` buffer included). Also in ``out_dir``: ``train_irn.log``, ``irn_checkpoint.pt``
+``mean_shift.running_mean`` buffer included; the reference's layout with
+:func:`~.checkpoint.export_reference_weights`). Also in ``out_dir``: ``train_irn.log``, ``irn_checkpoint.pt``
 (latest end-of-epoch checkpoint) and ``irn_history.json`` (mean of every loss term per epoch).
 
 Mean shift (:func:`displacement_mean`): as the reference, the images of ``cfg.mean_shift_split``
@@ -11,7 +12,7 @@ Mean shift (:func:`displacement_mean`): as the reference, the images of ``cfg.me
 with 0 on the right and bottom, no rescale, no flip), run through the trained network (eval
 mode, mean shift not subtracted), and the mean of the displacement field over every pixel of
 the stride-4 output of every image (padding included, as the reference) is stored per channel
-(dy, dx) in ``mean_shift``. The reference averages per-batch means and drops the last
+(dy, dx) in ``mean_shift.running_mean``. The reference averages per-batch means and drops the last
 incomplete batch; here every image counts and, all crops being the same size, the result is
 the mean over all their pixels (equal to the reference's when the image count is a multiple
 of the batch). Accumulated in float64; under torchrun the images are sharded over the
@@ -30,6 +31,7 @@ from torch.utils.data import DataLoader, Subset
 from ..data.transforms import AffinityTransform, ClassificationTransform
 from ..data.voc import AffinityDataset, ClassificationDataset
 from ..models import IRNet, irn_loss
+from ..models.reference_format import from_reference_state_dict, is_reference_state_dict
 from .config import Config
 from .distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
 from .runner import LogContext, Progress, build_source, load_state_dict_file
@@ -97,6 +99,8 @@ def load_cam_backbone(model: IRNet, cam_weights: Path) -> None:
     """IRNet's backbone from a trained CAM network (``irn_init_from_cam``): the best features there are
     when no ImageNet weights exist (the synthetic demo trains everything from scratch)."""
     state = load_state_dict_file(cam_weights, "CAM")
+    if is_reference_state_dict(state):
+        state = from_reference_state_dict(state, "cam")
     backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     if not backbone:
         raise RuntimeError(f"{cam_weights} holds no backbone.* weights: not a CAM network's weights")
@@ -159,7 +163,7 @@ def train_irn(cfg: Config, ir_label_dir, *, resume: bool = False, progress: bool
         ms_dataset = ClassificationDataset(ms_source, ms_transform, seed=cfg.seed)
         per_process = max(1, cfg.irn_batch_size // info.world_size)
         mean = displacement_mean(model, ms_dataset, info, per_process, cfg.num_workers, progress)
-        model.mean_shift.copy_(mean.to(model.mean_shift))
+        model.mean_shift.running_mean.copy_(mean.to(model.mean_shift.running_mean))
         logger.info("irn: displacement mean shift over %d images of %r: dy %.6f dx %.6f", len(ms_dataset),
                     cfg.mean_shift_split, mean[0].item(), mean[1].item())
         return save_weights(model, out_dir / "irn.pth", info)
