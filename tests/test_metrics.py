@@ -196,25 +196,119 @@ def test_ap_no_fallback_to_second_best_gt():
     assert ap_of(ap) == pytest.approx(0.5)
 
 
-def test_ap_ties_keep_input_order():
-    # equal scores: a stable sort keeps the order given. 1 GT.
-    # FP listed first: ranking FP, TP -> AP 1/2 (as above); TP first: TP, FP -> AP 1
+def test_ap_ties_in_chainercv_order():
+    # equal scores are ranked as chainercv's argsort()[::-1] ranks them; NumPy's sort is stable
+    # on short arrays, so a few ties come out in reverse order, once within the image and once
+    # more over the images. 1 GT.
+    # one image: reversed twice, input order: FP listed first -> FP, TP -> AP 1/2; TP first -> 1
     ap = InstanceAP(1)
     ap.update(stack(NOWHERE, A), [0, 0], [0.5, 0.5], stack(A), [0])
     assert ap_of(ap) == pytest.approx(0.5)
     ap = InstanceAP(1)
     ap.update(stack(A, NOWHERE), [0, 0], [0.5, 0.5], stack(A), [0])
     assert ap_of(ap) == pytest.approx(1.0)
-    # across images: ties ranked in update order (image 1's FP before image 2's TP) -> 1/2
+    # across images: reverse update order (image 2's TP before image 1's FP) -> AP 1
     ap = InstanceAP(1)
     ap.update(stack(NOWHERE), [0], [0.5], stack(size=(10, 10)), np.zeros(0, int))
     ap.update(stack(A), [0], [0.5], stack(A), [0])
-    assert ap_of(ap) == pytest.approx(0.5)
-    # two identical detections of one GT with one score: the first given is the TP; either way
-    # the ranking is TP, FP -> AP 1
+    assert ap_of(ap) == pytest.approx(1.0)
+    # two identical detections of one GT with one score: within the image the second given is
+    # matched first (the TP, the first given a duplicate FP), then the ranking over the images
+    # reverses the tie again: FP, TP
     ap = InstanceAP(1)
     ap.update(stack(A, A), [0, 0], [0.5, 0.5], stack(A), [0])
-    np.testing.assert_allclose(ap.precision_recall(0)[0], [1, 0.5])
+    np.testing.assert_allclose(ap.precision_recall(0)[0], [0, 0.5])
+    # float32 scores are ranked as float32, as chainercv ranks what it is given
+    ap = InstanceAP(1).update(stack(NOWHERE), [0], np.float32([0.1]), stack(size=(10, 10)), np.zeros(0, int))
+    ap.update(stack(A), [0], np.float32([0.1]), stack(A), [0])
+    assert ap._scores[0][0].dtype == np.float32 and ap_of(ap) == pytest.approx(1.0)
+
+
+def _chainercv_voc_ap(images, iou_thresh):
+    """A transcription of chainercv's ``eval_instance_segmentation_voc`` (its
+    ``calc_instance_segmentation_voc_prec_rec`` and the all-points
+    ``calc_instance_segmentation_voc_ap``), dictionaries and lists as there."""
+    from collections import defaultdict
+
+    def iou_of(a, b):
+        out = np.zeros((len(a), len(b)), dtype=np.float32)
+        for i, m in enumerate(a):
+            for j, g in enumerate(b):
+                out[i, j] = np.logical_and(m, g).sum() / np.logical_or(m, g).sum()
+        return out
+
+    n_pos, score, match = defaultdict(int), defaultdict(list), defaultdict(list)
+    for pred_mask, pred_label, pred_score, gt_mask, gt_label, gt_difficult in images:
+        for lb in np.unique(np.concatenate((pred_label, gt_label)).astype(int)):
+            keep = pred_label == lb
+            pred_mask_l, pred_score_l = pred_mask[keep], pred_score[keep]
+            order = pred_score_l.argsort()[::-1]
+            pred_mask_l, pred_score_l = pred_mask_l[order], pred_score_l[order]
+            gt_keep = gt_label == lb
+            gt_mask_l, gt_difficult_l = gt_mask[gt_keep], gt_difficult[gt_keep]
+            n_pos[lb] += np.logical_not(gt_difficult_l).sum()
+            score[lb].extend(pred_score_l)
+            if len(pred_mask_l) == 0:
+                continue
+            if len(gt_mask_l) == 0:
+                match[lb].extend((0,) * pred_mask_l.shape[0])
+                continue
+            iou = iou_of(pred_mask_l, gt_mask_l)
+            gt_index = iou.argmax(axis=1)
+            gt_index[iou.max(axis=1) < iou_thresh] = -1
+            selec = np.zeros(gt_mask_l.shape[0], dtype=bool)
+            for gt_idx in gt_index:
+                if gt_idx >= 0:
+                    if gt_difficult_l[gt_idx]:
+                        match[lb].append(-1)
+                    else:
+                        match[lb].append(0 if selec[gt_idx] else 1)
+                    selec[gt_idx] = True
+                else:
+                    match[lb].append(0)
+    n_fg_class = max(n_pos.keys()) + 1
+    ap = np.full(n_fg_class, np.nan)
+    for lb in n_pos.keys():
+        score_l = np.array(score[lb])
+        match_l = np.array(match[lb], dtype=np.int8)[score_l.argsort()[::-1]]
+        tp, fp = np.cumsum(match_l == 1), np.cumsum(match_l == 0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            prec = tp / (fp + tp)
+        if n_pos[lb] == 0:
+            continue
+        rec = tp / n_pos[lb]
+        mpre = np.concatenate(([0], np.nan_to_num(prec), [0]))
+        mrec = np.concatenate(([0], rec, [1]))
+        mpre = np.maximum.accumulate(mpre[::-1])[::-1]
+        i = np.where(mrec[1:] != mrec[:-1])[0]
+        ap[lb] = np.sum((mrec[i + 1] - mrec[i]) * mpre[i + 1])
+    return ap
+
+
+@pytest.mark.parametrize("seed", range(3))
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_ap_many_ties_equal_chainercv(seed, dtype):
+    """Detections with a handful of distinct scores (fragments at 0, as detect_instance gives),
+    many per class and image, against the transcription: the same per-class AP."""
+    rng = np.random.default_rng(100 + seed)
+    num_classes = 3
+    images = []
+    for _ in range(30):
+        pm, pl, _, gm, gl, gd = _random_image(rng, num_classes)
+        extra = int(rng.integers(0, 20))  # fragments of score 0
+        frags = stack(*[box(12, 14, *sorted(rng.integers(0, 12, 2)), *sorted(rng.integers(0, 14, 2)))
+                        for _ in range(extra)], size=(12, 14))
+        pm = np.concatenate([pm, frags])
+        pl = np.concatenate([pl, rng.integers(0, num_classes, extra)])
+        ps = np.concatenate([rng.integers(0, 3, len(pm) - extra) / 2.0, np.zeros(extra)]).astype(dtype)
+        images.append((pm, pl, ps, gm, gl, gd))
+    ap = InstanceAP(num_classes, iou_thresholds=(0.5, 0.7))
+    for img in images:
+        ap.update(*img)
+    res = ap.compute()
+    for t in (0.5, 0.7):
+        expect = _chainercv_voc_ap(images, t)
+        np.testing.assert_allclose(res["ap"][t][:len(expect)], expect, rtol=0, atol=1e-12, equal_nan=True)
 
 
 def test_ap_class_without_predictions_is_zero_and_counted():
@@ -325,7 +419,8 @@ def _bruteforce_ap(images, num_classes, thresh):
         for pm, pl, ps, gm, gl, gd in images:
             gts = [(set(zip(*np.nonzero(gm[k]))), bool(gd[k])) for k in range(len(gl)) if gl[k] == c]
             n_pos += sum(not d for _, d in gts)
-            preds = sorted([k for k in range(len(pl)) if pl[k] == c], key=lambda k: -ps[k])
+            mine = np.flatnonzero(np.asarray(pl) == c)
+            preds = mine[np.asarray(ps)[mine].argsort()[::-1]]  # chainercv's order (ties included)
             used = [False] * len(gts)
             for k in preds:
                 px = set(zip(*np.nonzero(pm[k])))
@@ -347,7 +442,8 @@ def _bruteforce_ap(images, num_classes, thresh):
         if n_pos == 0:
             out.append(np.nan)
             continue
-        seq = [kind for _, kind in sorted(ranked, key=lambda r: -r[0]) if kind is not None]
+        order = np.array([r[0] for r in ranked]).argsort()[::-1] if ranked else []
+        seq = [ranked[i][1] for i in order if ranked[i][1] is not None]
         precs, tp = [], 0
         for i, kind in enumerate(seq):
             tp += kind

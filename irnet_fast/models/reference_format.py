@@ -150,8 +150,8 @@ def from_reference_state_dict(state: Mapping[str, Tensor], kind: Optional[str] =
             if is_canonical:
                 canonical.add(ours)
     if unknown:
-        raise ReferenceFormatError(f"from_reference_state_dict(): keys unknown to the reference's {kind} network: "
-                                   f"{_short(sorted(unknown))}")
+        raise ReferenceFormatError(f"from_reference_state_dict(): unknown keys {_short(sorted(unknown))} (not in "
+                                   f"the reference's {kind} network)")
     return out
 
 
@@ -183,6 +183,6 @@ def to_reference_state_dict(state: Mapping[str, Tensor], kind: Optional[str] = N
         for name in names:
             out[name] = value
     if unknown:
-        raise ReferenceFormatError(f"to_reference_state_dict(): keys unknown to irnet_fast's {kind} network: "
-                                   f"{_short(sorted(unknown))}")
+        raise ReferenceFormatError(f"to_reference_state_dict(): unknown keys {_short(sorted(unknown))} (not in "
+                                   f"irnet_fast's {kind} network)")
     return out

@@ -29,7 +29,6 @@ import numpy as np
 import torch
 
 from .._io import atomic_open
-from ..models import IRNet
 from ..models.backbone import _short
 from ..models.reference_format import (ReferenceFormatError, from_reference_state_dict,
                                        is_reference_state_dict, to_reference_state_dict)
@@ -178,11 +177,11 @@ def read_state_dict(path: PathLike, what: str, map_location: Any = "cpu") -> Dic
     return state
 
 
-def _as_irnet_fast(state: Dict[str, torch.Tensor], path: PathLike, what: str, kind: str) -> Dict[str, torch.Tensor]:
+def _as_irnet_fast(state: Dict[str, torch.Tensor], path: PathLike, what: str) -> Dict[str, torch.Tensor]:
     if not is_reference_state_dict(state):
         return state
     try:
-        return from_reference_state_dict(state, kind)
+        return from_reference_state_dict(state)  # CAM or IRNet, as the keys say
     except ReferenceFormatError as exc:
         raise RuntimeError(f"{what} weights {path} are in neither irnet_fast's nor the reference's layout: "
                            f"{exc}") from None
@@ -203,7 +202,7 @@ def load_weights(model: torch.nn.Module, path: PathLike, what: str) -> str:
     """
     state = read_state_dict(path, what)
     layout = "reference" if is_reference_state_dict(state) else "irnet_fast"
-    state = _as_irnet_fast(state, path, what, "irn" if isinstance(model, IRNet) else "cam")
+    state = _as_irnet_fast(state, path, what)
     expected = model.state_dict()
     if layout == "reference":
         for key, value in expected.items():

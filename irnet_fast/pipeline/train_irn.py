@@ -100,7 +100,7 @@ def load_cam_backbone(model: IRNet, cam_weights: Path) -> None:
     when no ImageNet weights exist (the synthetic demo trains everything from scratch)."""
     state = load_state_dict_file(cam_weights, "CAM")
     if is_reference_state_dict(state):
-        state = from_reference_state_dict(state, "cam")
+        state = from_reference_state_dict(state)
     backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     if not backbone:
         raise RuntimeError(f"{cam_weights} holds no backbone.* weights: not a CAM network's weights")

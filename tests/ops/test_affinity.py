@@ -164,3 +164,78 @@ def test_path_affinity_gradient_through_strided_upstream(backend, device):
         ours = edge.to(device).clone().requires_grad_()
         make_loss(ops.path_affinity(ours, 4, backend=backend)).backward()
         torch.testing.assert_close(ours.grad.cpu(), ref.grad, rtol=1e-12, atol=1e-12)
+
+
+class ReferencePathIndex:
+    """A transcription of the reference's ``misc/indexing.PathIndex`` (plain Python loops): the
+    object a project mixing both codes hands over."""
+
+    def __init__(self, radius, default_size):
+        self.radius = radius
+        self.radius_floor = int(np.ceil(radius) - 1)
+        self.search_paths, self.search_dst = self._search_paths_dst(radius)
+        self.path_indices, self.src_indices, self.dst_indices = self._path_indices(default_size)
+
+    @staticmethod
+    def _search_paths_dst(max_radius):
+        by_length = [[] for _ in range(max_radius * 4)]
+        dirs = [(0, x) for x in range(1, max_radius)]
+        for y in range(1, max_radius):
+            for x in range(-max_radius + 1, max_radius):
+                if x * x + y * y < max_radius ** 2:
+                    dirs.append((y, x))
+        for dy, dx in dirs:
+            coords = []
+            for y in range(min(0, dy), max(0, dy) + 1):
+                for x in range(min(0, dx), max(0, dx) + 1):
+                    if (dy * x - dx * y) ** 2 / (dy * dy + dx * dx) < 1:
+                        coords.append([y, x])
+            coords.sort(key=lambda c: -abs(c[0]) - abs(c[1]))
+            by_length[len(coords)].append(coords)
+        paths = [np.asarray(v) for v in by_length if v]
+        return paths, np.concatenate([p[:, 0] for p in paths], axis=0)
+
+    def _path_indices(self, size):
+        full = np.arange(size[0] * size[1], dtype=np.int64).reshape(size[0], size[1])
+        ch, cw, rf = size[0] - self.radius_floor, size[1] - 2 * self.radius_floor, self.radius_floor
+        out = [np.array([[full[dy:dy + ch, rf + dx:rf + dx + cw].reshape(-1) for dy, dx in p] for p in paths])
+               for paths in self.search_paths]
+        return out, full[:ch, rf:rf + cw].reshape(-1), np.concatenate([p[:, 0] for p in out], axis=0)
+
+
+@pytest.mark.parametrize("radius", [3, 5])
+def test_ops_take_the_references_path_index_object(radius):
+    """Duck typing: the reference's own PathIndex object works wherever a PathIndex goes."""
+    size = (14, 19)
+    theirs = ReferencePathIndex(radius, size)
+    ours = ops.PathIndex(radius, size)
+    assert theirs.search_dst.tolist() == ours.search_dst.tolist()
+    disp = torch.randn(2, 2, *size, dtype=torch.float64)
+    expected = ops.to_pair_displacement(radius, disp)
+    torch.testing.assert_close(ops.to_pair_displacement(theirs, disp), expected, rtol=0, atol=0)
+    torch.testing.assert_close(ops.to_pair_displacement(ours, disp), expected, rtol=0, atol=0)
+    # only the attributes the op reads are needed
+    minimal = type("Minimal", (), {"radius_floor": theirs.radius_floor, "search_dst": theirs.search_dst})()
+    torch.testing.assert_close(ops.to_pair_displacement(minimal, disp), expected, rtol=0, atol=0)
+    # the index-array ops take its arrays as they come
+    edge = boundary_map(2, *size, seed=radius, dtype=torch.float64)
+    torch.testing.assert_close(ops.edge_to_affinity(edge, theirs.path_indices), ops.path_affinity(edge, radius))
+    segm = torch.randint(0, 4, size)
+    for a, b in zip(ops.affinity_labels(segm.numpy(), theirs.src_indices, theirs.dst_indices),
+                    ops.path_affinity_labels(segm, radius)):
+        assert torch.equal(a, b)
+
+
+def test_path_index_duck_typing_errors():
+    disp = torch.randn(1, 2, 12, 12)
+    with pytest.raises(ValueError, match=r"path_index expected a PathIndex \(any object with radius_floor and "
+                                         r"search_dst\) or a radius >= 1, got str"):
+        ops.to_pair_displacement("5", disp)
+    bad = type("Bad", (), {"radius_floor": 4, "search_dst": np.zeros((3, 3), np.int64)})()
+    with pytest.raises(ValueError, match=r"path_index.search_dst expected integer offsets of shape \(D, 2\)"):
+        ops.to_pair_displacement(bad, disp)
+    bad = type("Bad", (), {"radius_floor": -1, "search_dst": np.zeros((3, 2), np.int64)})()
+    with pytest.raises(ValueError, match="path_index.radius_floor expected an integer >= 0, got -1"):
+        ops.to_pair_displacement(bad, disp)
+    with pytest.raises(ValueError, match="radius expected an integer >= 1, got 0"):
+        ops.to_pair_displacement(0, disp)
