@@ -4,7 +4,8 @@
 numba and torch backends; ``irnet_fast.compat.indexing`` is a drop-in for the reference module.
 """
 from . import backends, ops
+from ._checks import set_value_checks, value_checks
 from ._ext import HAS_CPP, HAS_CUDA
 
 __version__ = "0.1.0"
-__all__ = ["ops", "backends", "HAS_CPP", "HAS_CUDA", "__version__"]
+__all__ = ["ops", "backends", "HAS_CPP", "HAS_CUDA", "set_value_checks", "value_checks", "__version__"]

@@ -14,7 +14,10 @@ import dataclasses
 import difflib
 import os
 import sys
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser from PyPI
+    import tomli as tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
