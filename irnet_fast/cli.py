@@ -107,7 +107,7 @@ def _fmt(value) -> str:
 
 
 def _report(name: str, result, seconds: Optional[float] = None, *, quiet: bool = True) -> None:
-    from .pipeline.runner import StepSummary
+    from .pipeline.common import StepSummary
     took = f" ({seconds:.1f}s)" if seconds is not None else ""
     if isinstance(result, StepSummary):
         if quiet:  # otherwise the step's log line on the console already said it

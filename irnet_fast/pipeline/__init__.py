@@ -15,7 +15,7 @@ from .make_cam import make_cam
 from .make_ins_seg import make_ins_seg
 from .make_sem_seg import make_sem_seg
 from .run import EXTRA_STEPS, STEPS, run_pipeline, run_step
-from .runner import StepFailed, StepSummary
+from .common import StepFailed, StepSummary
 from .train_cam import train_cam
 from .train_irn import displacement_mean, train_irn
 

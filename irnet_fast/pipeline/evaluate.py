@@ -28,10 +28,10 @@ from ..data.voc import load_label_png
 from ..metrics import ConfusionMatrix, InstanceAP, cam_to_label
 from .config import Config
 from .distributed import barrier, init_distributed
+from .inference import upsample_scores
 from .make_cam import load_cam_file
 from .make_ins_seg import INSTANCE_KEYS
-from .make_sem_seg import upsample_scores
-from .runner import Progress, infer_source
+from .common import Progress, infer_source
 
 __all__ = ["eval_cam", "eval_ir_label", "eval_sem_seg", "eval_ins_seg", "tune", "export_coco"]
 

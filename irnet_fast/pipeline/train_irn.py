@@ -32,8 +32,8 @@ from ..data.voc import AffinityDataset, ClassificationDataset
 from ..models import IRNet, irn_loss
 from .config import Config
 from .distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
-from .runner import LogContext, Progress, build_source, load_state_dict_file
-from .train_cam import fit, save_weights
+from .common import LogContext, Progress, build_source, load_state_dict_file
+from .training import fit, save_weights
 
 __all__ = ["train_irn", "displacement_mean", "global_irn_loss"]
 

@@ -153,7 +153,7 @@ def test_sem_seg_and_tune(trained):
 
 
 def cfg_class_names(cfg):
-    from irnet_fast.pipeline.runner import infer_source
+    from irnet_fast.pipeline.common import infer_source
     return infer_source(cfg).class_names
 
 
