@@ -9,6 +9,8 @@ from __future__ import annotations
 import os
 import warnings
 
+import torch  # noqa: F401  (irnet_fast._C links against libtorch: load it first)
+
 HAS_CPP = False
 HAS_CUDA = False
 BUILD_INFO: dict = {}

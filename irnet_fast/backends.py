@@ -15,6 +15,7 @@ from typing import List
 import torch
 
 from . import _ext
+from .errors import InputRuntimeError
 
 BACKENDS = ("cuda", "cupy", "cpp", "numba", "torch")
 _GPU_ONLY = ("cuda", "cupy")
@@ -85,7 +86,7 @@ def resolve(backend: str, device: torch.device, *, op: str) -> str:
         hint = _HOW_TO_GET.get(backend, "").format(error=_ext.LOAD_ERROR)
         if backend == "cuda" and _ext.HAS_CUDA:
             hint = "no CUDA GPU is visible to torch (torch.cuda.is_available() is False)"
-        raise RuntimeError(f"{op}(): backend '{backend}' requested but not available: {hint}; "
+        raise InputRuntimeError(f"{op}(): backend '{backend}' requested but not available: {hint}; "
                            f"or use backend='torch'")
     return backend
 
