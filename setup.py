@@ -8,6 +8,7 @@ Environment:
 import glob
 import os
 import shutil
+import subprocess
 import sys
 
 from setuptools import setup
@@ -20,14 +21,40 @@ def _flag(name):
     return os.environ.get(name, "0").lower() in ("1", "true", "yes", "on")
 
 
+def _is_toolkit(home):
+    """A CUDA toolkit folder: nvcc, the runtime headers and libcudart where torch links them."""
+    if not home or not os.path.isfile(os.path.join(home, "bin", "nvcc")):
+        return False
+    libs = [os.path.join(home, d, "libcudart.so") for d in ("lib64", "lib")]
+    return any(os.path.exists(p) for p in libs) and os.path.isfile(os.path.join(home, "include", "cuda_runtime.h"))
+
+
+def _nvcc_top(nvcc):
+    """The toolkit an nvcc runs from, asked from nvcc itself (``nvcc`` may be a wrapper script)."""
+    try:
+        out = subprocess.run([nvcc, "--dryrun", "-v", "-x", "cu", "-c", os.devnull, "-o", os.devnull],
+                             capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    for line in (out.stdout + out.stderr).splitlines():
+        if line.startswith("#$ TOP="):
+            return os.path.normpath(line[len("#$ TOP="):].strip().strip('"'))
+    return None
+
+
 def _cuda_home():
-    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
-    if home:
-        return home
+    """``(toolkit folder or None, where the guesses looked)``, in torch's order of guesses: CUDA_HOME /
+    CUDA_PATH, torch.utils.cpp_extension.CUDA_HOME, the real path of ``nvcc`` on PATH, the toolkit
+    that nvcc reports (wrapper scripts), /usr/local/cuda. A guess counts only when it holds a toolkit."""
+    from torch.utils import cpp_extension
+    guesses = [os.environ.get("CUDA_HOME"), os.environ.get("CUDA_PATH"), cpp_extension.CUDA_HOME]
     nvcc = shutil.which("nvcc")
     if nvcc:
-        return os.path.dirname(os.path.dirname(os.path.realpath(nvcc)))
-    return "/usr/local/cuda" if os.path.exists("/usr/local/cuda/bin/nvcc") else None
+        guesses.append(os.path.dirname(os.path.dirname(os.path.realpath(nvcc))))
+        guesses.append(_nvcc_top(nvcc))
+    guesses.append("/usr/local/cuda")
+    tried = [g for g in dict.fromkeys(guesses) if g]
+    return next((g for g in tried if _is_toolkit(g)), None), tried
 
 
 def _extensions():
@@ -37,16 +64,24 @@ def _extensions():
     import torch
     from torch.utils import cpp_extension
 
-    cuda_home = _cuda_home()
     with_cuda = False
+    cuda_home = None
     if not _flag("FORCE_ONLY_CPU"):
-        toolkit = cuda_home is not None and os.path.exists(os.path.join(cuda_home, "bin", "nvcc"))
-        if _flag("FORCE_CUDA") and not toolkit:
-            sys.exit("irnet_fast: FORCE_CUDA=1 but no CUDA toolkit was found; set CUDA_HOME to it "
-                     "(the folder holding bin/nvcc)")
+        cuda_home, tried = _cuda_home()
+        if _flag("FORCE_CUDA") and cuda_home is None:
+            sys.exit("irnet_fast: FORCE_CUDA=1 but no CUDA toolkit was found (looked in "
+                     f"{', '.join(tried) or 'nothing: no CUDA_HOME, no nvcc on PATH'}); set CUDA_HOME to the "
+                     "folder holding bin/nvcc, include/cuda_runtime.h and lib64/libcudart.so")
         if _flag("FORCE_CUDA") and torch.version.cuda is None:
             sys.exit("irnet_fast: FORCE_CUDA=1 but this torch is a CPU-only build; install a CUDA build")
-        with_cuda = toolkit and torch.version.cuda is not None
+        with_cuda = cuda_home is not None and torch.version.cuda is not None
+        if not with_cuda:
+            why = ("this torch is a CPU-only build" if torch.version.cuda is None and cuda_home else
+                   f"no CUDA toolkit found (looked in {', '.join(tried) or 'nothing: no nvcc on PATH'})")
+            if torch.version.cuda is not None or cuda_home:
+                print(f"irnet_fast: WARNING: building the CPU kernels only: {why}. For the CUDA kernels set "
+                      "CUDA_HOME to the toolkit (bin/nvcc, lib64/libcudart.so) and rebuild; FORCE_ONLY_CPU=1 "
+                      "silences this.", file=sys.stderr)
     if with_cuda:
         os.environ["CUDA_HOME"] = cuda_home
         cpp_extension.CUDA_HOME = cuda_home

@@ -120,7 +120,7 @@ def _sem_seg_child(spec: Dict[str, Any]) -> Dict[str, Any]:
     from irnet_fast.models.irn import EdgeDisplacement
     from irnet_fast.ops import random_walk
     from irnet_fast.metrics import cam_to_label
-    from irnet_fast.pipeline.make_sem_seg import boundary_and_displacement, upsample_scores
+    from irnet_fast.pipeline.inference import boundary_and_displacement, upsample_scores
     height, width = spec["image"]
     classes = int(spec["classes"])
     with warnings.catch_warnings():

@@ -64,4 +64,16 @@ inline void check_walk_args(const char* op, const at::Tensor& x, const at::Tenso
               op, ": dirs expected int32 [", planes.size(1), ", 2], got ", dirs.sizes(), " ", dirs.scalar_type());
 }
 
+inline void check_centroid_args(const char* op, const at::Tensor& displacement, int64_t iterations, bool cuda) {
+  TORCH_CHECK(displacement.dim() == 3 && displacement.size(0) == 2 &&
+                  (displacement.scalar_type() == at::kFloat || displacement.scalar_type() == at::kDouble),
+              op, ": displacement expected float32 or float64 [2, h, w], got ", displacement.sizes(), " ",
+              displacement.scalar_type());
+  check_device(op, "displacement", displacement, cuda);
+  TORCH_CHECK(iterations >= 0, op, ": iterations expected >= 0, got ", iterations);
+  const int64_t H = displacement.size(1), W = displacement.size(2);
+  TORCH_CHECK(H < (1 << 24) && W < (1 << 24) && H * W < (int64_t(1) << 31), op, ": displacement too large: ",
+              displacement.sizes());
+}
+
 }  // namespace irnet_fast

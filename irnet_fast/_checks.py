@@ -1,12 +1,51 @@
-"""Argument checks that raise clear errors: ``<op>(): <arg> expected <X>, got <Y>``."""
+"""Argument checks that raise clear errors: ``<op>(): <arg> expected <X>, got <Y>``.
+
+Two kinds: shape, dtype and device checks always run; value checks (finite, in [0, 1]) read the
+data, which costs a device sync and cannot be traced, so they are skipped while torch.compile or
+torch.export trace and can be switched off with :func:`set_value_checks` (or
+``IRNET_FAST_VALUE_CHECKS=0``).
+"""
 from __future__ import annotations
 
+import contextlib
 import numbers
-from typing import Sequence
+import os
+from typing import Iterator, Sequence, Tuple
 
 import torch
 
 FLOAT_DTYPES = (torch.float32, torch.float64)
+# Computed in float32 and returned in the input's dtype (torchvision's autocast rule for its ops).
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+_value_checks = os.environ.get("IRNET_FAST_VALUE_CHECKS", "1").lower() not in ("0", "false", "no", "off")
+
+
+def set_value_checks(enabled: bool) -> bool:
+    """Turns the value checks of every op on or off; returns the previous setting."""
+    global _value_checks
+    previous, _value_checks = _value_checks, bool(enabled)
+    return previous
+
+
+@contextlib.contextmanager
+def value_checks(enabled: bool) -> Iterator[None]:
+    """``with value_checks(False): ...`` runs the block without value checks."""
+    previous = set_value_checks(enabled)
+    try:
+        yield
+    finally:
+        set_value_checks(previous)
+
+
+def value_checks_enabled() -> bool:
+    """Whether value checks run now: switched on and not inside a torch.compile / export trace."""
+    return _value_checks and not torch.compiler.is_compiling()
+
+
+def upcast_half(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
+    """float16 / bfloat16 tensors as float32 (the ops compute in float32 or float64)."""
+    return tuple(t.float() if isinstance(t, torch.Tensor) and t.dtype in HALF_DTYPES else t for t in tensors)
 
 
 def check_radius(radius, *, op: str) -> int:
@@ -50,6 +89,8 @@ def check_tensor(t, *, op: str, name: str, dims: Sequence[str], dtypes=FLOAT_DTY
 
 
 def check_finite(t: torch.Tensor, *, op: str, name: str) -> None:
+    if not value_checks_enabled():
+        return
     t = t.detach()
     if t.numel() and not bool(torch.isfinite(t).all()):
         raise ValueError(f"{op}(): {name} expected finite values, got NaN or Inf")
@@ -57,13 +98,16 @@ def check_finite(t: torch.Tensor, *, op: str, name: str) -> None:
 
 def check_unit_interval(t: torch.Tensor, *, op: str, name: str) -> None:
     """Boundary probabilities must be finite and in [0, 1]."""
+    if not value_checks_enabled():
+        return
     check_finite(t, op=op, name=name)
     t = t.detach()
     if t.numel():
         lo, hi = float(t.min()), float(t.max())
         if lo < 0.0 or hi > 1.0:
+            # repr: the shortest digits that tell 1 + 1e-7 from 1
             raise ValueError(f"{op}(): {name} expected values in [0, 1] (a boundary probability), "
-                             f"got range [{lo:.4g}, {hi:.4g}]; apply torch.sigmoid to logits")
+                             f"got range [{lo!r}, {hi!r}]; apply torch.sigmoid to logits")
 
 
 def check_same_device(*named, op: str) -> None:

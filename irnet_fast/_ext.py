@@ -1,20 +1,23 @@
-"""Loads the compiled extension ``irnet_fast._C`` when present and registers its Python side.
+"""Loads the compiled extension ``irnet_fast._C`` when present.
 
 ``HAS_CPP``: the C++ CPU kernels are loaded. ``HAS_CUDA``: the extension was built with CUDA
-kernels (a GPU is still needed to run them). Importing never fails without the extension.
+kernels (a GPU is still needed to run them). Importing never fails without the extension; the
+autograd and fake kernels of its ops are registered by :mod:`irnet_fast.ops._compiled`.
 """
 from __future__ import annotations
 
 import os
+import warnings
 
-import torch
+import torch  # noqa: F401  (irnet_fast._C links against libtorch: load it first)
 
 HAS_CPP = False
 HAS_CUDA = False
 BUILD_INFO: dict = {}
 LOAD_ERROR = None
+DISABLED = os.environ.get("IRNET_FAST_NO_EXT", "0").lower() in ("1", "true", "yes", "on")
 
-if os.environ.get("IRNET_FAST_NO_EXT", "0").lower() in ("1", "true", "yes", "on"):
+if DISABLED:
     LOAD_ERROR = "disabled by IRNET_FAST_NO_EXT=1"
 else:
     try:
@@ -27,46 +30,22 @@ else:
         LOAD_ERROR = f"{type(exc).__name__}: {exc}"
 
 
-def _register_python_side() -> None:
-    """Autograd and fake (meta) kernels of the compiled ops."""
-    lib = "irnet_fast::"
-
-    def _affinity_setup(ctx, inputs, output):
-        edge, paths, lengths, radius_floor = inputs
-        ctx.save_for_backward(output[1], paths, lengths)
-        ctx.radius_floor = radius_floor
-        ctx.size = edge.shape[-2:]
-        ctx.mark_non_differentiable(output[1])
-
-    def _affinity_backward(ctx, grad_affinity, _grad_argmax):
-        argmax, paths, lengths = ctx.saved_tensors
-        # the CPU kernel reads strides (a sum()'s expanded gradient stays unmaterialised)
-        grad = grad_affinity if grad_affinity.device.type == "cpu" else grad_affinity.contiguous()
-        grad_edge = torch.ops.irnet_fast.path_affinity_backward(
-            grad, argmax, paths, lengths, ctx.radius_floor, ctx.size[0], ctx.size[1])
-        return grad_edge, None, None, None
-
-    torch.library.register_autograd(lib + "path_affinity", _affinity_backward, setup_context=_affinity_setup)
-
-    def _affinity_fake(edge, paths, lengths, radius_floor):
-        shape = (edge.shape[0], paths.shape[0], edge.shape[1] - radius_floor, edge.shape[2] - 2 * radius_floor)
-        return edge.new_empty(shape), edge.new_empty(shape, dtype=torch.uint8)
-
-    def _backward_fake(grad, argmax, paths, lengths, radius_floor, height, width):
-        return grad.new_empty((grad.shape[0], height, width))
-
-    def _stencil_fake(edge, paths, lengths, beta):
-        return (edge.new_empty((edge.shape[0], paths.shape[0], edge.shape[1], edge.shape[2])),
-                edge.new_empty(edge.shape))
-
-    for suffix in ("", "_portable"):
-        torch.library.register_fake(lib + "path_affinity" + suffix)(_affinity_fake)
-        torch.library.register_fake(lib + "path_affinity_backward" + suffix)(_backward_fake)
-        torch.library.register_fake(lib + "transition_stencil" + suffix)(_stencil_fake)
-
-    for name in ("random_walk", "random_walk_portable"):
-        torch.library.register_fake(lib + name)(lambda x, planes, inv_norm, dirs, steps: torch.empty_like(x))
+class ExtensionNotLoadedWarning(RuntimeWarning):
+    """``backend="auto"`` fell back to a slower backend because ``irnet_fast._C`` did not load."""
 
 
-if HAS_CPP:
-    _register_python_side()
+_warned = False
+
+
+def warn_not_loaded() -> None:
+    """Warns once per process that the compiled kernels are missing, with the error and the fix."""
+    global _warned
+    if _warned or HAS_CPP or DISABLED:
+        return
+    _warned = True
+    warnings.warn(
+        f"irnet_fast: the compiled extension irnet_fast._C did not load ({LOAD_ERROR}); backend='auto' falls "
+        "back to a much slower backend (numba or torch). Fix: rebuild it against this torch with "
+        "`pip install --no-build-isolation -e .` (or `make setup`) in the source folder; "
+        "`irnet-fast info` shows the state. Set IRNET_FAST_NO_EXT=1 to run without it silently.",
+        ExtensionNotLoadedWarning, stacklevel=3)

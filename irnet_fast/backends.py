@@ -10,12 +10,12 @@ from __future__ import annotations
 import functools
 import importlib.util
 import os
-from types import ModuleType
-from typing import Dict, List
+from typing import List
 
 import torch
 
 from . import _ext
+from .errors import InputRuntimeError
 
 BACKENDS = ("cuda", "cupy", "cpp", "numba", "torch")
 _GPU_ONLY = ("cuda", "cupy")
@@ -37,8 +37,11 @@ def _numba_installed() -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _cupy_ready() -> bool:
-    from .ops import _cupy
-    return _cupy.available()
+    try:
+        import cupy
+        return bool(cupy.is_available())
+    except Exception:  # not installed, or a broken install (wrong CUDA wheel, missing libs)
+        return False
 
 
 def is_available(backend: str) -> bool:
@@ -67,7 +70,10 @@ def resolve(backend: str, device: torch.device, *, op: str) -> str:
         if forced and forced != "auto":
             return resolve(forced, device, op=op)
         order = ("cuda", "cupy", "torch") if device.type == "cuda" else ("cpp", "numba", "torch")
-        return next(b for b in order if is_available(b))
+        chosen = next(b for b in order if is_available(b))
+        if chosen != order[0] and not _ext.HAS_CPP:
+            _ext.warn_not_loaded()
+        return chosen
     if backend not in BACKENDS:
         raise ValueError(f"{op}(): backend expected one of {', '.join(BACKENDS)} or 'auto', got {backend!r}")
     if backend in _GPU_ONLY and device.type != "cuda":
@@ -80,29 +86,9 @@ def resolve(backend: str, device: torch.device, *, op: str) -> str:
         hint = _HOW_TO_GET.get(backend, "").format(error=_ext.LOAD_ERROR)
         if backend == "cuda" and _ext.HAS_CUDA:
             hint = "no CUDA GPU is visible to torch (torch.cuda.is_available() is False)"
-        raise RuntimeError(f"{op}(): backend '{backend}' requested but not available: {hint}; "
+        raise InputRuntimeError(f"{op}(): backend '{backend}' requested but not available: {hint}; "
                            f"or use backend='torch'")
     return backend
-
-
-def implementation(backend: str) -> ModuleType:
-    """The module holding the four kernels (see irnet_fast/ops/_torch.py for the interface)."""
-    return _IMPLEMENTATIONS[backend]()
-
-
-def _compiled() -> ModuleType:
-    from .ops import _compiled as module
-    return module
-
-
-def _module(name: str):
-    return lambda: importlib.import_module(f"irnet_fast.ops.{name}")
-
-
-_IMPLEMENTATIONS: Dict[str, object] = {
-    "cuda": _compiled, "cpp": _compiled,
-    "cupy": _module("_cupy"), "numba": _module("_numba"), "torch": _module("_torch"),
-}
 
 
 def info() -> dict:

@@ -3,8 +3,10 @@
 Pipeline commands share one set of options that map onto :class:`~irnet_fast.pipeline.Config`:
 paper defaults, then a TOML file (``--config``), then the flags, then ``--set KEY=VALUE``.
 Under ``torchrun`` the same commands run distributed (training with DDP, inference sharded).
-Errors in the user's input exit with status 2 and one line; ``IRNET_FAST_TRACEBACK=1`` shows the
-traceback instead.
+The step commands are generated from the registry :mod:`irnet_fast.pipeline.steps`; building the
+parser imports no torch, so ``--help`` is instant. Errors in the user's input
+(:class:`irnet_fast.errors.InputError`) exit with status 2 and one line (``IRNET_FAST_TRACEBACK=1``
+shows the traceback instead); any other exception is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -20,22 +22,11 @@ from typing import Dict, List, Optional
 
 __all__ = ["main", "build_parser", "config_from_args"]
 
-PIPELINE_COMMANDS = {
-    "train-cam": "train the CAM classifier (writes OUT/cam.pth)",
-    "make-cam": "multi-scale CAMs of every image (OUT/cam/<id>.npz)",
-    "eval-cam": "mIoU of the CAMs at a background threshold (OUT/eval_cam.json)",
-    "cam-to-ir-label": "confident fg/bg labels with the dense CRF (OUT/ir_label/<id>.png)",
-    "eval-ir-label": "precision and coverage of the IR labels (OUT/eval_ir_label.json)",
-    "train-irn": "train IRNet on the IR labels (writes OUT/irn.pth)",
-    "make-sem-seg": "semantic pseudo labels by the random walk (OUT/sem_seg/<id>.png)",
-    "eval-sem-seg": "mIoU of the semantic pseudo labels (OUT/eval_sem_seg.json)",
-    "make-ins-seg": "instance pseudo labels (OUT/ins_seg/<id>.npz)",
-    "eval-ins-seg": "instance mask AP at IoU 0.5 and 0.7 (OUT/eval_ins_seg.json)",
-    "tune": "sweep the semantic background threshold on saved random-walk scores (OUT/tune.json)",
-    "export-coco": "instance pseudo labels to a COCO-format JSON with RLE masks",
-}
+from .errors import InputError, InputFileNotFoundError, InputValueError
+from .pipeline import steps as registry
 
-_USER_ERRORS = (FileNotFoundError, ValueError, RuntimeError, ImportError, KeyError, OSError)
+# command -> help, for every step of the registry
+PIPELINE_COMMANDS = {step.command: step.help for step in registry.STEPS}
 
 
 def _is_main() -> bool:
@@ -89,14 +80,14 @@ def config_from_args(args: argparse.Namespace):
     cfg = Config.from_toml(args.config) if args.config else Config()
     cfg = cfg.override(flags).override(Config.parse_cli(args.overrides))
     if cfg.backbone_weights and not Path(cfg.backbone_weights).is_file():
-        raise FileNotFoundError(f"backbone weights file not found: {cfg.backbone_weights}")
+        raise InputFileNotFoundError(f"backbone weights file not found: {cfg.backbone_weights}")
     if cfg.num_workers < 0:
-        raise ValueError(f"--workers expected >= 0, got {cfg.num_workers}")
+        raise InputValueError(f"--workers expected >= 0, got {cfg.num_workers}")
     if cfg.dataset == "coco" and not cfg.coco_ann_file:
-        raise ValueError("dataset coco needs --coco-ann-file (the instances JSON of the image folder)")
+        raise InputValueError("dataset coco needs --coco-ann-file (the instances JSON of the image folder)")
     if not Path(cfg.dataset_root).exists():
         hint = " (make one with: irnet-fast make-synthetic --out PATH)" if args.dataset == "synthetic" else ""
-        raise FileNotFoundError(f"data root not found: {cfg.dataset_root}{hint}")
+        raise InputFileNotFoundError(f"data root not found: {cfg.dataset_root}{hint}")
     return cfg
 
 
@@ -107,7 +98,7 @@ def _fmt(value) -> str:
 
 
 def _report(name: str, result, seconds: Optional[float] = None, *, quiet: bool = True) -> None:
-    from .pipeline.runner import StepSummary
+    from .pipeline.common import StepSummary
     took = f" ({seconds:.1f}s)" if seconds is not None else ""
     if isinstance(result, StepSummary):
         if quiet:  # otherwise the step's log line on the console already said it
@@ -125,22 +116,13 @@ def _report(name: str, result, seconds: Optional[float] = None, *, quiet: bool =
 def _cmd_step(args) -> int:
     from .pipeline.run import run_step
     cfg = config_from_args(args)
-    step = args.command.replace("-", "_")
-    if step in ("make_cam", "make_sem_seg", "make_ins_seg") and args.weights:
-        if not Path(args.weights).is_file():
-            raise FileNotFoundError(f"weights file not found: {args.weights}")
-        from .pipeline import make_cam, make_ins_seg, make_sem_seg
-        fn = {"make_cam": make_cam, "make_sem_seg": make_sem_seg, "make_ins_seg": make_ins_seg}[step]
-        result = fn(cfg, weights=args.weights, progress=not args.quiet)
-    elif step in ("eval_cam", "tune") and args.thresholds:
-        from .pipeline import eval_cam, tune
-        result = (eval_cam if step == "eval_cam" else tune)(cfg, [float(t) for t in args.thresholds.split(",")])
-    elif step == "export_coco":
-        from .pipeline import export_coco
-        result = export_coco(cfg, args.output, args.min_score)
-    else:
-        result = run_step(step, cfg, resume=not getattr(args, "no_resume", False), progress=not args.quiet)
-    _report(step, result, quiet=args.quiet)
+    step = registry.get(args.command)
+    extra = {a.dest: getattr(args, a.dest) for a in step.args if getattr(args, a.dest) is not None}
+    if extra.get("weights") and not Path(extra["weights"]).is_file():
+        raise InputFileNotFoundError(f"weights file not found: {extra['weights']}")
+    result = run_step(step.name, cfg, resume=not getattr(args, "no_resume", False), progress=not args.quiet,
+                      **extra)
+    _report(step.name, result, quiet=args.quiet)
     return 1 if getattr(result, "failed", None) else 0
 
 
@@ -207,7 +189,6 @@ def _cmd_bench(args) -> int:
 # --- parser -------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
-    from .pipeline.run import EXTRA_STEPS, STEPS
     parser = argparse.ArgumentParser(
         prog="irnet-fast", description="IRNet (CVPR 2019) with fast inter-pixel relation ops: image-level labels "
         "-> CAMs -> IR labels -> IRNet -> random walk -> semantic and instance pseudo labels.",
@@ -217,27 +198,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", parents=[common], help="the whole pipeline or a range of its steps",
                        description="Runs the pipeline steps in order, skipping work already done in --out: "
-                                   + ", ".join(STEPS) + f" (and, on request, {', '.join(EXTRA_STEPS)}).")
+                                   + ", ".join(registry.DEFAULT_ORDER)
+                                   + f" (and, on request, {', '.join(registry.EXTRA)}).")
     p.add_argument("--steps", metavar="A,B,...", help="exactly these steps, e.g. make_sem_seg,eval_sem_seg")
     p.add_argument("--from", dest="start", metavar="STEP", help="first step of the range (default train_cam)")
     p.add_argument("--to", dest="stop", metavar="STEP", help="last step of the range (default eval_ins_seg)")
     p.add_argument("--no-resume", action="store_true", help="retrain even when weights or checkpoints exist")
     p.set_defaults(func=_cmd_run)
 
-    for name, text in PIPELINE_COMMANDS.items():
-        p = sub.add_parser(name, parents=[common], help=text, description=text[0].upper() + text[1:] + ".")
-        if name in ("train-cam", "train-irn"):
+    for step in registry.STEPS:
+        p = sub.add_parser(step.command, parents=[common], help=step.help,
+                           description=step.help[0].upper() + step.help[1:] + ".")
+        if step.kind == "train":
             p.add_argument("--no-resume", action="store_true",
                            help="start over instead of skipping (weights exist) or resuming (checkpoint exists)")
-        if name in ("make-cam", "make-sem-seg", "make-ins-seg"):
-            p.add_argument("--weights", metavar="PATH",
-                           help="trained weights (default OUT/cam.pth or OUT/irn.pth)")
-        if name in ("eval-cam", "tune"):
-            p.add_argument("--thresholds", metavar="T1,T2,...", help="background thresholds to evaluate")
-        if name == "export-coco":
-            p.add_argument("--output", metavar="JSON", help="output file (default OUT/instances_coco.json)")
-            p.add_argument("--min-score", type=float, default=0.0,
-                           help="leave out instances scoring <= this (default 0: drops fragments)")
+        for arg in step.args:
+            arg.add_to(p)
         p.set_defaults(func=_cmd_step)
 
     p = sub.add_parser("make-synthetic", help="generate the synthetic VOC-layout dataset",
@@ -296,7 +272,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"irnet-fast {args.command}: interrupted (run it again to resume)", file=sys.stderr)
         return 130
-    except _USER_ERRORS as exc:
+    except InputError as exc:
         if os.environ.get("IRNET_FAST_TRACEBACK"):
             raise
         from .pipeline.config import ConfigError

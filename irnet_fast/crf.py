@@ -1,4 +1,4 @@
-"""The dense CRF of IRNet's IR labels (REFERENCE.md section 5), through pydensecrf2.
+"""The dense CRF of IRNet's IR labels (docs/algorithm.md, "Training"), through pydensecrf2.
 
 ``pydensecrf2`` (PyPI; import name ``pydensecrf``) is an optional extra: ``pip install
 'irnet_fast[crf]'``. The original ``pydensecrf`` does not build with Cython 3.
@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import MissingDependencyError
+
 __all__ = ["crf_available", "crf_inference_label", "CRFUnavailableError", "CRF_INSTALL_HINT"]
 
 CRF_INSTALL_HINT = ("the dense CRF needs pydensecrf2: pip install 'irnet_fast[crf]' (or pip install pydensecrf2); "
             "or set crf = false in the config to skip it (IR labels then differ from the paper's)")
 
 
-class CRFUnavailableError(ImportError):
+class CRFUnavailableError(MissingDependencyError):
     pass
 
 

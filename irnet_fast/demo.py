@@ -26,7 +26,7 @@ from .data import generate_synthetic
 from .models import PretrainedWeightsWarning
 from .pipeline import Config, eval_cam
 from .pipeline.run import STEPS, run_step
-from .pipeline.runner import infer_source
+from .pipeline.common import infer_source
 
 __all__ = ["demo_config", "run", "format_table", "METRICS"]
 
@@ -67,6 +67,7 @@ def run(out, *, quick: bool = False, images: Optional[int] = None, progress: boo
         device: str = "cpu", panels: int = 6) -> Dict:
     """Runs the demo into ``out``; returns the summary (also written to ``out/summary.json``)."""
     from . import visualize
+    from .pipeline.panels import render_panels
     out = Path(out)
     torch.manual_seed(0)
     seconds: Dict[str, float] = {}
@@ -100,7 +101,7 @@ def run(out, *, quick: bool = False, images: Optional[int] = None, progress: boo
     }
     t0 = time.time()
     names = infer_source(cfg).ids[:panels]
-    paths = visualize.render_panels(cfg, names, out / "panels", device=device)
+    paths = render_panels(cfg, names, out / "panels", device=device)
     seconds["report"] = time.time() - t0
     summary["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
     summary["seconds"]["total"] = round(sum(seconds.values()), 2)

@@ -12,10 +12,11 @@ Colour maps (numpy + PIL only, no matplotlib):
 - :func:`colorize_instances`: one golden-ratio hue per instance, the best-scoring on top.
 - :func:`panel`: titled tiles in one row.
 
-:func:`render_panels` draws, for each image id, the input, the CAM, the IR label, the boundary
+:func:`panel_tiles` draws, for one image id, the input, the CAM, the IR label, the boundary
 map, the displacement field, the semantic and instance pseudo labels and the ground truth
 (semantic and instances) from an output folder (``cam/``, ``ir_label/``, ``sem_seg/``,
-``ins_seg/``, ``irn.pth``); whatever is missing becomes a grey ``(missing)`` tile.
+``ins_seg/``, and IRNet's outputs when given); whatever is missing becomes a grey ``(missing)``
+tile. :func:`irnet_fast.pipeline.panels.render_panels` runs IRNet and writes one panel per image.
 :func:`write_report` writes ``report.md`` with the metrics, the step times and the panels.
 Every file is written atomically (temporary file + rename).
 """
@@ -30,10 +31,10 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ._io import atomic_write_bytes, save_rgb_png, voc_palette
+from ._io import atomic_write_bytes, voc_palette
 
 __all__ = ["jet", "hsv_to_rgb", "colorize_labels", "overlay_cam", "colorize_boundary", "colorize_displacement",
-           "colorize_instances", "instance_colors", "panel", "panel_tiles", "render_panels", "write_report",
+           "colorize_instances", "instance_colors", "panel", "panel_tiles", "write_report",
            "TILE_TITLES", "TILE_LEGEND", "METRICS"]
 
 logger = logging.getLogger("irnet_fast.visualize")
@@ -318,11 +319,11 @@ def _image_size_hint(out: Path, name: str) -> Tuple[int, int]:
     return 64, 64
 
 
-def panel_tiles(cfg, source, name: str, irn=None, device: Any = "cpu") -> List[Tuple[str, np.ndarray]]:
+def panel_tiles(cfg, source, name: str, irn=None) -> List[Tuple[str, np.ndarray]]:
     """The tiles of image ``name`` (titles :data:`TILE_TITLES`; a missing input becomes a grey tile
-    titled ``"<title> (missing)"``), all at the image size. ``irn``: the IRNet inference wrapper
-    (:func:`~.pipeline.make_sem_seg.load_edge_displacement`) or None (boundary and displacement
-    missing)."""
+    titled ``"<title> (missing)"``), all at the image size. ``irn``: ``image -> (boundary (1, h, w),
+    displacement (2, h, w))`` NumPy arrays (IRNet, see :func:`irnet_fast.pipeline.panels.render_panels`)
+    or None (boundary and displacement missing)."""
     out = Path(cfg.out_dir)
     tiles: List[Tuple[str, np.ndarray]] = []
     try:
@@ -358,9 +359,7 @@ def panel_tiles(cfg, source, name: str, irn=None, device: Any = "cpu") -> List[T
     edge = disp = None
     if irn is not None and image is not None:
         try:
-            from .pipeline.make_sem_seg import boundary_and_displacement
-            e, d = boundary_and_displacement(irn, image, device)
-            edge, disp = e.cpu().numpy(), d.cpu().numpy()
+            edge, disp = irn(image)
         except Exception as exc:
             logger.warning("IRNet on %s: %s", name, exc)
 
@@ -394,40 +393,6 @@ def panel_tiles(cfg, source, name: str, irn=None, device: Any = "cpu") -> List[T
     add("GT semantic", gt_sem_tile)
     add("GT instances", gt_ins_tile)
     return tiles
-
-
-def render_panels(cfg, names: Optional[Sequence[str]], out_dir: PathLike, device: Any = "cpu",
-                  height: Optional[int] = None) -> List[Path]:
-    """One panel per image id (``names``; None: every image of ``cfg.infer_split``) from the outputs
-    under ``cfg.out_dir``: tiles :data:`TILE_TITLES` (see :func:`panel_tiles`), written atomically to
-    ``out_dir/<id>.png``. IRNet (``<cfg.out_dir>/irn.pth``) is loaded once, on ``device``, only if
-    the file exists (else, or if it cannot be loaded, the boundary and displacement tiles are
-    ``(missing)``). Returns the paths written, in the order of ``names``."""
-    import torch
-
-    from .pipeline.runner import infer_source
-
-    source = infer_source(cfg)
-    names = list(source.ids) if names is None else list(names)
-    out_dir = Path(out_dir)
-    try:
-        from .pipeline.distributed import resolve_device
-        dev = resolve_device(str(device))
-    except Exception:
-        dev = torch.device(device)
-    irn = None
-    weights = Path(cfg.out_dir) / "irn.pth"
-    if weights.is_file():
-        try:
-            from .pipeline.make_sem_seg import load_edge_displacement
-            irn = load_edge_displacement(cfg, None, dev)
-        except Exception as exc:
-            logger.warning("cannot load IRNet from %s (boundary and displacement left out): %s", weights, exc)
-    paths = []
-    for name in names:
-        rgb = panel(panel_tiles(cfg, source, name, irn, dev), height=height)
-        paths.append(save_rgb_png(out_dir / f"{name}.png", rgb))
-    return paths
 
 
 # ----------------------------------------------------------------------------------------------

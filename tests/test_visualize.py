@@ -11,6 +11,7 @@ from irnet_fast import visualize as vis
 from irnet_fast._io import save_label_png, save_npz, voc_palette
 from irnet_fast.data import generate_synthetic
 from irnet_fast.pipeline import Config
+from irnet_fast.pipeline.panels import render_panels
 
 
 def _rgb(arr, shape):
@@ -150,7 +151,7 @@ def _fake_out(tmp_path):
     root = generate_synthetic(tmp_path / "data", num_train=2, num_val=0, size=(32, 48))
     out = tmp_path / "out"
     cfg = Config(dataset_root=str(root), out_dir=str(out), infer_split="train")
-    from irnet_fast.pipeline.runner import infer_source
+    from irnet_fast.pipeline.common import infer_source
     source = infer_source(cfg)
     names = list(source.ids)
     rng = np.random.default_rng(5)
@@ -189,7 +190,7 @@ def test_render_panels_fake_out(tmp_path):
     assert [t.endswith("(missing)") for t, _ in tiles_b] == [False, False] + [True] * 5 + [False, False]
 
     panels = tmp_path / "report" / "panels"
-    paths = vis.render_panels(cfg, names, panels, device="cpu")
+    paths = render_panels(cfg, names, panels, device="cpu")
     assert [p.name for p in paths] == [f"{n}.png" for n in names]
     for p in paths:
         with Image.open(p) as im:

@@ -289,11 +289,11 @@ std::tuple<at::Tensor, at::Tensor> transition_stencil_portable_cpu(const at::Ten
 
 TORCH_LIBRARY_IMPL(irnet_fast, CPU, m) {
   m.impl("path_affinity", &path_affinity_cpu);
-  m.impl("path_affinity_backward", &path_affinity_backward_cpu);
+  m.impl("_path_affinity_backward", &path_affinity_backward_cpu);
   m.impl("transition_stencil", &transition_stencil_cpu);
-  m.impl("path_affinity_portable", &path_affinity_portable_cpu);
-  m.impl("path_affinity_backward_portable", &path_affinity_backward_portable_cpu);
-  m.impl("transition_stencil_portable", &transition_stencil_portable_cpu);
+  m.impl("_path_affinity_portable", &path_affinity_portable_cpu);
+  m.impl("_path_affinity_backward_portable", &path_affinity_backward_portable_cpu);
+  m.impl("_transition_stencil_portable", &transition_stencil_portable_cpu);
 }
 
 }  // namespace irnet_fast

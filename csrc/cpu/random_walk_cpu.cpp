@@ -261,7 +261,7 @@ at::Tensor random_walk_portable_cpu(const at::Tensor& x_in, const at::Tensor& pl
 
 TORCH_LIBRARY_IMPL(irnet_fast, CPU, m) {
   m.impl("random_walk", &random_walk_cpu);
-  m.impl("random_walk_portable", &random_walk_portable_cpu);
+  m.impl("_random_walk_portable", &random_walk_portable_cpu);
 }
 
 }  // namespace irnet_fast

@@ -121,7 +121,7 @@ at::Tensor random_walk_cuda(const at::Tensor& x_in, const at::Tensor& planes_in,
 
 TORCH_LIBRARY_IMPL(irnet_fast, CUDA, m) {
   m.impl("path_affinity", &path_affinity_cuda);
-  m.impl("path_affinity_backward", &path_affinity_backward_cuda);
+  m.impl("_path_affinity_backward", &path_affinity_backward_cuda);
   m.impl("transition_stencil", &transition_stencil_cuda);
   m.impl("random_walk", &random_walk_cuda);
 }

@@ -23,7 +23,7 @@ int main() {
   auto affinity = dispatcher.findSchemaOrThrow("irnet_fast::path_affinity", "")
                       .typed<std::tuple<at::Tensor, at::Tensor>(const at::Tensor&, const at::Tensor&,
                                                                 const at::Tensor&, int64_t)>();
-  auto backward = dispatcher.findSchemaOrThrow("irnet_fast::path_affinity_backward", "")
+  auto backward = dispatcher.findSchemaOrThrow("irnet_fast::_path_affinity_backward", "")
                       .typed<at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&,
                                         int64_t, int64_t, int64_t)>();
   auto stencil = dispatcher.findSchemaOrThrow("irnet_fast::transition_stencil", "")
@@ -31,7 +31,7 @@ int main() {
                                                                const at::Tensor&, double)>();
   using WalkFn = at::Tensor(const at::Tensor&, const at::Tensor&, const at::Tensor&, const at::Tensor&, int64_t);
   auto walk = dispatcher.findSchemaOrThrow("irnet_fast::random_walk", "").typed<WalkFn>();
-  auto portable = dispatcher.findSchemaOrThrow("irnet_fast::random_walk_portable", "").typed<WalkFn>();
+  auto portable = dispatcher.findSchemaOrThrow("irnet_fast::_random_walk_portable", "").typed<WalkFn>();
 
   // radius 2: directions (0,1), (1,0) (length 2) and (1,-1), (1,1) (length 4), destination first
   const int path_data[4][4][2] = {{{0, 1}, {0, 0}, {0, 0}, {0, 0}},

@@ -7,7 +7,7 @@
 - Instance masks for evaluation: through ``pycocotools`` when installed (``pip install
   pycocotools``); without it, polygons (PIL rasterisation, close to but not bit-identical with
   pycocotools) are drawn here and RLE, plain or compressed, is decoded by
-  :func:`irnet_fast.coco_export.decode_rle` (bit-identical).
+  :func:`irnet_fast.data.rle.decode_rle` (bit-identical).
 
 :class:`COCO2014` is a *source* for the datasets of :mod:`.voc` (``ClassificationDataset``,
 ``InferenceDataset``, ``AffinityDataset`` with ``ignore_from=81``).
@@ -22,7 +22,7 @@ from typing import Dict, List, Optional, Tuple, Union
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..coco_export import decode_rle
+from .rle import decode_rle
 from .voc import ClassificationDataset, InferenceDataset, load_image
 
 __all__ = ["COCO_NUM_CLASSES", "COCO2014", "COCOClassificationDataset", "COCOInferenceDataset",
@@ -48,7 +48,7 @@ def annotation_to_mask(segmentation, h: int, w: int, use_pycocotools: Optional[b
     """A COCO ``segmentation`` (polygons, RLE or compressed RLE) as a ``bool (h, w)`` mask.
 
     With pycocotools (the default when installed) its decoder is used; without it, polygons are
-    drawn with PIL and RLE is decoded by :func:`irnet_fast.coco_export.decode_rle`."""
+    drawn with PIL and RLE is decoded by :func:`irnet_fast.data.rle.decode_rle`."""
     if use_pycocotools is None:
         use_pycocotools = has_pycocotools()
     if use_pycocotools:

@@ -45,6 +45,7 @@ import torch
 from PIL import Image
 
 from .._io import voc_palette
+from ..errors import InputFileNotFoundError, InputOSError, InputRuntimeError, InputValueError
 from .transforms import AffinityTransform, ClassificationTransform, normalize, hwc_to_chw
 
 __all__ = [
@@ -69,7 +70,7 @@ NUM_VOC_CLASSES = len(VOC_CLASSES)
 _DEVKIT_DIRS = ("JPEGImages", "Annotations", "SegmentationClass", "SegmentationObject", "ImageSets")
 
 
-class CorruptImageError(OSError):
+class CorruptImageError(InputOSError):
     """An image file exists but cannot be decoded; the message names the file."""
 
 
@@ -83,7 +84,7 @@ def load_image(path: PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"image file not found: {path}")
+        raise InputFileNotFoundError(f"image file not found: {path}")
     try:
         with Image.open(path) as im:
             arr = np.asarray(im.convert("RGB"))
@@ -96,11 +97,11 @@ def load_label_png(path: PathLike) -> np.ndarray:
     """Read a label PNG (palette or grey) as a 2-D ``uint8`` array of indices (255 = void)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"label file not found: {path}")
+        raise InputFileNotFoundError(f"label file not found: {path}")
     try:
         with Image.open(path) as im:
             if im.mode not in ("P", "L"):
-                raise ValueError(f"label {path} has mode {im.mode}; expected a palette (P) or grey (L) PNG")
+                raise InputValueError(f"label {path} has mode {im.mode}; expected a palette (P) or grey (L) PNG")
             arr = np.array(im, dtype=np.uint8)
     except OSError as exc:
         raise CorruptImageError(f"cannot decode label {path}: {exc}") from exc
@@ -147,9 +148,9 @@ def read_image_list(root: Optional[PathLike], split: Union[str, PathLike]) -> Li
         if cand.is_file():
             ids = [i for i in (_parse_list_line(l) for l in cand.read_text().splitlines()) if i]
             if not ids:
-                raise ValueError(f"image list {cand} is empty")
+                raise InputValueError(f"image list {cand} is empty")
             return ids
-    raise FileNotFoundError(f"image list {str(split)!r} not found; looked for: "
+    raise InputFileNotFoundError(f"image list {str(split)!r} not found; looked for: "
                             + ", ".join(str(c) for c in candidates))
 
 
@@ -160,17 +161,17 @@ def labels_from_xml(path: PathLike, class_names: Sequence[str] = VOC_CLASSES) ->
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"annotation file not found: {path}")
+        raise InputFileNotFoundError(f"annotation file not found: {path}")
     try:
         tree = ET.parse(path)
     except ET.ParseError as exc:
-        raise ValueError(f"cannot parse annotation {path}: {exc}") from exc
+        raise InputValueError(f"cannot parse annotation {path}: {exc}") from exc
     index = {n: i for i, n in enumerate(class_names)}
     out = np.zeros(len(class_names), np.float32)
     for obj in tree.getroot().iter("object"):
         name = (obj.findtext("name") or "").strip()
         if name not in index:
-            raise ValueError(f"annotation {path}: unknown class name {name!r}")
+            raise InputValueError(f"annotation {path}: unknown class name {name!r}")
         out[index[name]] = 1.0
     return out
 
@@ -178,11 +179,11 @@ def labels_from_xml(path: PathLike, class_names: Sequence[str] = VOC_CLASSES) ->
 def _class_index(tok, class_names: Sequence[str], where: str) -> int:
     if isinstance(tok, str) and not tok.lstrip("-").isdigit():
         if tok not in class_names:
-            raise ValueError(f"{where}: unknown class name {tok!r}")
+            raise InputValueError(f"{where}: unknown class name {tok!r}")
         return class_names.index(tok)
     idx = int(tok)
     if not 0 <= idx < len(class_names):
-        raise ValueError(f"{where}: class index {idx} out of range 0..{len(class_names) - 1}")
+        raise InputValueError(f"{where}: class index {idx} out of range 0..{len(class_names) - 1}")
     return idx
 
 
@@ -207,24 +208,24 @@ def load_labels_file(path: PathLike, ids: Optional[Sequence[str]] = None,
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"labels file not found: {path}")
+        raise InputFileNotFoundError(f"labels file not found: {path}")
     where = str(path)
     labels: Dict[str, np.ndarray] = {}
     if path.suffix == ".npy":
         if not allow_pickle:
-            raise ValueError(f"labels file {path} is a pickled .npy dict; pass allow_pickle=True only "
+            raise InputValueError(f"labels file {path} is a pickled .npy dict; pass allow_pickle=True only "
                              "if you trust it, or convert it to the text format")
         obj = np.load(path, allow_pickle=True)
         obj = obj.item() if obj.dtype == object and obj.shape == () else obj
         if not isinstance(obj, dict):
-            raise ValueError(f"labels file {path}: expected a dict of image id -> labels")
+            raise InputValueError(f"labels file {path}: expected a dict of image id -> labels")
         for key, value in obj.items():
             name = decode_int_filename(key) if isinstance(key, (int, np.integer)) else str(key)
             labels[name] = _to_multi_hot(value, class_names, f"{where} [{name}]")
     elif path.suffix == ".json":
         obj = json.loads(path.read_text())
         if not isinstance(obj, dict):
-            raise ValueError(f"labels file {path}: expected a JSON object of image id -> labels")
+            raise InputValueError(f"labels file {path}: expected a JSON object of image id -> labels")
         for name, value in obj.items():
             labels[str(name)] = _to_multi_hot(value, class_names, f"{where} [{name}]")
     else:
@@ -240,7 +241,7 @@ def load_labels_file(path: PathLike, ids: Optional[Sequence[str]] = None,
         missing = [i for i in ids if i not in labels]
         if missing:
             shown = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
-            raise ValueError(f"labels file {path} has no labels for {len(missing)} of {len(ids)} "
+            raise InputValueError(f"labels file {path} has no labels for {len(missing)} of {len(ids)} "
                              f"listed images: {shown}")
     return labels
 
@@ -250,11 +251,11 @@ def check_devkit(root: PathLike, required: Iterable[str] = ("JPEGImages",)) -> P
     root = Path(root)
     expected = ", ".join(_DEVKIT_DIRS)
     if not root.is_dir():
-        raise FileNotFoundError(f"VOC devkit folder not found: {root} (expected a folder holding {expected}; "
+        raise InputFileNotFoundError(f"VOC devkit folder not found: {root} (expected a folder holding {expected}; "
                                 "for the official archive that is VOCdevkit/VOC2012)")
     for sub in required:
         if not (root / sub).is_dir():
-            raise FileNotFoundError(f"VOC devkit {root} has no {sub}/ folder (expected {expected})")
+            raise InputFileNotFoundError(f"VOC devkit {root} has no {sub}/ folder (expected {expected})")
     return root
 
 
@@ -314,7 +315,7 @@ class VOC12:
         obj = load_label_png(self.root / "SegmentationObject" / f"{name}.png")
         cls = self.seg_label(name)
         if obj.shape != cls.shape:
-            raise ValueError(f"{name}: SegmentationObject {obj.shape} and SegmentationClass {cls.shape} differ")
+            raise InputValueError(f"{name}: SegmentationObject {obj.shape} and SegmentationClass {cls.shape} differ")
         inst_ids = [i for i in np.unique(obj) if 0 < i < 255]
         masks = np.zeros((len(inst_ids),) + obj.shape, bool)
         classes = np.zeros(len(inst_ids), np.int64)
@@ -323,7 +324,7 @@ class VOC12:
             vals = cls[masks[k]]
             vals = vals[(vals > 0) & (vals < 255)]
             if vals.size == 0:
-                raise ValueError(f"{name}: instance {i} of SegmentationObject has no class in SegmentationClass")
+                raise InputValueError(f"{name}: instance {i} of SegmentationObject has no class in SegmentationClass")
             classes[k] = np.bincount(vals).argmax() - 1
         return masks, classes
 
@@ -335,7 +336,7 @@ class VOC12:
 class _SourceDataset(torch.utils.data.Dataset):
     def __init__(self, source, seed: Optional[int] = 0, skip_corrupt: bool = True):
         if len(source.ids) == 0:
-            raise ValueError("dataset has no images")
+            raise InputValueError("dataset has no images")
         self.source = source
         self.ids = list(source.ids)
         self.seed = seed
@@ -371,7 +372,7 @@ class _SourceDataset(torch.utils.data.Dataset):
                     msg = f"skipping unreadable image {name!r}: {exc}"
                     logger.warning(msg)
                     warnings.warn(msg, RuntimeWarning, stacklevel=3)
-        raise RuntimeError(f"no readable image in the dataset ({n} tried); see the warnings above")
+        raise InputRuntimeError(f"no readable image in the dataset ({n} tried); see the warnings above")
 
 
 class ClassificationDataset(_SourceDataset):
@@ -426,12 +427,12 @@ class AffinityDataset(_SourceDataset):
         super().__init__(source, seed, skip_corrupt)
         self.label_dir = Path(label_dir)
         if not self.label_dir.is_dir():
-            raise FileNotFoundError(f"IR label folder not found: {self.label_dir} (expected <image id>.png files)")
+            raise InputFileNotFoundError(f"IR label folder not found: {self.label_dir} (expected <image id>.png files)")
         self.crop_size, self.radius = int(crop_size), int(radius)
         reduced = int(np.round(self.crop_size * 0.25))
         rf = int(np.ceil(self.radius)) - 1
         if reduced - 2 * rf < 1:
-            raise ValueError(f"crop_size {self.crop_size} is too small for radius {self.radius}: the label map at "
+            raise InputValueError(f"crop_size {self.crop_size} is too small for radius {self.radius}: the label map at "
                              f"1/4 ({reduced} x {reduced}) must be wider than 2 * (radius - 1) = {2 * rf} "
                              f"(crop_size >= {4 * (2 * rf + 1)})")
         self.transform = transform if transform is not None else AffinityTransform(crop_size=self.crop_size)
@@ -443,7 +444,7 @@ class AffinityDataset(_SourceDataset):
         i, name, img = self._load(index)
         label = load_label_png(self.label_dir / f"{name}.png")
         if label.shape != img.shape[:2]:
-            raise ValueError(f"IR label {self.label_dir / (name + '.png')} is {label.shape}, image is {img.shape[:2]}")
+            raise InputValueError(f"IR label {self.label_dir / (name + '.png')} is {label.shape}, image is {img.shape[:2]}")
         img, label = self.transform(img, label, self.rng(i))
         h, w = label.shape
         size = (max(1, int(np.round(h * 0.25))), max(1, int(np.round(w * 0.25))))

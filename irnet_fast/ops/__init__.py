@@ -1,4 +1,5 @@
 """Fast IRNet ops: geometry, affinities, transition, random walk and instances (see README for backends)."""
+from . import _compiled  # noqa: F401  (fake kernels and autograd of the compiled ops)
 from .affinity import (PathAffinity, affinity_labels, edge_to_affinity, path_affinity, path_affinity_labels,
                        to_pair_displacement)
 from .instances import cluster_centroids, detect_instance, find_centroids_with_refinement, separate_score_by_mask

@@ -1,11 +1,30 @@
-"""The compiled backends (cpp on CPU tensors, cuda on CUDA tensors): the dispatcher picks."""
+"""The compiled backends (cpp on CPU tensors, cuda on CUDA tensors): the dispatcher picks.
+
+Every Python-side registration of the ``torch.ops.irnet_fast`` ops lives here, in one place:
+the fake (meta) kernels that torch.compile and torch.export trace with, and the autograd of
+``path_affinity``. The schemas are in csrc/schemas.cpp.
+"""
+import sys
+
 import torch
 
-from .. import _ext  # noqa: F401  (loads the ops)
+from .. import _ext
+from . import _autograd
+
+# The compiled ops carry their own autograd registration (below).
+DIFFERENTIABLE = True
+# The CPU backward kernel reads strides: a broadcast gradient need not be materialised.
+STRIDED_GRAD = True
+
+_LIB = "irnet_fast::"
 
 
 def path_affinity(edge, paths, lengths, radius_floor):
     return torch.ops.irnet_fast.path_affinity(edge, paths, lengths, radius_floor)
+
+
+def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width):
+    return torch.ops.irnet_fast._path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width)
 
 
 def transition_stencil(edge, paths, lengths, beta):
@@ -16,23 +35,59 @@ def random_walk(x, planes, inv_norm, dirs, steps):
     return torch.ops.irnet_fast.random_walk(x, planes, inv_norm, dirs, steps)
 
 
-# The compiled ops carry their own autograd registration (irnet_fast/_ext.py).
-DIFFERENTIABLE = True
-
-
 def find_centroids(displacement, iterations):
     return torch.ops.irnet_fast.find_centroids(displacement, iterations)
 
 
-def _register_instances_fake() -> None:
-    """The fake (meta) kernel of find_centroids for torch.compile."""
-    if not _ext.HAS_CPP or not hasattr(torch.ops.irnet_fast, "find_centroids"):
-        return
-    try:
-        torch.library.register_fake("irnet_fast::find_centroids")(
-            lambda displacement, iterations: displacement.new_empty(displacement.shape, dtype=torch.int32))
-    except RuntimeError:  # already registered (module reloaded)
-        pass
+# --- fake kernels: output shapes and dtypes from input shapes ---------------------------------
+
+def _affinity_fake(edge, paths, lengths, radius_floor):
+    shape = (edge.shape[0], paths.shape[0], edge.shape[1] - radius_floor, edge.shape[2] - 2 * radius_floor)
+    return edge.new_empty(shape), edge.new_empty(shape, dtype=torch.uint8)
 
 
-_register_instances_fake()
+def _affinity_backward_fake(grad, argmax, paths, lengths, radius_floor, height, width):
+    return grad.new_empty((grad.shape[0], height, width))
+
+
+def _stencil_fake(edge, paths, lengths, beta):
+    return edge.new_empty((edge.shape[0], paths.shape[0], edge.shape[1], edge.shape[2])), edge.new_empty(edge.shape)
+
+
+def _walk_fake(x, planes, inv_norm, dirs, steps):
+    return torch.empty_like(x)
+
+
+def _centroids_fake(displacement, iterations):
+    return displacement.new_empty(displacement.shape, dtype=torch.int32)
+
+
+FAKES = {
+    "path_affinity": _affinity_fake, "_path_affinity_portable": _affinity_fake,
+    "_path_affinity_backward": _affinity_backward_fake, "_path_affinity_backward_portable": _affinity_backward_fake,
+    "transition_stencil": _stencil_fake, "_transition_stencil_portable": _stencil_fake,
+    "random_walk": _walk_fake, "_random_walk_portable": _walk_fake,
+    "find_centroids": _centroids_fake,
+}
+
+
+# --- autograd of path_affinity ------------------------------------------------------------------
+
+def _affinity_setup(ctx, inputs, output):
+    edge, paths, lengths, radius_floor = inputs
+    _autograd.save_affinity(ctx, sys.modules[__name__], edge, output[1], paths, lengths, radius_floor)
+    ctx.mark_non_differentiable(output[1])
+
+
+def _affinity_backward(ctx, grad_affinity, _grad_argmax):
+    return _autograd.affinity_backward(ctx, grad_affinity), None, None, None
+
+
+def _register() -> None:
+    for name, fake in FAKES.items():
+        torch.library.register_fake(_LIB + name)(fake)
+    torch.library.register_autograd(_LIB + "path_affinity", _affinity_backward, setup_context=_affinity_setup)
+
+
+if _ext.HAS_CPP:
+    _register()

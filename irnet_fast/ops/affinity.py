@@ -11,9 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from .. import backends
-from .._checks import check_radius, check_tensor, check_unit_interval
-from . import _reference
-from .path_index import PathIndex, geometry, geometry_on, path_geometry
+from .._checks import check_radius, check_tensor, check_unit_interval, upcast_half
+from . import _autograd, _dispatch, _reference
+from .path_index import PathIndex, geometry, geometry_on, path_geometry, radius_floor
 
 __all__ = ["edge_to_affinity", "path_affinity", "PathAffinity", "affinity_labels",
            "path_affinity_labels", "to_pair_displacement"]
@@ -42,16 +42,12 @@ class _AffinityFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, edge, impl, paths, lengths, radius_floor):
         affinity, argmax = impl.path_affinity(edge, paths, lengths, radius_floor)
-        ctx.impl, ctx.radius_floor, ctx.size = impl, radius_floor, edge.shape[-2:]
-        ctx.save_for_backward(argmax, paths, lengths)
+        _autograd.save_affinity(ctx, impl, edge, argmax, paths, lengths, radius_floor)
         return affinity
 
     @staticmethod
     def backward(ctx, grad):
-        argmax, paths, lengths = ctx.saved_tensors
-        grad_edge = ctx.impl.path_affinity_backward(grad.contiguous(), argmax, paths, lengths,
-                                                    ctx.radius_floor, ctx.size[0], ctx.size[1])
-        return grad_edge, None, None, None, None
+        return _autograd.affinity_backward(ctx, grad), None, None, None, None
 
 
 def _as_edge_batch(edge, *, op: str) -> Tensor:
@@ -73,7 +69,8 @@ def path_affinity(edge: Tensor, radius: int = 10, *, backend: str = "auto") -> T
     first one on ties, destination first), deterministically (a gather, no atomics).
 
     Args:
-        edge (Tensor[B, 1, H, W] or Tensor[B, H, W]): boundary probability in [0, 1].
+        edge (Tensor[B, 1, H, W] or Tensor[B, H, W]): boundary probability in [0, 1]; float16 and
+            bfloat16 are computed in float32 and returned in their own dtype.
         radius (int): search radius, >= 1 (IRNet trains with 10).
         backend (str): "auto" | "cuda" | "cupy" | "cpp" | "numba" | "torch".
 
@@ -82,20 +79,21 @@ def path_affinity(edge: Tensor, radius: int = 10, *, backend: str = "auto") -> T
     """
     op = "path_affinity"
     radius = check_radius(radius, op=op)
-    edge = _as_edge_batch(edge, op=op)
-    geo = geometry(radius)
+    dtype = edge.dtype if isinstance(edge, Tensor) else None
+    edge = _as_edge_batch(*upcast_half(edge), op=op)
+    rf = radius_floor(radius)
     height, width = edge.shape[-2:]
-    if height < geo.radius_floor or width < 2 * geo.radius_floor:
-        raise ValueError(f"{op}(): edge expected at least {geo.radius_floor} x {2 * geo.radius_floor} "
+    if height < rf or width < 2 * rf:
+        raise ValueError(f"{op}(): edge expected at least {rf} x {2 * rf} "
                          f"pixels for radius {radius}, got {height} x {width}")
     name = backends.resolve(backend, edge.device, op=op)
-    impl = backends.implementation(name)
+    impl = _dispatch.implementation(name)
     paths, lengths = geometry_on(radius, edge.device)
     if impl.DIFFERENTIABLE:
-        affinity = impl.path_affinity(edge, paths, lengths, geo.radius_floor)[0]
+        affinity = impl.path_affinity(edge, paths, lengths, rf)[0]
     else:
-        affinity = _AffinityFunction.apply(edge, impl, paths, lengths, geo.radius_floor)
-    return affinity.reshape(*affinity.shape[:2], affinity.shape[2] * affinity.shape[3])
+        affinity = _AffinityFunction.apply(edge, impl, paths, lengths, rf)
+    return affinity.reshape(*affinity.shape[:2], affinity.shape[2] * affinity.shape[3]).to(dtype)
 
 
 class PathAffinity(nn.Module):

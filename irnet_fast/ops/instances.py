@@ -1,4 +1,4 @@
-"""Instance ops of IRNet (REFERENCE.md 4): centroid refinement, clustering, instance detection.
+"""Instance ops of IRNet (docs/algorithm.md, "Instances"): centroid refinement, clustering, instance detection.
 
 Every op takes NumPy arrays or torch tensors and returns the same kind (tensors on the input's
 device). ``find_centroids_with_refinement`` runs on every backend and reproduces the reference bit
@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import backends
+from . import _dispatch
 from .._checks import check_finite
 
 __all__ = ["find_centroids_with_refinement", "cluster_centroids", "detect_instance", "separate_score_by_mask"]
@@ -49,7 +50,7 @@ def _array(x, *, op: str, name: str, dims: Tuple[str, ...], kind: str) -> Array:
     ok = {"float": dtype in ("float32", "float64"), "anyfloat": is_float, "int": is_int,
           "mask": dtype == "bool" or is_int}[kind]
     if not ok:
-        wanted = {"float": "float32 or float64", "anyfloat": "a floating dtype", "int": "an integer dtype",
+        wanted = {"float": "float32 or float64", "anyfloat": "float16, bfloat16, float32 or float64", "int": "an integer dtype",
                   "mask": "bool (or 0/1 integers)"}[kind]
         raise ValueError(f"{op}(): {name} expected dtype {wanted}, got {_describe(x)}")
     return x
@@ -102,7 +103,8 @@ def find_centroids_with_refinement(displacement: Array, iterations: int = 300, *
     A centroid that stops moving is a fixed point, so the kernels stop early (same result).
 
     Args:
-        displacement (array or Tensor[2, h, w], float32 or float64): (dy, dx) per pixel, in pixels.
+        displacement (array or Tensor[2, h, w], floating): (dy, dx) per pixel, in pixels (float16 and
+            bfloat16 are computed in float32).
         iterations (int): refinement steps (300 in IRNet).
         backend (str): "auto" | "cuda" | "cpp" | "numba" | "torch" (cupy falls back to torch).
 
@@ -111,22 +113,24 @@ def find_centroids_with_refinement(displacement: Array, iterations: int = 300, *
         the input's device.
     """
     op = "find_centroids_with_refinement"
-    _array(displacement, op=op, name="displacement", dims=("2", "h", "w"), kind="float")
+    _array(displacement, op=op, name="displacement", dims=("2", "h", "w"), kind="anyfloat")
     if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or \
             not 0 <= iterations < 2 ** 31:
         raise ValueError(f"{op}(): iterations expected an integer in [0, 2**31), got {iterations!r}")
     as_numpy = isinstance(displacement, np.ndarray)
     field = _tensor(displacement)
+    if field.dtype in (torch.float16, torch.bfloat16):  # computed in float32, as the other ops
+        field = field.float()
     if max(field.shape[1:]) >= 2 ** 24:  # coordinates must be exact in float32
         raise ValueError(f"{op}(): displacement expected h, w < 2**24, got {_describe(field)}")
     check_finite(field, op=op, name="displacement")
     name = backends.resolve(backend, field.device, op=op)
-    impl = backends.implementation(name)
+    impl = _dispatch.implementation(name)
     if not hasattr(impl, "find_centroids"):  # the CuPy backend has no instance kernels
         if backend not in (None, "auto"):
             raise RuntimeError(f"{op}(): backend '{name}' does not implement this op; use backend='cuda' "
                                f"or 'torch'")
-        impl = backends.implementation("torch")
+        impl = _dispatch.implementation("torch")
     with torch.no_grad():
         out = impl.find_centroids(field.contiguous(), int(iterations))
     return out.numpy() if as_numpy else out

@@ -1,4 +1,4 @@
-"""Search geometry of IRNet: directions, paths and index arrays (REFERENCE.md section 1)."""
+"""Search geometry of IRNet: directions, paths and index arrays (docs/algorithm.md, "Geometry")."""
 from __future__ import annotations
 
 import functools
@@ -75,9 +75,25 @@ def geometry(radius: int) -> Geometry:
                     torch.from_numpy(paths), torch.from_numpy(lengths))
 
 
-@functools.lru_cache(maxsize=64)
+def radius_floor(radius: int) -> int:
+    """``ceil(radius) - 1``: rows and columns of the margin the search window needs."""
+    return int(math.ceil(radius)) - 1
+
+
 def geometry_on(radius: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
-    """``(paths, lengths)`` of :func:`geometry` on ``device``, cached per device."""
+    """``(paths, lengths)`` of :func:`geometry` on ``device``, cached per device.
+
+    While torch.compile / torch.export trace, the same tensors are built from constants (the
+    tracer cannot run the NumPy construction of :func:`geometry`)."""
+    if torch.compiler.is_compiling():
+        paths, lengths = _geometry_constants(radius)
+        return (torch.tensor(paths, dtype=torch.int32, device=device),
+                torch.tensor(lengths, dtype=torch.int32, device=device))
+    return _geometry_on(radius, device)
+
+
+@functools.lru_cache(maxsize=64)
+def _geometry_on(radius: int, device: torch.device) -> Tuple[torch.Tensor, torch.Tensor]:
     geo = geometry(radius)
     return geo.paths.to(device), geo.lengths.to(device)
 
@@ -105,8 +121,14 @@ def path_geometry(path_index: Any, *, op: str) -> Tuple[int, np.ndarray]:
                      f"or a radius >= 1, got {type(path_index).__name__}")
 
 
+@torch.compiler.assume_constant_result
+def _geometry_constants(radius: int):
+    geo = geometry(radius)
+    return geo.paths.tolist(), geo.lengths.tolist()
+
+
 class PathIndex:
-    """Drop-in replacement of the reference's ``PathIndex`` (REFERENCE.md section 1).
+    """Drop-in replacement of the reference's ``PathIndex`` (docs/algorithm.md, "Geometry").
 
     Args:
         radius (int): search radius (>= 1); 5 for inference, 10 for training.
@@ -125,6 +147,11 @@ class PathIndex:
         self.search_paths = geo.search_paths
         self.search_dst = geo.search_dst
         self.path_indices, self.src_indices, self.dst_indices = self.get_path_indices(default_size)
+
+    def get_search_paths_dst(self, max_radius: int = 5) -> Tuple[List[np.ndarray], np.ndarray]:
+        """``(search_paths, search_dst)`` for ``max_radius``, as the reference's method of this name:
+        the paths grouped by length (int64 ``(n_dirs, L, 2)`` each) and the ``(D, 2)`` destinations."""
+        return _search_paths_dst(check_radius(max_radius, op="PathIndex.get_search_paths_dst"))
 
     @property
     def num_directions(self) -> int:

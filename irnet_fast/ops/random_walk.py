@@ -1,4 +1,4 @@
-"""The random walk of IRNet without the dense N x N matrix (DESIGN.md, "stencil" form).
+"""The random walk of IRNet without the dense N x N matrix (the "stencil" form of docs/algorithm.md).
 
 One step is ``y'(p) = (y(p) + sum_k S_k(p) y(p + o_k) + sum_k S_k(p - o_k) y(p - o_k)) / d(p)``
 with ``S_k = affinity ** beta`` and ``d`` the column sums; ``2 ** exp_times`` steps equal the
@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import backends
+from . import _dispatch
 from .._checks import (check_beta, check_exp_times, check_finite, check_radius, check_same_device,
-                       check_same_dtype, check_tensor, check_unit_interval)
+                       check_same_dtype, check_tensor, check_unit_interval, upcast_half)
 from .path_index import geometry, geometry_on
 
 __all__ = ["transition_stencil", "transition_matrix", "random_walk", "propagate_to_edge", "RandomWalk"]
@@ -48,10 +49,11 @@ def transition_stencil(edge: Tensor, radius: int = 5, beta: float = 10, *,
     """
     op = "transition_stencil"
     radius, beta = check_radius(radius, op=op), check_beta(beta, op=op)
-    edge = _check_edge(edge, op=op)
-    impl = backends.implementation(backends.resolve(backend, edge.device, op=op))
+    dtype = edge.dtype if isinstance(edge, Tensor) else None
+    edge = _check_edge(*upcast_half(edge), op=op)
+    impl = _dispatch.implementation(backends.resolve(backend, edge.device, op=op))
     planes, norm = _stencil(edge[:, 0].contiguous(), radius, beta, impl)
-    return planes, norm.unsqueeze(1)
+    return planes.to(dtype), norm.unsqueeze(1).to(dtype)
 
 
 def transition_matrix(edge: Tensor, radius: int = 5, beta: float = 10, *, backend: str = "auto") -> Tensor:
@@ -112,7 +114,8 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
     ``propagate_to_edge``, in ``O(2**exp_times * D * N * C)`` time and ``O(D * N)`` memory.
 
     Args:
-        x (Tensor[B, C, h, w] or list of Tensor[C_i, h_i, w_i]): scores (CAMs) at the boundary stride.
+        x (Tensor[B, C, h, w] or list of Tensor[C_i, h_i, w_i]): scores (CAMs) at the boundary stride;
+            float16 and bfloat16 are computed in float32 and returned in their own dtype.
         edge (Tensor[B, 1, h, w] or list of Tensor[1, h_i, w_i]): boundary probability in [0, 1].
         radius (int): search radius (5). beta (float): affinity exponent (10).
         exp_times (int): the transition is squared this many times: ``2**exp_times`` steps.
@@ -126,14 +129,17 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
     radius, beta, exp_times = check_radius(radius, op=op), check_beta(beta, op=op), check_exp_times(exp_times, op=op)
     if isinstance(x, (list, tuple)):
         return _random_walk_list(list(x), edge, radius, beta, exp_times, backend, op)
+    dtype = x.dtype if isinstance(x, Tensor) else None
+    x, edge = upcast_half(x, edge)
     _check_walk_pair(x, edge, op=op)
-    impl = backends.implementation(backends.resolve(backend, x.device, op=op))
+    impl = _dispatch.implementation(backends.resolve(backend, x.device, op=op))
     if x.shape[0] == 0 or x.shape[1] == 0:
-        return x.new_zeros(x.shape)
+        return x.new_zeros(x.shape, dtype=dtype)
     with torch.no_grad():
         planes, norm = _stencil(edge[:, 0].contiguous(), radius, beta, impl)
         values = (x * (1 - edge)).contiguous()
-        return impl.random_walk(values, planes, torch.reciprocal(norm), _dirs(radius, x.device), 2 ** exp_times)
+        out = impl.random_walk(values, planes, torch.reciprocal(norm), _dirs(radius, x.device), 2 ** exp_times)
+    return out.to(dtype)
 
 
 def _dirs(radius: int, device: torch.device) -> Tensor:
@@ -146,6 +152,9 @@ def _random_walk_list(xs, edges, radius, beta, exp_times, backend, op) -> List[T
         raise ValueError(f"{op}(): edge expected a list of {len(xs)} boundary maps (one per x), got {got}")
     if not xs:
         return []
+    dtypes = [x.dtype if isinstance(x, Tensor) else None for x in xs]
+    pairs = [upcast_half(x, edge) for x, edge in zip(xs, edges)]
+    xs, edges = [p[0] for p in pairs], [p[1] for p in pairs]
     for i, (x, edge) in enumerate(zip(xs, edges)):
         check_tensor(x, op=op, name=f"x[{i}]", dims=["C", "h", "w"])
         check_tensor(edge, op=op, name=f"edge[{i}]", dims=["1", "h", "w"])
@@ -154,7 +163,7 @@ def _random_walk_list(xs, edges, radius, beta, exp_times, backend, op) -> List[T
     check_same_dtype(*[(f"x[{i}]", x) for i, x in enumerate(xs)], op=op)
     channels = {x.shape[0] for x in xs}
     device = xs[0].device
-    impl = backends.implementation(backends.resolve(backend, device, op=op))
+    impl = _dispatch.implementation(backends.resolve(backend, device, op=op))
     max_h = max(x.shape[1] for x in xs)
     max_w = max(x.shape[2] for x in xs)
     num_dirs = len(geometry(radius).search_dst)
@@ -172,7 +181,7 @@ def _random_walk_list(xs, edges, radius, beta, exp_times, backend, op) -> List[T
             inv_norm[i, :h, :w] = torch.reciprocal(norm_i[0])
             values[i, :c, :h, :w] = x * (1 - edge)
         out = impl.random_walk(values, planes, inv_norm, _dirs(radius, device), 2 ** exp_times)
-    return [out[i, :x.shape[0], :x.shape[1], :x.shape[2]].clone() for i, x in enumerate(xs)]
+    return [out[i, :x.shape[0], :x.shape[1], :x.shape[2]].to(dtypes[i], copy=True) for i, x in enumerate(xs)]
 
 
 def propagate_to_edge(x: Tensor, edge: Tensor, radius: int = 5, beta: float = 10, exp_times: int = 8, *,

@@ -16,7 +16,7 @@ from ..metrics import cam_to_label
 from .config import Config
 from .distributed import init_distributed
 from .make_cam import load_cam_file
-from .runner import LogContext, StepSummary, infer_source, run_images
+from .common import LogContext, StepSummary, infer_source, run_images
 
 __all__ = ["cam_to_ir_label", "ir_label"]
 

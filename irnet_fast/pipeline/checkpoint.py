@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from .._io import atomic_open
+from ..errors import InputFileNotFoundError, InputRuntimeError
 from ..models.backbone import _short
 from ..models.reference_format import (ReferenceFormatError, from_reference_state_dict,
                                        is_reference_state_dict, to_reference_state_dict)
@@ -148,9 +149,9 @@ def load_checkpoint(path: PathLike, map_location: Any = "cpu") -> Dict[str, Any]
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise RuntimeError(f"could not read checkpoint {path}: {exc}") from exc
+        raise InputRuntimeError(f"could not read checkpoint {path}: {exc}") from exc
     if not isinstance(state, dict) or state.get("format") != "irnet_fast.checkpoint/1":
-        raise RuntimeError(f"{path} is not an irnet_fast training checkpoint")
+        raise InputRuntimeError(f"{path} is not an irnet_fast training checkpoint")
     return state
 
 
@@ -161,16 +162,16 @@ def read_state_dict(path: PathLike, what: str, map_location: Any = "cpu") -> Dic
     leading ``module.`` (DataParallel) stripped; clear errors for a missing or unreadable file."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{what} weights not found: {path} (run the training step first, or pass "
+        raise InputFileNotFoundError(f"{what} weights not found: {path} (run the training step first, or pass "
                                 f"the weights file)")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:
-        raise RuntimeError(f"could not read {what} weights {path}: {exc}") from exc
+        raise InputRuntimeError(f"could not read {what} weights {path}: {exc}") from exc
     if isinstance(state, dict) and "model" in state and "format" in state:
         state = state["model"]  # a training checkpoint
     if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
-        raise RuntimeError(f"{what} weights {path}: expected a state_dict (names to tensors), got "
+        raise InputRuntimeError(f"{what} weights {path}: expected a state_dict (names to tensors), got "
                            f"{type(state).__name__}")
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
@@ -183,7 +184,7 @@ def _as_irnet_fast(state: Dict[str, torch.Tensor], path: PathLike, what: str) ->
     try:
         return from_reference_state_dict(state)  # CAM or IRNet, as the keys say
     except ReferenceFormatError as exc:
-        raise RuntimeError(f"{what} weights {path} are in neither irnet_fast's nor the reference's layout: "
+        raise InputRuntimeError(f"{what} weights {path} are in neither irnet_fast's nor the reference's layout: "
                            f"{exc}") from None
 
 
@@ -211,13 +212,13 @@ def load_weights(model: torch.nn.Module, path: PathLike, what: str) -> str:
     unknown = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     if unknown or missing:
-        raise RuntimeError(f"{what} weights {path} ({layout} layout) do not fit this {type(model).__name__}: "
+        raise InputRuntimeError(f"{what} weights {path} ({layout} layout) do not fit this {type(model).__name__}: "
                            f"unknown keys {_short(unknown)}, missing keys {_short(missing)} (a file in neither "
                            f"irnet_fast's nor the reference's layout, or of the other network?)")
     shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
               if tuple(state[k].shape) != tuple(v.shape)]
     if shapes:
-        raise RuntimeError(f"{what} weights {path} do not fit this {type(model).__name__} (backbone or dataset "
+        raise InputRuntimeError(f"{what} weights {path} do not fit this {type(model).__name__} (backbone or dataset "
                            f"differs from the training run?): {_short(shapes, 4)}")
     model.load_state_dict(state, strict=True)
     return layout

@@ -14,16 +14,21 @@ import dataclasses
 import difflib
 import os
 import sys
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser from PyPI
+    import tomli as tomllib
 import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
+from ..errors import InputFileNotFoundError, InputValueError
+
 __all__ = ["Config", "ConfigError"]
 
 
-class ConfigError(ValueError):
+class ConfigError(InputValueError):
     """An unknown key or a value of the wrong type in a config override / TOML file."""
 
 
@@ -191,7 +196,7 @@ class Config:
         """Defaults, then the TOML file ``path`` (flat keys or ``[cam]``-style tables), then ``overrides``."""
         path = Path(path)
         if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
+            raise InputFileNotFoundError(f"config file not found: {path}")
         try:
             with open(path, "rb") as fh:
                 data = tomllib.load(fh)

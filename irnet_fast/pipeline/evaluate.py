@@ -25,13 +25,14 @@ import torch
 from .._io import atomic_write_json, load_npz
 from ..coco_export import export_coco as write_coco_json
 from ..data.voc import load_label_png
+from ..errors import InputFileNotFoundError
 from ..metrics import ConfusionMatrix, InstanceAP, cam_to_label
 from .config import Config
 from .distributed import barrier, init_distributed
+from .inference import upsample_scores
 from .make_cam import load_cam_file
 from .make_ins_seg import INSTANCE_KEYS
-from .make_sem_seg import upsample_scores
-from .runner import Progress, infer_source
+from .common import Progress, infer_source
 
 __all__ = ["eval_cam", "eval_ir_label", "eval_sem_seg", "eval_ins_seg", "tune", "export_coco"]
 
@@ -43,7 +44,7 @@ def _inputs(folder: Path, names: Sequence[str], suffix: str, step: str, producer
     missing = [p for p in paths if not p.is_file()]
     if missing:
         shown = ", ".join(str(p) for p in missing[:3])
-        raise FileNotFoundError(f"{step}: {len(missing)} of {len(paths)} input files missing (e.g. {shown}); "
+        raise InputFileNotFoundError(f"{step}: {len(missing)} of {len(paths)} input files missing (e.g. {shown}); "
                                 f"run {producer} first")
     return paths
 

@@ -21,7 +21,7 @@ from ..data.transforms import hwc_to_chw, normalize, pil_rescale
 from ..models import CAMNet
 from .config import Config
 from .distributed import init_distributed
-from .runner import LogContext, StepSummary, inference_model, infer_source, run_images
+from .common import LogContext, StepSummary, inference_model, infer_source, run_images
 
 __all__ = ["make_cam", "compute_cams", "load_cam_file", "strided_size", "CAM_KEYS"]
 

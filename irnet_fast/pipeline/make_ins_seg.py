@@ -1,4 +1,4 @@
-"""``make_ins_seg``: instance pseudo labels (REFERENCE.md section 4).
+"""``make_ins_seg``: instance pseudo labels (docs/algorithm.md, "Instances").
 
 Per image: IRNet inference (boundary and displacement at stride 4); centroids by
 ``find_centroids_with_refinement`` (``centroid_iterations``); clusters by ``cluster_centroids``
@@ -23,8 +23,8 @@ from ..ops import cluster_centroids, detect_instance, find_centroids_with_refine
 from .config import Config
 from .distributed import init_distributed
 from .make_cam import load_cam_file
-from .make_sem_seg import irn_and_cam, load_edge_displacement, upsample_scores, walk
-from .runner import LogContext, StepSummary, infer_source, run_images
+from .inference import irn_and_cam, load_edge_displacement, upsample_scores, walk
+from .common import LogContext, StepSummary, infer_source, run_images
 
 __all__ = ["make_ins_seg", "INSTANCE_KEYS", "instances_from_walk"]
 

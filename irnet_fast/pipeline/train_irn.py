@@ -34,8 +34,8 @@ from ..models import IRNet, irn_loss
 from ..models.reference_format import from_reference_state_dict, is_reference_state_dict
 from .config import Config
 from .distributed import DistInfo, all_reduce_sum, cleanup_distributed, init_distributed
-from .runner import LogContext, Progress, build_source, load_state_dict_file
-from .train_cam import fit, save_weights
+from .common import LogContext, Progress, build_source, load_state_dict_file
+from .training import fit, save_weights
 
 __all__ = ["train_irn", "displacement_mean", "global_irn_loss"]
 
@@ -112,13 +112,14 @@ def load_cam_backbone(model: IRNet, cam_weights: Path) -> None:
     logger.info("irn: backbone initialised from %s", cam_weights)
 
 
-def train_irn(cfg: Config, ir_label_dir, *, resume: bool = False, progress: bool = True,
+def train_irn(cfg: Config, ir_label_dir=None, *, resume: bool = False, progress: bool = True,
               stop_after: Optional[int] = None) -> Path:
     """Trains IRNet on the IR labels of ``ir_label_dir``; returns ``<out_dir>/irn.pth``.
 
     Args:
         cfg: the configuration (``irn_*`` keys, ``radius``, data, backbone, runtime).
-        ir_label_dir: folder of ``<image id>.png`` IR labels (0 bg, 1..C, 255 unsure).
+        ir_label_dir: folder of ``<image id>.png`` IR labels (0 bg, 1..C, 255 unsure); default
+            ``<out_dir>/ir_label``.
         resume: continue from ``<out_dir>/irn_checkpoint.pt`` when it exists.
         progress: a progress line and the log on stderr (main process only).
         stop_after: train at most this many epochs in this call (then return the checkpoint
@@ -127,6 +128,7 @@ def train_irn(cfg: Config, ir_label_dir, *, resume: bool = False, progress: bool
     After the last epoch the displacement mean shift is measured (module docstring) and stored
     in the model's ``mean_shift`` buffer before the weights are saved.
     """
+    ir_label_dir = Path(cfg.out_dir) / "ir_label" if ir_label_dir is None else ir_label_dir
     info = init_distributed(cfg.device)
     out_dir = Path(cfg.out_dir)
     log = LogContext(out_dir / "train_irn.log", info, progress)

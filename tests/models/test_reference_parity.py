@@ -14,8 +14,8 @@ from irnet_fast.models.reference_format import (ReferenceFormatError, from_refer
                                                 to_reference_state_dict)
 from irnet_fast.pipeline import Config  # noqa: E402
 from irnet_fast.pipeline.checkpoint import export_reference_weights, load_weights  # noqa: E402
-from irnet_fast.pipeline.make_sem_seg import load_edge_displacement  # noqa: E402
-from irnet_fast.pipeline.runner import inference_model  # noqa: E402
+from irnet_fast.pipeline.inference import load_edge_displacement  # noqa: E402
+from irnet_fast.pipeline.common import inference_model  # noqa: E402
 
 from . import reference_nets as ref  # noqa: E402
 

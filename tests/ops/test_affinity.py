@@ -141,16 +141,16 @@ def test_portable_cpu_kernels_run_gpu_arithmetic(dtype, radius, size):
     paths, lengths = geometry_on(radius, torch.device("cpu"))
     rf = geometry(radius).radius_floor
     fast = torch.ops.irnet_fast.path_affinity(edge, paths, lengths, rf)
-    portable = torch.ops.irnet_fast.path_affinity_portable(edge, paths, lengths, rf)
+    portable = torch.ops.irnet_fast._path_affinity_portable(edge, paths, lengths, rf)
     for a, b in zip(fast, portable):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
     grad = torch.randn(fast[0].shape, dtype=dtype, generator=torch.Generator().manual_seed(1))
     args = (grad, fast[1], paths, lengths, rf, *size)
-    torch.testing.assert_close(torch.ops.irnet_fast.path_affinity_backward(*args),
-                               torch.ops.irnet_fast.path_affinity_backward_portable(*args))
+    torch.testing.assert_close(torch.ops.irnet_fast._path_affinity_backward(*args),
+                               torch.ops.irnet_fast._path_affinity_backward_portable(*args))
     for beta in (10.0, 2.5):
         for a, b in zip(torch.ops.irnet_fast.transition_stencil(edge, paths, lengths, beta),
-                        torch.ops.irnet_fast.transition_stencil_portable(edge, paths, lengths, beta)):
+                        torch.ops.irnet_fast._transition_stencil_portable(edge, paths, lengths, beta)):
             torch.testing.assert_close(a, b, rtol=0, atol=0)
 
 

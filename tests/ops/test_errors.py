@@ -25,7 +25,7 @@ def test_random_walk_bad_inputs(backend, device):
         ((x.masked_fill(x > 0.9, float("inf")), edge), ValueError, "x expected finite values"),
         ((x.double(), edge), TypeError, "edge expected dtype torch.float64"),
         ((x.int(), edge), TypeError, "x expected dtype torch.float32 or torch.float64, got torch.int32"),
-        ((x.half(), edge.half()), TypeError, "x expected dtype"),
+        ((x.to(torch.complex64), edge.to(torch.complex64)), TypeError, "x expected dtype"),
         ((x.numpy() if device == "cpu" else x.cpu().numpy(), edge), TypeError, "x expected a torch.Tensor"),
         ((x[..., :0], edge[..., :0]), ValueError, r"edge expected a non-empty grid"),
     ]

@@ -229,7 +229,7 @@ def test_errors_name_argument_expected_and_got():
     field = displacement_field(4, 5)
     with pytest.raises(ValueError, match=r"displacement expected shape \(2, h, w\), got shape \(3, 4, 5\)"):
         ops.find_centroids_with_refinement(np.zeros((3, 4, 5), np.float32))
-    with pytest.raises(ValueError, match=r"displacement expected dtype float32 or float64, got .*int64"):
+    with pytest.raises(ValueError, match=r"displacement expected dtype float16, bfloat16, float32 or float64, got .*int64"):
         ops.find_centroids_with_refinement(torch.zeros((2, 4, 5), dtype=torch.int64))
     with pytest.raises(ValueError, match="displacement expected finite values"):
         ops.find_centroids_with_refinement(np.full((2, 3, 3), np.nan, np.float32))

@@ -153,7 +153,7 @@ def test_sem_seg_and_tune(trained):
 
 
 def cfg_class_names(cfg):
-    from irnet_fast.pipeline.runner import infer_source
+    from irnet_fast.pipeline.common import infer_source
     return infer_source(cfg).class_names
 
 
@@ -268,3 +268,36 @@ def test_coco_pipeline_end_to_end(trained, tmp_path):
     ins = results["eval_ins_seg"]["result"]
     assert set(ins["ap50"]) == set(voc.class_names[:4]) and 0 <= ins["map50"] <= 100
     assert 0 <= results["eval_sem_seg"]["result"]["miou"] <= 100
+
+
+def test_progress_logs_periodic_lines_off_a_terminal(caplog):
+    import logging
+
+    from irnet_fast.pipeline.common import Progress
+    bar = Progress(True, "make_cam", 4, interval=0.0)
+    assert bar.bar is None  # pytest's stderr is not a terminal
+    with caplog.at_level(logging.INFO, logger="irnet_fast.pipeline"):
+        for i in range(1, 5):
+            bar.update(i, "1 failed" if i == 4 else "")
+        bar.close()
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 4 and lines[0].startswith("make_cam 1/4 (") and "ETA" in lines[0]
+    assert lines[-1].startswith("make_cam 4/4") and lines[-1].endswith("1 failed")
+    quiet = Progress(False, "make_cam", 4, interval=0.0)
+    with caplog.at_level(logging.INFO, logger="irnet_fast.pipeline"):
+        quiet.update(1)
+        quiet.close()
+    assert len(caplog.records) == 4
+
+
+def test_progress_bar_on_a_terminal(monkeypatch, capsys):
+    import sys
+
+    from irnet_fast.pipeline.common import Progress
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    bar = Progress(True, "make_cam", 3)
+    for i in range(1, 4):
+        bar.update(i, "ok")
+    bar.close()
+    err = capsys.readouterr().err
+    assert "make_cam" in err and "3/3" in err and "ok" in err

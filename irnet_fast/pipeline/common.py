@@ -23,6 +23,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
 from .._io import atomic_write_json
+from ..errors import InputError, InputValueError
 from .checkpoint import load_weights
 from .checkpoint import read_state_dict as load_state_dict_file
 from .config import Config
@@ -42,9 +43,9 @@ def build_source(cfg: Config, split: str):
     if cfg.dataset == "coco":
         from ..data.coco import COCO2014
         if not cfg.coco_ann_file:
-            raise ValueError("dataset 'coco' needs coco_ann_file (the instances JSON of dataset_root)")
+            raise InputValueError("dataset 'coco' needs coco_ann_file (the instances JSON of dataset_root)")
         return COCO2014(cfg.dataset_root, cfg.coco_ann_file, drop_unlabeled=True)
-    raise ValueError(f"unknown dataset {cfg.dataset!r}: expected 'voc12' (also for the synthetic data) or 'coco'")
+    raise InputValueError(f"unknown dataset {cfg.dataset!r}: expected 'voc12' (also for the synthetic data) or 'coco'")
 
 
 def step_ids(source, *more_sources) -> List[str]:
@@ -124,24 +125,49 @@ class LogContext:
 
 
 class Progress:
-    """A one-line progress display (carriage return on a terminal); no third-party dependency."""
+    """Progress of a loop: a tqdm bar with rate and ETA on a terminal; elsewhere (a log file, CI, a
+    pipe) an INFO line every ``interval`` seconds and at the end, on the pipeline logger."""
 
-    def __init__(self, enabled: bool, name: str, total: int):
+    def __init__(self, enabled: bool, name: str, total: int, *, interval: float = 30.0):
         self.enabled = enabled
         self.tty = enabled and sys.stderr.isatty()
-        self.name, self.total, self.start = name, total, time.time()
+        self.name, self.total, self.interval = name, total, interval
+        self.start = self.last = time.time()
+        self.done, self.text = 0, ""
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+            self.bar = tqdm(total=total, desc=name, file=sys.stderr, dynamic_ncols=True, leave=True)
 
     def update(self, done: int, text: str = "") -> None:
-        if not self.tty:
+        if not self.enabled:
             return
-        rate = done / max(time.time() - self.start, 1e-9)
-        sys.stderr.write(f"\r{self.name} {done}/{self.total} {text} ({rate:.2f} it/s)   ")
-        sys.stderr.flush()
+        if self.bar is not None:
+            self.bar.update(done - self.bar.n)
+            if text:
+                self.bar.set_postfix_str(text, refresh=False)
+            return
+        self.done, self.text = done, text
+        now = time.time()
+        if now - self.last >= self.interval:
+            self.last = now
+            self._log(now)
+
+    def _log(self, now: float) -> None:
+        elapsed = max(now - self.start, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate > 0 else float("nan")
+        eta_text = "?" if eta != eta else time.strftime("%H:%M:%S", time.gmtime(eta))
+        logger.info("%s %d/%d (%.2f it/s, elapsed %s, ETA %s)%s", self.name, self.done, self.total, rate,
+                    time.strftime("%H:%M:%S", time.gmtime(elapsed)), eta_text,
+                    f" {self.text}" if self.text else "")
 
     def close(self) -> None:
-        if self.tty:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        elif self.enabled and self.done and self.last != self.start and self.done != self.total:
+            self._log(time.time())
 
 
 @dataclass
@@ -173,7 +199,7 @@ class StepSummary:
         return text
 
 
-class StepFailed(RuntimeError):
+class StepFailed(InputError, RuntimeError):
     """Every image of a step failed (a systematic problem: missing inputs, wrong weights...)."""
 
     def __init__(self, summary: StepSummary):

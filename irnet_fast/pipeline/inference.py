@@ -1,0 +1,70 @@
+"""IRNet inference and the random walk as the label steps use them (make_sem_seg, make_ins_seg,
+the evaluation's threshold sweep, the panels and the label-generation benchmarks)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..data.voc import InferenceDataset
+from ..models import IRNet
+from ..models.irn import EdgeDisplacement
+from ..ops import random_walk
+from .common import inference_model
+from .config import Config
+
+__all__ = ["load_edge_displacement", "boundary_and_displacement", "irn_and_cam", "walk", "upsample_scores"]
+
+
+def load_edge_displacement(cfg: Config, weights, device: torch.device) -> EdgeDisplacement:
+    """The trained IRNet (``weights`` or ``<out_dir>/irn.pth``) in its inference wrapper, padding
+    as ``cfg.irn_pad_to``."""
+    path = Path(weights) if weights else Path(cfg.out_dir) / "irn.pth"
+    model = inference_model(lambda: IRNet(cfg.backbone), path, "IRNet", device)
+    return EdgeDisplacement(model, pad_to=cfg.irn_pad_to).eval()
+
+
+@torch.no_grad()
+def boundary_and_displacement(model: EdgeDisplacement, image: np.ndarray, device: torch.device):
+    """``(boundary (1, h, w), displacement (2, h, w))`` of a raw RGB image, float32 on ``device``."""
+    x = InferenceDataset.normalized(image)[None].to(device)
+    edge, disp = model(x)
+    return edge.float(), disp.float()
+
+
+def irn_and_cam(model: EdgeDisplacement, image: np.ndarray, cams, device: torch.device):
+    """``(boundary, displacement, cam)`` of one image: IRNet's outputs and its stride-4 CAMs (from
+    ``make_cam``) on ``device``, checked to be the same size."""
+    edge, disp = boundary_and_displacement(model, image, device)
+    cam = torch.from_numpy(cams["cam"]).to(device)
+    if cam.shape[1:] != edge.shape[1:]:
+        raise ValueError(f"CAM size {tuple(cam.shape[1:])} does not match the boundary map "
+                         f"{tuple(edge.shape[1:])} (CAM file from another image size?)")
+    return edge, disp, cam
+
+
+def walk(cfg: Config, scores: Sequence[torch.Tensor], edges: Sequence[torch.Tensor]) -> List[torch.Tensor]:
+    """The random walk of several images in one call; images without channels pass through."""
+    idx = [i for i, s in enumerate(scores) if s.shape[0] > 0]
+    out = list(scores)
+    if idx:
+        done = random_walk([scores[i] for i in idx], [edges[i] for i in idx], radius=cfg.walk_radius,
+                           beta=cfg.beta, exp_times=cfg.exp_times, backend=cfg.backend)
+        for i, r in zip(idx, done):
+            out[i] = r
+    return out
+
+
+def upsample_scores(rw: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Stride-4 scores ``(C, h, w)`` upsampled x4 (bilinear, align_corners False), cropped to
+    ``size``, divided by their global max (left at 0 when the max is 0: the reference would divide
+    by zero)."""
+    if rw.shape[0] == 0:
+        return rw.new_zeros((0,) + tuple(size))
+    up = F.interpolate(rw[None].float(), scale_factor=4, mode="bilinear", align_corners=False)[0]
+    up = up[:, :size[0], :size[1]]
+    peak = up.max()
+    return up / peak if peak > 0 else up
