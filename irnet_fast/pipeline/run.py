@@ -19,6 +19,7 @@ from .evaluate import eval_cam, eval_ins_seg, eval_ir_label, eval_sem_seg, expor
 from .make_cam import make_cam
 from .make_ins_seg import make_ins_seg
 from .make_sem_seg import make_sem_seg
+from .runner import is_valid_weights
 from .train_cam import train_cam
 from .train_irn import train_irn
 
@@ -58,12 +59,12 @@ def run_step(name: str, cfg: Config, *, resume: bool = True, progress: bool = Tr
     out = Path(cfg.out_dir)
     name = name.replace("-", "_")
     if name == "train_cam":
-        if resume and (out / "cam.pth").is_file():
+        if resume and is_valid_weights(out / "cam.pth"):
             logger.info("train_cam: %s exists, skipped (delete it or resume=False to retrain)", out / "cam.pth")
             return out / "cam.pth"
         return train_cam(cfg, resume=resume, progress=progress)
     if name == "train_irn":
-        if resume and (out / "irn.pth").is_file():
+        if resume and is_valid_weights(out / "irn.pth"):
             logger.info("train_irn: %s exists, skipped (delete it or resume=False to retrain)", out / "irn.pth")
             return out / "irn.pth"
         return train_irn(cfg, out / "ir_label", resume=resume, progress=progress)

@@ -132,6 +132,33 @@ def test_corrupt_image_is_reported_not_fatal(trained, tmp_path):
         cam_to_ir_label(cfg3.override(crf=False), progress=False)
 
 
+def test_failed_image_is_carried_through_and_left_out_of_evaluation(trained, tmp_path):
+    root, out, cfg, _ = trained
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    victim = (data / "ImageSets/Segmentation/train.txt").read_text().split()[2]
+    (data / "JPEGImages" / f"{victim}.jpg").write_bytes(b"\x00" * 10)
+    run_out = tmp_path / "out"
+    run_out.mkdir()
+    for name in ("cam.pth", "irn.pth"):
+        shutil.copy(out / name, run_out / name)
+    (run_out / "cam").mkdir()
+    stale = run_out / "cam" / ".x.npz.tmp999999999"  # left by a killed writer (no such pid)
+    stale.write_bytes(b"partial")
+    cfg2 = cfg.override(dataset_root=str(data), out_dir=str(run_out))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = run_pipeline(cfg2, progress=False, start="make_cam", stop="eval_sem_seg")
+    assert not stale.exists()
+    assert list(results["make_cam"]["result"].failed) == [victim]
+    ir = results["cam_to_ir_label"]["result"]
+    assert list(ir.failed) == [victim] and ir.failed[victim].startswith("failed in make_cam: ")
+    assert list(results["make_sem_seg"]["result"].failed) == [victim]
+    for step in ("eval_cam", "eval_sem_seg"):
+        metrics = results[step]["result"]
+        assert (metrics["images"], metrics["failed_upstream"]) == (7, 1) and 0 <= metrics["miou"] <= 100
+
+
 def test_sem_seg_and_tune(trained):
     root, out, cfg, results = trained
     ids = (root / "ImageSets/Segmentation/train.txt").read_text().split()
