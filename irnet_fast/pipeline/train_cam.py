@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .._io import atomic_write_json
+from .._io import atomic_write_json, remove_stale_temporaries
 from ..data.transforms import ClassificationTransform
 from ..data.voc import ClassificationDataset
 from ..models import CAMNet, classification_loss
@@ -54,6 +54,7 @@ def fit(*, name: str, cfg: Config, info: DistInfo, model: nn.Module,
     """
     out_dir = Path(cfg.out_dir)
     ckpt_path = out_dir / f"{name}_checkpoint.pt"
+    remove_stale_temporaries(out_dir)
     device = info.device
     _freeze_unlisted(model, [g for g, _ in groups])
     model.to(device)

@@ -23,6 +23,7 @@ from irnet_fast.data import generate_synthetic
 from irnet_fast.data.voc import load_label_png
 from irnet_fast.pipeline import (Config, StepFailed, cam_to_ir_label, eval_cam, eval_ins_seg, eval_ir_label,
                                  eval_sem_seg, export_coco, make_cam, make_ins_seg, make_sem_seg, run_pipeline, tune)
+from irnet_fast.pipeline.run import run_step
 from irnet_fast.pipeline.make_cam import load_cam_file, strided_size
 
 SIZE = (48, 64)
@@ -295,3 +296,60 @@ def test_coco_pipeline_end_to_end(trained, tmp_path):
     ins = results["eval_ins_seg"]["result"]
     assert set(ins["ap50"]) == set(voc.class_names[:4]) and 0 <= ins["map50"] <= 100
     assert 0 <= results["eval_sem_seg"]["result"]["miou"] <= 100
+
+
+_KILL_SCRIPT = """
+import json, os, signal, sys, warnings
+warnings.simplefilter("ignore")
+from irnet_fast.pipeline import Config
+from irnet_fast.pipeline.run import run_step
+cfg = Config.from_dict(json.loads(sys.argv[1]))
+real_replace, calls, kill_at = os.replace, [0], int(sys.argv[3])
+def replace(src, dst):  # SIGKILL in the middle of a write: the temporary exists, the target not yet
+    calls[0] += 1
+    if calls[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+os.replace = replace
+run_step(sys.argv[2], cfg, resume=True, progress=False)
+"""
+
+
+def _weights_close(a, b):
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("step,output,inputs,kill_at", [
+    ("make_cam", "cam", ["cam.pth"], 3),
+    ("cam_to_ir_label", "ir_label", ["cam"], 3),
+    ("make_sem_seg", "sem_seg", ["cam", "irn.pth"], 4),
+    ("make_ins_seg", "ins_seg", ["cam", "irn.pth"], 3),
+    ("train_cam", "cam.pth", [], 2),
+    ("train_irn", "irn.pth", ["ir_label", "cam.pth"], 2),
+])
+def test_sigkill_mid_write_then_resume(trained, tmp_path, step, output, inputs, kill_at):
+    root, out, cfg, _ = trained
+    for name in inputs:
+        (shutil.copytree if (out / name).is_dir() else shutil.copy)(out / name, tmp_path / name)
+    cfg2 = cfg.override(out_dir=str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    killed = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, json.dumps(cfg2.to_dict()), step, str(kill_at)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert list(tmp_path.rglob(".*.tmp*")), "the kill should leave a temporary behind"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_step(step, cfg2, resume=True, progress=False)
+    assert not list(tmp_path.rglob(".*.tmp*"))
+    if output.endswith(".pth"):
+        _weights_close(tmp_path / output, out / output)
+    elif step == "make_cam":  # float maps from another process: equal up to threading order
+        for path in sorted((out / output).glob("*.npz")):
+            a, b = load_npz(path), load_npz(tmp_path / output / path.name)
+            np.testing.assert_array_equal(a["keys"], b["keys"])
+            np.testing.assert_allclose(a["cam"], b["cam"], rtol=1e-4, atol=1e-5)
+    else:
+        assert _tree_bytes(tmp_path / output) == _tree_bytes(out / output)
