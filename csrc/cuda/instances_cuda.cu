@@ -11,6 +11,7 @@
 
 #include <algorithm>
 
+#include "../checks.h"
 #include "../kernels/instances.h"
 
 namespace irnet_fast {
@@ -30,17 +31,10 @@ __global__ void find_centroids_kernel(const scalar_t* __restrict__ displacement,
 }
 
 at::Tensor find_centroids_cuda(const at::Tensor& displacement_in, int64_t iterations) {
-  TORCH_CHECK(displacement_in.dim() == 3 && displacement_in.size(0) == 2 &&
-                  (displacement_in.scalar_type() == at::kFloat || displacement_in.scalar_type() == at::kDouble),
-              "find_centroids_cuda: displacement expected float32 or float64 [2, h, w], got ",
-              displacement_in.sizes(), " ", displacement_in.scalar_type());
-  TORCH_CHECK(displacement_in.is_cuda(), "find_centroids_cuda: displacement expected a CUDA tensor");
-  TORCH_CHECK(iterations >= 0, "find_centroids_cuda: iterations expected >= 0, got ", iterations);
+  check_centroid_args("find_centroids_cuda", displacement_in, iterations, /*cuda=*/true);
   const c10::cuda::CUDAGuard guard(displacement_in.device());
   const auto displacement = displacement_in.contiguous();
   const int64_t H = displacement.size(1), W = displacement.size(2);
-  TORCH_CHECK(H < (1 << 24) && W < (1 << 24) && H * W < (int64_t(1) << 31),
-              "find_centroids_cuda: displacement too large: ", displacement.sizes());
   auto out = at::empty({2, H, W}, displacement.options().dtype(at::kInt));
   if (H * W == 0) return out;
   const int blocks = (int)std::min<int64_t>((H * W + kThreads - 1) / kThreads, 65535LL * 16);

@@ -107,7 +107,7 @@ def test_compiled_op_rejects_bad_geometry_without_crashing():
     if not backends.is_available("cpp"):
         pytest.skip("irnet_fast._C not built")
     edge = torch.rand(1, 8, 8)
-    paths = torch.zeros(3, 2, 2, dtype=torch.int64)
+    paths = torch.tensor([[[1, 0], [0, 0]]] * 3, dtype=torch.int64)
     with pytest.raises(RuntimeError, match="paths expected a contiguous int32 tensor"):
         torch.ops.irnet_fast.path_affinity(edge, paths, torch.ones(3, dtype=torch.int32), 1)
     with pytest.raises(RuntimeError, match="is smaller than the search window"):
