@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
+from .._limits import MAX_EXP_TIMES, MAX_RADIUS
+
 __all__ = ["Config", "ConfigError"]
 
 
@@ -264,8 +266,6 @@ def _device(v) -> bool:
     return v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
 
 
-# The largest exponent the random walk accepts (2**16 steps); the ops enforce the same bound.
-MAX_EXP_TIMES = 16
 
 _RULES: Dict[str, Tuple[Any, str]] = {
     "dataset": (_one_of("voc12", "coco"), "one of 'voc12', 'coco'"),
@@ -290,8 +290,8 @@ _RULES: Dict[str, Tuple[Any, str]] = {
     "irn_weight_decay": (_non_negative, "a finite number >= 0"),
     "irn_crop_size": (_at_least(16), "an integer >= 16 (the network's stride)"),
     "irn_rescale": (_positive, "two finite numbers 0 < low <= high"),
-    "radius": (_between(1, 64), "an integer in [1, 64]"),
-    "walk_radius": (_between(1, 64), "an integer in [1, 64]"),
+    "radius": (_between(1, MAX_RADIUS), f"an integer in [1, {MAX_RADIUS}]"),
+    "walk_radius": (_between(1, MAX_RADIUS), f"an integer in [1, {MAX_RADIUS}]"),
     "beta": (_positive, "a finite number > 0"),
     "exp_times": (_between(0, MAX_EXP_TIMES), f"an integer in [0, {MAX_EXP_TIMES}]"),
     "sem_seg_bg_thres": (_unit, "a number in [0, 1]"),

@@ -35,14 +35,15 @@ def test_random_walk_bad_inputs(backend, device):
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"radius": 0}, "radius expected an integer >= 1, got 0"),
-    ({"radius": 2.5}, "radius expected an integer >= 1, got 2.5"),
+    ({"radius": 0}, r"radius expected an integer in \[1, 64\], got 0"),
+    ({"radius": 2.5}, r"radius expected an integer in \[1, 64\], got 2.5"),
+    ({"radius": 400}, r"radius expected an integer in \[1, 64\], got 400"),
     ({"beta": 0}, "beta expected a finite number > 0, got 0"),
     ({"beta": -1.0}, "beta expected a finite number > 0"),
     ({"beta": float("nan")}, "beta expected a finite number > 0"),
-    ({"exp_times": -1}, "exp_times expected an integer >= 0, got -1"),
-    ({"exp_times": 1.5}, "exp_times expected an integer >= 0"),
-    ({"exp_times": 40}, "exp_times expected <= 30"),
+    ({"exp_times": -1}, r"exp_times expected an integer in \[0, 16\].*got -1"),
+    ({"exp_times": 1.5}, r"exp_times expected an integer in \[0, 16\]"),
+    ({"exp_times": 30}, r"exp_times expected an integer in \[0, 16\].*got 30"),
 ])
 def test_random_walk_bad_parameters(kwargs, match):
     x, edge = good()
