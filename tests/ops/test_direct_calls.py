@@ -16,7 +16,10 @@ from irnet_fast import backends
 
 pytestmark = pytest.mark.skipif(not backends.is_available("cpp"), reason="irnet_fast._C not built")
 
-REPO = Path(__file__).resolve().parents[2]
+import irnet_fast
+
+# the worker imports the same irnet_fast as this process (the sanitizer build runs a copy)
+PACKAGE_ROOT = Path(irnet_fast.__file__).resolve().parents[1]
 
 # name -> (op, python expression of its arguments, text the error must contain)
 CASES = {
@@ -92,7 +95,7 @@ def _calls():
 
 @pytest.fixture(scope="module")
 def results():
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", _WORKER, json.dumps(_calls())], capture_output=True, text=True,
                           env=env, timeout=300)
     found = {}

@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+import irnet_fast
+
+# the worker imports the same irnet_fast as this process (the sanitizer build runs a copy)
+PACKAGE_ROOT = Path(irnet_fast.__file__).resolve().parents[1]
 CALLS = 160  # a few seconds per backend on 2 cores
 
 _WORKER = r'''
@@ -141,7 +144,7 @@ for i in range(count):
 
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fuzz_public_ops(seed):
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(PACKAGE_ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     proc = subprocess.run([sys.executable, "-c", _WORKER, str(seed), str(CALLS)], capture_output=True, text=True,
                           env=env, timeout=900)
     records = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
