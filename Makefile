@@ -11,7 +11,7 @@ SOURCES   := $(wildcard csrc/*.cpp csrc/*.h csrc/kernels/*.h csrc/kernels/*.cuh 
 # ninja from the venv must be on PATH for a parallel build
 BUILD_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CUDA_HOME="$(CUDA_HOME)" MAX_JOBS=2
 
-.PHONY: setup build test test-fast demo bench bench-quick gpu-check cmake clean
+.PHONY: setup build test test-fast demo bench bench-quick gpu-check cmake sanitize clean
 
 setup: $(VENV)/.deps $(VENV)/.built
 
@@ -46,6 +46,22 @@ bench-quick: setup
 gpu-check:
 	bash benchmarks/gpu_check.sh
 
+# The CPU kernels built with AddressSanitizer + UndefinedBehaviorSanitizer into $(SANITIZE_DIR), and
+# the op tests (direct calls and fuzzing included) run against that build: a copy of the package and
+# the tests there, so nothing imports the regular build. Any sanitizer report aborts the run.
+SANITIZE_DIR   ?= build-sanitize
+SANITIZE_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+SANITIZE_TESTS ?= cpp or portable or compiled or direct or fuzz or centroid
+sanitize: $(VENV)/.deps
+	rm -rf $(SANITIZE_DIR)/pkg && mkdir -p $(SANITIZE_DIR)/pkg
+	$(BUILD_ENV) FORCE_ONLY_CPU=1 CFLAGS="$(SANITIZE_FLAGS) -g" LDFLAGS="-fsanitize=address,undefined" \
+		$(PY) setup.py build_ext --build-lib $(SANITIZE_DIR)/lib --build-temp $(SANITIZE_DIR)/tmp
+	cp -r irnet_fast tests pyproject.toml $(SANITIZE_DIR)/pkg/
+	rm -f $(SANITIZE_DIR)/pkg/irnet_fast/_C*.so && cp $(SANITIZE_DIR)/lib/irnet_fast/_C*.so $(SANITIZE_DIR)/pkg/irnet_fast/
+	cd $(SANITIZE_DIR)/pkg && LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+		ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+		$(CURDIR)/$(PY) -m pytest tests/ops -q -p no:cacheprovider -k "$(SANITIZE_TESTS)"
+
 # The same sources against libtorch, e.g. cmake -DIRNET_FAST_SANITIZE=ON for an ASan/UBSan build.
 cmake: $(VENV)/.deps
 	cmake -S . -B build-cmake -G Ninja -DPython3_EXECUTABLE="$(CURDIR)/$(PY)" \
@@ -55,4 +71,4 @@ cmake: $(VENV)/.deps
 	./build-cmake/irnet_fast_smoke
 
 clean:
-	rm -rf build build-cmake *.egg-info irnet_fast/_C*.so $(VENV)/.built
+	rm -rf build build-cmake build-sanitize *.egg-info irnet_fast/_C*.so $(VENV)/.built

@@ -14,6 +14,8 @@ from typing import Iterator, Sequence, Tuple
 
 import torch
 
+from ._limits import MAX_EXP_TIMES, MAX_RADIUS
+
 FLOAT_DTYPES = (torch.float32, torch.float64)
 # Computed in float32 and returned in the input's dtype (torchvision's autocast rule for its ops).
 HALF_DTYPES = (torch.float16, torch.bfloat16)
@@ -49,10 +51,9 @@ def upcast_half(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
 
 
 def check_radius(radius, *, op: str) -> int:
-    if isinstance(radius, bool) or not isinstance(radius, numbers.Integral):
-        raise ValueError(f"{op}(): radius expected an integer >= 1, got {radius!r}")
-    if radius < 1:
-        raise ValueError(f"{op}(): radius expected an integer >= 1, got {radius}")
+    """Checked before any geometry is built, so a huge radius costs nothing."""
+    if isinstance(radius, bool) or not isinstance(radius, numbers.Integral) or not 1 <= radius <= MAX_RADIUS:
+        raise ValueError(f"{op}(): radius expected an integer in [1, {MAX_RADIUS}], got {radius!r}")
     return int(radius)
 
 
@@ -64,10 +65,10 @@ def check_beta(beta, *, op: str) -> float:
 
 
 def check_exp_times(exp_times, *, op: str) -> int:
-    if isinstance(exp_times, bool) or not isinstance(exp_times, numbers.Integral) or exp_times < 0:
-        raise ValueError(f"{op}(): exp_times expected an integer >= 0, got {exp_times!r}")
-    if exp_times > 30:
-        raise ValueError(f"{op}(): exp_times expected <= 30 (2**exp_times walk steps), got {exp_times}")
+    if isinstance(exp_times, bool) or not isinstance(exp_times, numbers.Integral) \
+            or not 0 <= exp_times <= MAX_EXP_TIMES:
+        raise ValueError(f"{op}(): exp_times expected an integer in [0, {MAX_EXP_TIMES}] (2**exp_times walk "
+                         f"steps), got {exp_times!r}")
     return int(exp_times)
 
 

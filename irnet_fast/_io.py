@@ -10,6 +10,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, Mapping, Optional, Union
@@ -20,7 +21,9 @@ from PIL import Image
 PathLike = Union[str, "os.PathLike[str]"]
 
 __all__ = ["atomic_open", "atomic_write_bytes", "atomic_write_json", "save_npz", "load_npz", "save_label_png", "save_rgb_png",
-           "is_valid_npz", "is_valid_png", "voc_palette"]
+           "is_valid_npz", "is_valid_png", "remove_stale_temporaries", "voc_palette"]
+
+_TMP_NAME = re.compile(r"^\.(?P<name>.+)\.tmp(?P<pid>\d+)$")
 
 
 def voc_palette() -> list:
@@ -54,6 +57,37 @@ def atomic_open(path: PathLike, fsync: bool = False) -> Iterator[io.BufferedWrit
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by another user
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: PathLike) -> int:
+    """Deletes the ``.<name>.tmp<pid>`` files that :func:`atomic_open` leaves behind when its
+    process is killed mid-write (SIGKILL skips the clean-up). Files of a process that is still
+    running (another rank writing now) are kept. Returns how many were removed."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for entry in folder.iterdir():
+        match = _TMP_NAME.match(entry.name)
+        if match and entry.is_file() and not _pid_alive(int(match["pid"])):
+            try:
+                entry.unlink()
+                removed += 1
+            except FileNotFoundError:  # removed by a concurrent rank
+                pass
+    return removed
 
 
 def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
@@ -121,11 +155,15 @@ def _save_png(path: PathLike, image: Image.Image) -> Path:
 
 
 def is_valid_npz(path: PathLike, keys: Iterable[str] = ()) -> bool:
-    """True when ``path`` is a readable ``.npz`` holding ``keys`` (its zip directory is checked,
-    not every byte of every array)."""
+    """True when ``path`` is an ``.npz`` holding ``keys`` whose every array reads back: each
+    member is read in full, so a bad CRC, a truncated member or an object (pickle) array fails."""
     try:
         with np.load(path, allow_pickle=False) as data:
-            return all(k in data.files for k in keys)
+            if not all(k in data.files for k in keys):
+                return False
+            for k in data.files:
+                data[k]  # reading checks the member's CRC-32 and refuses object arrays
+        return True
     except Exception:
         return False
 

@@ -117,7 +117,7 @@ IRNET_ROW_CLONES(double)
 // edge [B, H, W] -> affinity, argmax: [B, D, H - rf, W - 2 rf]
 std::tuple<at::Tensor, at::Tensor> path_affinity_cpu(const at::Tensor& edge_in, const at::Tensor& paths,
                                                      const at::Tensor& lengths, int64_t radius_floor) {
-  check_path_args("path_affinity_cpu", edge_in, paths, lengths, /*cuda=*/false);
+  check_affinity_args("path_affinity_cpu", edge_in, paths, lengths, radius_floor, /*cuda=*/false);
   const auto edge = edge_in.contiguous();
   const int64_t B = edge.size(0), H = edge.size(1), W = edge.size(2);
   const int64_t D = paths.size(0), max_len = paths.size(1);
@@ -148,6 +148,7 @@ at::Tensor path_affinity_backward_cpu(const at::Tensor& grad, const at::Tensor& 
                                       const at::Tensor& paths, const at::Tensor& lengths,
                                       int64_t radius_floor, int64_t height, int64_t width) {
   check_backward_args("path_affinity_backward_cpu", grad, argmax_in, paths, lengths, /*cuda=*/false);
+  check_backward_values("path_affinity_backward_cpu", grad, argmax_in, paths, lengths, radius_floor, height, width);
   const auto argmax = argmax_in.contiguous();
   const int64_t B = grad.size(0), D = grad.size(1), crop_h = grad.size(2), crop_w = grad.size(3);
   const int64_t max_len = paths.size(1);
@@ -216,7 +217,7 @@ std::tuple<at::Tensor, at::Tensor> transition_stencil_cpu(const at::Tensor& edge
 // CPU tests check the GPU arithmetic. Slower; not used by "auto".
 std::tuple<at::Tensor, at::Tensor> path_affinity_portable_cpu(const at::Tensor& edge_in, const at::Tensor& paths,
                                                               const at::Tensor& lengths, int64_t radius_floor) {
-  check_path_args("path_affinity_portable_cpu", edge_in, paths, lengths, /*cuda=*/false);
+  check_affinity_args("path_affinity_portable_cpu", edge_in, paths, lengths, radius_floor, /*cuda=*/false);
   const auto edge = edge_in.contiguous();
   const int64_t B = edge.size(0), H = edge.size(1), W = edge.size(2), D = paths.size(0);
   const int64_t crop_h = H - radius_floor, crop_w = W - 2 * radius_floor;
@@ -243,6 +244,7 @@ at::Tensor path_affinity_backward_portable_cpu(const at::Tensor& grad_in, const 
                                                const at::Tensor& paths, const at::Tensor& lengths,
                                                int64_t radius_floor, int64_t height, int64_t width) {
   check_backward_args("path_affinity_backward_portable_cpu", grad_in, argmax_in, paths, lengths, false);
+  check_backward_values("path_affinity_backward_portable_cpu", grad_in, argmax_in, paths, lengths, radius_floor, height, width);
   const auto grad = grad_in.contiguous();
   const auto argmax = argmax_in.contiguous();
   const int64_t B = grad.size(0), D = grad.size(1), crop_h = grad.size(2), crop_w = grad.size(3);

@@ -217,7 +217,7 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
 at::Tensor random_walk_cpu(const at::Tensor& x_in, const at::Tensor& planes_in, const at::Tensor& inv_norm_in,
                            const at::Tensor& dirs_in, int64_t steps) {
   check_walk_args("random_walk_cpu", x_in, planes_in, inv_norm_in, dirs_in, /*cuda=*/false);
-  TORCH_CHECK(steps >= 0, "random_walk_cpu: steps expected >= 0, got ", steps);
+  check_count("random_walk_cpu", "steps", steps);
   const auto x = x_in.contiguous();
   if (x.numel() == 0) return x.clone();
   const auto planes = planes_in.contiguous(), inv_norm = inv_norm_in.contiguous(), dirs = dirs_in.contiguous();
@@ -230,7 +230,7 @@ at::Tensor random_walk_cpu(const at::Tensor& x_in, const at::Tensor& planes_in, 
 at::Tensor random_walk_portable_cpu(const at::Tensor& x_in, const at::Tensor& planes_in,
                                     const at::Tensor& inv_norm_in, const at::Tensor& dirs_in, int64_t steps) {
   check_walk_args("random_walk_portable_cpu", x_in, planes_in, inv_norm_in, dirs_in, /*cuda=*/false);
-  TORCH_CHECK(steps >= 0, "random_walk_portable_cpu: steps expected >= 0, got ", steps);
+  check_count("random_walk_portable_cpu", "steps", steps);
   auto src = x_in.contiguous().clone();
   if (src.numel() == 0) return src;
   const auto planes = planes_in.contiguous(), inv_norm = inv_norm_in.contiguous(), dirs = dirs_in.contiguous();

@@ -25,7 +25,7 @@ inline int blocks_for(int64_t total) {
 
 std::tuple<at::Tensor, at::Tensor> path_affinity_cuda(const at::Tensor& edge_in, const at::Tensor& paths,
                                                       const at::Tensor& lengths, int64_t radius_floor) {
-  check_path_args("path_affinity_cuda", edge_in, paths, lengths, /*cuda=*/true);
+  check_affinity_args("path_affinity_cuda", edge_in, paths, lengths, radius_floor, /*cuda=*/true);
   const c10::cuda::CUDAGuard guard(edge_in.device());
   const auto edge = edge_in.contiguous();
   const int64_t B = edge.size(0), H = edge.size(1), W = edge.size(2), D = paths.size(0);
@@ -50,6 +50,7 @@ at::Tensor path_affinity_backward_cuda(const at::Tensor& grad_in, const at::Tens
                                        const at::Tensor& paths, const at::Tensor& lengths, int64_t radius_floor,
                                        int64_t height, int64_t width) {
   check_backward_args("path_affinity_backward_cuda", grad_in, argmax_in, paths, lengths, /*cuda=*/true);
+  check_backward_values("path_affinity_backward_cuda", grad_in, argmax_in, paths, lengths, radius_floor, height, width);
   const c10::cuda::CUDAGuard guard(grad_in.device());
   const auto grad = grad_in.contiguous();
   const auto argmax = argmax_in.contiguous();
@@ -95,7 +96,7 @@ std::tuple<at::Tensor, at::Tensor> transition_stencil_cuda(const at::Tensor& edg
 at::Tensor random_walk_cuda(const at::Tensor& x_in, const at::Tensor& planes_in, const at::Tensor& inv_norm_in,
                             const at::Tensor& dirs_in, int64_t steps) {
   check_walk_args("random_walk_cuda", x_in, planes_in, inv_norm_in, dirs_in, /*cuda=*/true);
-  TORCH_CHECK(steps >= 0, "random_walk_cuda: steps expected >= 0, got ", steps);
+  check_count("random_walk_cuda", "steps", steps);
   const c10::cuda::CUDAGuard guard(x_in.device());
   auto src = x_in.contiguous().clone();
   if (src.numel() == 0 || steps == 0) return src;

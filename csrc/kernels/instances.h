@@ -38,8 +38,8 @@ IRNET_HD double centroid_sample(const scalar_t* d, int width, int uy, int dy, in
 }
 
 IRNET_HD float clip_coordinate(float v, float hi) {
-  // np.clip(v, 0, hi) for the finite and infinite values that reach here
-  v = v < 0.0f ? 0.0f : v;
+  // np.clip(v, 0, hi) for finite and infinite values
+  v = v >= 0.0f ? v : 0.0f;  // NaN goes to 0 too: no NaN reaches an integer conversion
   return v > hi ? hi : v;
 }
 

@@ -36,6 +36,20 @@ _INSTALL = ("use_pycocotools=True needs pycocotools: install it with `pip instal
             "(or `conda install -c conda-forge pycocotools`)")
 
 
+def _check_file_name(file_name, ann_file: Path) -> None:
+    """Refuses file names that would read outside the image folder (absolute, or with ``..``)."""
+    if not isinstance(file_name, str) or not file_name:
+        raise ValueError(f"{ann_file}: image file_name expected a non-empty string, got {file_name!r}")
+    parts = file_name.replace("\\", "/").split("/")
+    if os.path.isabs(file_name) or file_name.startswith(("/", "\\")) or ".." in parts or ":" in parts[0]:
+        raise ValueError(f"{ann_file}: image file_name {file_name!r} leaves the image folder; expected a "
+                         "path relative to it without '..'")
+
+
+def _path_id(file_name: str) -> str:
+    return os.path.splitext(file_name.replace("\\", "/"))[0].replace("/", "__")
+
+
 def has_pycocotools() -> bool:
     try:
         import pycocotools.mask  # noqa: F401
@@ -115,10 +129,21 @@ class COCO2014:
         self._cat_index = {cid: i for i, cid in enumerate(self.category_ids)}
         self.use_pycocotools = use_pycocotools
         images = sorted(data["images"], key=lambda im: im["id"])
+        for im in images:
+            _check_file_name(im.get("file_name"), ann_file)
+        stems = [os.path.splitext(os.path.basename(im["file_name"]))[0] for im in images]
+        repeated = {stem for stem in stems if stems.count(stem) > 1} if len(set(stems)) < len(stems) else set()
         self._images: Dict[str, dict] = {}
         by_image_id: Dict[int, str] = {}
-        for im in images:
-            name = os.path.splitext(os.path.basename(im["file_name"]))[0]
+        for im, stem in zip(images, stems):
+            # The stem is the id (COCO's file names are unique); images in different sub-folders
+            # sharing a stem get their relative path as id, so none takes another's annotations.
+            name = _path_id(im["file_name"]) if stem in repeated else stem
+            if int(im["id"]) in by_image_id:
+                raise ValueError(f"{ann_file}: image id {im['id']} appears twice ({by_image_id[int(im['id'])]!r} "
+                                 f"and {im['file_name']!r})")
+            if name in self._images:
+                raise ValueError(f"{ann_file}: file name {im['file_name']!r} appears twice")
             self._images[name] = im
             by_image_id[int(im["id"])] = name
         self._anns: Dict[str, List[dict]] = {n: [] for n in self._images}

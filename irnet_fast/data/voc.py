@@ -223,13 +223,20 @@ def load_labels_file(path: PathLike, ids: Optional[Sequence[str]] = None,
             name = decode_int_filename(key) if isinstance(key, (int, np.integer)) else str(key)
             labels[name] = _to_multi_hot(value, class_names, f"{where} [{name}]")
     elif path.suffix == ".json":
-        obj = json.loads(path.read_text())
+        try:
+            obj = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"labels file {path}: invalid JSON: {exc}") from exc
         if not isinstance(obj, dict):
             raise InputValueError(f"labels file {path}: expected a JSON object of image id -> labels")
         for name, value in obj.items():
             labels[str(name)] = _to_multi_hot(value, class_names, f"{where} [{name}]")
     else:
-        for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"labels file {path}: not a UTF-8 text file: {exc}") from exc
+        for lineno, line in enumerate(text.splitlines(), 1):
             toks = line.split("#", 1)[0].split()
             if not toks:
                 continue

@@ -9,6 +9,7 @@ a :class:`StepSummary` (done, skipped, failed with reasons) that is logged and w
 """
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -22,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 
-from .._io import atomic_write_json
+from .._io import atomic_write_json, remove_stale_temporaries
 from ..errors import InputError, InputValueError
 from .checkpoint import load_weights
 from .checkpoint import read_state_dict as load_state_dict_file
@@ -30,7 +31,7 @@ from .config import Config
 from .distributed import DistInfo
 
 __all__ = ["build_source", "LogContext", "Progress", "StepSummary", "StepFailed", "run_images", "step_ids", "infer_source", "MergedSource", "inference_model",
-           "load_state_dict_file"]
+           "load_state_dict_file", "is_valid_weights", "failed_images"]
 
 logger = logging.getLogger("irnet_fast.pipeline")
 
@@ -228,10 +229,22 @@ def _first(batch):
     return batch[0]
 
 
+def failed_images(out_root: Path, step: str) -> Dict[str, str]:
+    """The images that ``step`` reported as failed in its last run (``<out_root>/<step>.summary.json``),
+    with the reasons; empty when it has no summary or none failed."""
+    path = Path(out_root) / f"{step}.summary.json"
+    try:
+        with open(path, encoding="utf-8") as fh:
+            failed = json.load(fh).get("failed", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): str(v) for k, v in failed.items()} if isinstance(failed, dict) else {}
+
+
 def run_images(step: str, names: Sequence[str], out_dir: Path, info: DistInfo, *,
                is_done: Callable[[str], bool], load: Callable[[str], Any],
                process: Callable[[List[Tuple[str, Any]]], None], progress: bool = True, num_workers: int = 0,
-               chunk: int = 1, limit: Optional[int] = None) -> StepSummary:
+               chunk: int = 1, limit: Optional[int] = None, upstream: Sequence[str] = ()) -> StepSummary:
     """The per-image loop of a step (module docstring).
 
     Args:
@@ -241,11 +254,22 @@ def run_images(step: str, names: Sequence[str], out_dir: Path, info: DistInfo, *
         process([(name, loaded), ...]): does the work of a chunk and writes its outputs atomically.
         chunk: images per ``process`` call (batching across images).
         limit: process at most this many images in this call (the rest stays for a later run).
+        upstream: the steps whose outputs this one reads; an image that fails here and that one of
+            them reported as failed is listed with that step's reason, so a failure is carried
+            through the pipeline under its cause. Such images are still attempted (the input may
+            have been repaired since).
 
     Returns the summary over all processes. Raises :class:`StepFailed` when images were attempted
     and every one failed.
     """
     start = time.time()
+    out_root = Path(out_dir).parent
+    for folder in (out_root, Path(out_dir)):
+        remove_stale_temporaries(folder)
+    earlier: Dict[str, str] = {}
+    for producer in upstream:
+        for name, reason in failed_images(out_root, producer).items():
+            earlier.setdefault(name, f"failed in {producer}: {reason}")
     mine = list(names)[info.rank::info.world_size]
     pending = [n for n in mine if not is_done(n)]
     skipped = len(mine) - len(pending)
@@ -267,7 +291,7 @@ def run_images(step: str, names: Sequence[str], out_dir: Path, info: DistInfo, *
             return
         except Exception as exc:
             if len(items) == 1:
-                failed[items[0][0]] = f"{type(exc).__name__}: {exc}"
+                failed[items[0][0]] = earlier.get(items[0][0], f"{type(exc).__name__}: {exc}")
                 logger.warning("%s: %s failed: %s\n%s", step, items[0][0], failed[items[0][0]],
                                traceback.format_exc(limit=3))
                 return
@@ -279,7 +303,7 @@ def run_images(step: str, names: Sequence[str], out_dir: Path, info: DistInfo, *
     for name, loaded, error in loader:
         seen += 1
         if error is not None:
-            failed[name] = error
+            failed[name] = earlier.get(name, error)
             logger.warning("%s: %s failed to load: %s", step, name, error)
         else:
             buffer.append((name, loaded))
@@ -319,3 +343,13 @@ def inference_model(factory: Callable[[], torch.nn.Module], weights: Path, what:
         model = factory()
     load_weights(model, weights, what)
     return model.eval().to(device)
+
+
+def is_valid_weights(path: Path) -> bool:
+    """True when ``path`` holds a readable state dict of tensors (a truncated or damaged file is
+    not taken as a finished training)."""
+    try:
+        state = load_state_dict_file(path, "model")
+    except (OSError, RuntimeError):
+        return False
+    return bool(state) and all(isinstance(v, torch.Tensor) for v in state.values())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import os
 import sys
 try:
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Tuple, Union
 
 from ..errors import InputFileNotFoundError, InputValueError
+from .._limits import MAX_EXP_TIMES, MAX_RADIUS
 
 __all__ = ["Config", "ConfigError"]
 
@@ -153,6 +155,22 @@ class Config:
         hints = _hints()
         for f in dataclasses.fields(self):
             setattr(self, f.name, _coerce(f.name, getattr(self, f.name), hints[f.name], from_string=False))
+        self.validate()
+
+    def validate(self) -> "Config":
+        """Checks every value against its range (:data:`_RULES`) before any work starts.
+
+        Raises:
+            ConfigError: naming the key, the expected range and the value.
+        """
+        for name, (ok, expected) in _RULES.items():
+            value = getattr(self, name)
+            if value is None:
+                continue
+            items = value if isinstance(value, tuple) else (value,)
+            if not all(_check_value(ok, v) for v in items) or not _check_pair(name, value):
+                raise ConfigError(f"config key {name!r}: expected {expected}, got {_show(value)}")
+        return self
 
     @classmethod
     def keys(cls) -> Tuple[str, ...]:
@@ -202,6 +220,8 @@ class Config:
                 data = tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: invalid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"config file {path}: not a UTF-8 text file (TOML expected): {exc}") from exc
         try:
             cfg = cls().override(data)
         except ConfigError as exc:
@@ -221,6 +241,100 @@ class Config:
 
 
 # ----------------------------------------------------------------------------------------------
+# Value ranges. Thresholds apply to CAMs normalised to a maximum of 1, hence [0, 1].
+
+def _finite(v) -> bool:
+    return math.isfinite(v)
+
+
+def _positive(v) -> bool:
+    return math.isfinite(v) and v > 0
+
+
+def _non_negative(v) -> bool:
+    return math.isfinite(v) and v >= 0
+
+
+def _unit(v) -> bool:
+    return math.isfinite(v) and 0.0 <= v <= 1.0
+
+
+def _at_least(low):
+    return lambda v: v >= low
+
+
+def _between(low, high):
+    return lambda v: low <= v <= high
+
+
+def _one_of(*choices):
+    return lambda v: v in choices
+
+
+def _device(v) -> bool:
+    return v in ("auto", "cpu", "cuda") or (v.startswith("cuda:") and v[5:].isdigit())
+
+
+
+_RULES: Dict[str, Tuple[Any, str]] = {
+    "dataset": (_one_of("voc12", "coco"), "one of 'voc12', 'coco'"),
+    "bn_calibration_batches": (_at_least(0), "an integer >= 0"),
+    "momentum": (lambda v: math.isfinite(v) and 0.0 <= v < 1.0, "a number in [0, 1)"),
+    "poly_power": (_non_negative, "a finite number >= 0"),
+    "cam_batch_size": (_at_least(1), "an integer >= 1"),
+    "cam_num_epochs": (_at_least(1), "an integer >= 1"),
+    "cam_learning_rate": (_non_negative, "a finite number >= 0"),
+    "cam_head_lr_mult": (_non_negative, "a finite number >= 0"),
+    "cam_weight_decay": (_non_negative, "a finite number >= 0"),
+    "cam_crop_size": (_at_least(16), "an integer >= 16 (the network's stride)"),
+    "cam_resize_long": (_at_least(1), "two integers 1 <= low <= high"),
+    "cam_scales": (_positive, "finite numbers > 0"),
+    "cam_eval_thres": (_unit, "a number in [0, 1]"),
+    "conf_fg_thres": (_unit, "a number in [0, 1]"),
+    "conf_bg_thres": (_unit, "a number in [0, 1]"),
+    "irn_batch_size": (_at_least(1), "an integer >= 1"),
+    "irn_num_epochs": (_at_least(1), "an integer >= 1"),
+    "irn_learning_rate": (_non_negative, "a finite number >= 0"),
+    "irn_dp_lr_mult": (_non_negative, "a finite number >= 0"),
+    "irn_weight_decay": (_non_negative, "a finite number >= 0"),
+    "irn_crop_size": (_at_least(16), "an integer >= 16 (the network's stride)"),
+    "irn_rescale": (_positive, "two finite numbers 0 < low <= high"),
+    "radius": (_between(1, MAX_RADIUS), f"an integer in [1, {MAX_RADIUS}]"),
+    "walk_radius": (_between(1, MAX_RADIUS), f"an integer in [1, {MAX_RADIUS}]"),
+    "beta": (_positive, "a finite number > 0"),
+    "exp_times": (_between(0, MAX_EXP_TIMES), f"an integer in [0, {MAX_EXP_TIMES}]"),
+    "sem_seg_bg_thres": (_unit, "a number in [0, 1]"),
+    "ins_seg_bg_thres": (_unit, "a number in [0, 1]"),
+    "centroid_iterations": (_at_least(0), "an integer >= 0"),
+    "centroid_thres": (_positive, "a finite number > 0"),
+    "min_instance_fraction": (_unit, "a number in [0, 1]"),
+    "irn_pad_to": (_at_least(0), "an integer >= 0 (0: pad to multiples of 16 only)"),
+    "walk_batch": (_at_least(1), "an integer >= 1"),
+    "backend": (_one_of("auto", "cuda", "cupy", "cpp", "numba", "torch"),
+                "one of 'auto', 'cuda', 'cupy', 'cpp', 'numba', 'torch'"),
+    "num_workers": (_at_least(0), "an integer >= 0"),
+    "seed": (_at_least(0), "an integer >= 0"),
+    "device": (_device, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    "log_interval": (_at_least(0), "an integer >= 0 (0: no periodic log lines)"),
+}
+
+_ORDERED_PAIRS = ("cam_resize_long", "irn_rescale")
+
+
+def _check_value(ok, value) -> bool:
+    try:
+        return bool(ok(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_pair(name: str, value) -> bool:
+    return name not in _ORDERED_PAIRS or value[0] <= value[1]
+
+
+def _show(value) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
 
 def _hints() -> Dict[str, Any]:
     return typing.get_type_hints(Config, globalns=sys.modules[__name__].__dict__)

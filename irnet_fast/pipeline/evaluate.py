@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -32,21 +32,40 @@ from .distributed import barrier, init_distributed
 from .inference import upsample_scores
 from .make_cam import load_cam_file
 from .make_ins_seg import INSTANCE_KEYS
-from .common import Progress, infer_source
+from .common import Progress, failed_images, infer_source
 
 __all__ = ["eval_cam", "eval_ir_label", "eval_sem_seg", "eval_ins_seg", "tune", "export_coco"]
 
 logger = logging.getLogger("irnet_fast.pipeline")
 
 
-def _inputs(folder: Path, names: Sequence[str], suffix: str, step: str, producer: str) -> List[Path]:
-    paths = [folder / f"{n}{suffix}" for n in names]
-    missing = [p for p in paths if not p.is_file()]
+def _inputs(cfg: Config, folder: Path, names: Sequence[str], suffix: str, step: str,
+            producer: str) -> Tuple[List[str], List[Path], List[str]]:
+    """The ids and files to evaluate. Images that ``producer`` reported as failed are left out with
+    a warning (their count goes in the result); any other missing file is an error."""
+    producer_step = producer.split()[0]
+    failed = failed_images(Path(cfg.out_dir), producer_step)
+    kept, paths, excluded, missing = [], [], [], []
+    for name in names:
+        path = folder / f"{name}{suffix}"
+        if path.is_file():
+            kept.append(name)
+            paths.append(path)
+        elif name in failed:
+            excluded.append(name)
+        else:
+            missing.append(path)
     if missing:
         shown = ", ".join(str(p) for p in missing[:3])
-        raise InputFileNotFoundError(f"{step}: {len(missing)} of {len(paths)} input files missing (e.g. {shown}); "
+        raise InputFileNotFoundError(f"{step}: {len(missing)} of {len(names)} input files missing (e.g. {shown}); "
                                 f"run {producer} first")
-    return paths
+    if excluded:
+        logger.warning("%s: %d of %d images left out: %s reported them as failed (see %s.summary.json), "
+                       "e.g. %s", step, len(excluded), len(names), producer_step, producer_step,
+                       ", ".join(excluded[:3]))
+    if not kept:
+        raise InputFileNotFoundError(f"{step}: no image to evaluate: {producer_step} failed on all {len(names)}")
+    return kept, paths, excluded
 
 
 def _semantic(conf: ConfusionMatrix, class_names: Sequence[str], **extra) -> Dict:
@@ -74,10 +93,10 @@ def eval_cam(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress
 
     def run():
         source = infer_source(cfg)
-        paths = _inputs(Path(cfg.out_dir) / "cam", source.ids, ".npz", "eval_cam", "make_cam")
+        names, paths, excluded = _inputs(cfg, Path(cfg.out_dir) / "cam", source.ids, ".npz", "eval_cam", "make_cam")
         confs = [ConfusionMatrix(source.num_classes + 1) for _ in thresholds]
         bar = Progress(progress, "eval_cam", len(paths))
-        for i, (name, path) in enumerate(zip(source.ids, paths)):
+        for i, (name, path) in enumerate(zip(names, paths)):
             cams = load_cam_file(path)
             gt = source.seg_label(name)
             for conf, t in zip(confs, thresholds):
@@ -85,7 +104,8 @@ def eval_cam(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress
             bar.update(i + 1)
         bar.close()
         per = [{"threshold": t, "miou": 100 * c.miou()} for t, c in zip(thresholds, confs)]
-        return _semantic(confs[0], source.class_names, threshold=thresholds[0], images=len(paths), sweep=per)
+        return _semantic(confs[0], source.class_names, threshold=thresholds[0], images=len(paths),
+                         failed_upstream=len(excluded), sweep=per)
     return _main_only(cfg, "eval_cam", run)
 
 
@@ -94,11 +114,12 @@ def eval_ir_label(cfg: Config, progress: bool = False) -> Dict:
     ``coverage``: percent of the labelled ground-truth pixels that are confident. GT void excluded."""
     def run():
         source = infer_source(cfg)
-        paths = _inputs(Path(cfg.out_dir) / "ir_label", source.ids, ".png", "eval_ir_label", "cam_to_ir_label")
+        names, paths, excluded = _inputs(cfg, Path(cfg.out_dir) / "ir_label", source.ids, ".png", "eval_ir_label",
+                                         "cam_to_ir_label")
         correct = confident = valid = 0
         conf = ConfusionMatrix(source.num_classes + 1)
         bar = Progress(progress, "eval_ir_label", len(paths))
-        for i, (name, path) in enumerate(zip(source.ids, paths)):
+        for i, (name, path) in enumerate(zip(names, paths)):
             label, gt = load_label_png(path), source.seg_label(name)
             keep = gt != 255
             sure = keep & (label != 255)
@@ -108,7 +129,7 @@ def eval_ir_label(cfg: Config, progress: bool = False) -> Dict:
             conf.update(label[sure], gt[sure])
             bar.update(i + 1)
         bar.close()
-        return _semantic(conf, source.class_names, images=len(paths),
+        return _semantic(conf, source.class_names, images=len(paths), failed_upstream=len(excluded),
                          precision=100 * correct / max(confident, 1), coverage=100 * confident / max(valid, 1))
     return _main_only(cfg, "eval_ir_label", run)
 
@@ -117,14 +138,15 @@ def eval_sem_seg(cfg: Config, progress: bool = False) -> Dict:
     """mIoU (percent) of ``sem_seg/<id>.png`` against the ground truth."""
     def run():
         source = infer_source(cfg)
-        paths = _inputs(Path(cfg.out_dir) / "sem_seg", source.ids, ".png", "eval_sem_seg", "make_sem_seg")
+        names, paths, excluded = _inputs(cfg, Path(cfg.out_dir) / "sem_seg", source.ids, ".png", "eval_sem_seg",
+                                         "make_sem_seg")
         conf = ConfusionMatrix(source.num_classes + 1)
         bar = Progress(progress, "eval_sem_seg", len(paths))
-        for i, (name, path) in enumerate(zip(source.ids, paths)):
+        for i, (name, path) in enumerate(zip(names, paths)):
             conf.update(load_label_png(path), source.seg_label(name))
             bar.update(i + 1)
         bar.close()
-        return _semantic(conf, source.class_names, images=len(paths))
+        return _semantic(conf, source.class_names, images=len(paths), failed_upstream=len(excluded))
     return _main_only(cfg, "eval_sem_seg", run)
 
 
@@ -132,10 +154,11 @@ def eval_ins_seg(cfg: Config, progress: bool = False) -> Dict:
     """Instance mask AP (percent) at IoU 0.5 and 0.7 of ``ins_seg/<id>.npz``, per class and mean."""
     def run():
         source = infer_source(cfg)
-        paths = _inputs(Path(cfg.out_dir) / "ins_seg", source.ids, ".npz", "eval_ins_seg", "make_ins_seg")
+        names, paths, excluded = _inputs(cfg, Path(cfg.out_dir) / "ins_seg", source.ids, ".npz", "eval_ins_seg",
+                                         "make_ins_seg")
         ap = InstanceAP(source.num_classes, (0.5, 0.7))
         bar = Progress(progress, "eval_ins_seg", len(paths))
-        for i, (name, path) in enumerate(zip(source.ids, paths)):
+        for i, (name, path) in enumerate(zip(names, paths)):
             pred = load_npz(path, INSTANCE_KEYS)
             gt_masks, gt_labels = source.instance_label(name)
             ap.update(pred["mask"], pred["class"], pred["score"], gt_masks, gt_labels)
@@ -146,6 +169,7 @@ def eval_ins_seg(cfg: Config, progress: bool = False) -> Dict:
         def per_class(values):
             return {n: (None if np.isnan(v) else 100 * float(v)) for n, v in zip(source.class_names, values)}
         return {"map50": 100 * res["map"][0.5], "map70": 100 * res["map"][0.7], "images": len(paths),
+                "failed_upstream": len(excluded),
                 "ap50": per_class(res["ap"][0.5]), "ap70": per_class(res["ap"][0.7])}
     return _main_only(cfg, "eval_ins_seg", run)
 
@@ -156,11 +180,11 @@ def tune(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress: bo
 
     def run():
         source = infer_source(cfg)
-        paths = _inputs(Path(cfg.out_dir) / "rw", source.ids, ".npz", "tune",
+        names, paths, excluded = _inputs(cfg, Path(cfg.out_dir) / "rw", source.ids, ".npz", "tune",
                         "make_sem_seg with save_rw_scores=true")
         confs = [ConfusionMatrix(source.num_classes + 1) for _ in thresholds]
         bar = Progress(progress, "tune", len(paths))
-        for i, (name, path) in enumerate(zip(source.ids, paths)):
+        for i, (name, path) in enumerate(zip(names, paths)):
             saved = load_npz(path, ("keys", "rw"))
             gt = source.seg_label(name)
             up = upsample_scores(torch.from_numpy(saved["rw"].astype(np.float32)), gt.shape)
@@ -171,7 +195,7 @@ def tune(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress: bo
         sweep = [{"threshold": t, "miou": 100 * c.miou()} for t, c in zip(thresholds, confs)]
         best = max(sweep, key=lambda r: -1.0 if np.isnan(r["miou"]) else r["miou"])
         return {"best_threshold": best["threshold"], "best_miou": best["miou"], "sweep": sweep,
-                "current_threshold": cfg.sem_seg_bg_thres, "images": len(paths)}
+                "current_threshold": cfg.sem_seg_bg_thres, "images": len(paths), "failed_upstream": len(excluded)}
     return _main_only(cfg, "tune", run)
 
 
@@ -182,12 +206,13 @@ def export_coco(cfg: Config, out_path=None, min_score: float = 0.0) -> Dict:
 
     def run():
         source = infer_source(cfg)
-        paths = _inputs(Path(cfg.out_dir) / "ins_seg", source.ids, ".npz", "export_coco", "make_ins_seg")
+        names, paths, excluded = _inputs(cfg, Path(cfg.out_dir) / "ins_seg", source.ids, ".npz", "export_coco",
+                                         "make_ins_seg")
         kept = total = 0
 
         def records():
             nonlocal kept, total
-            for name, path in zip(source.ids, paths):
+            for name, path in zip(names, paths):
                 pred = load_npz(path, INSTANCE_KEYS)
                 keep = pred["score"] > min_score
                 total += len(keep)
@@ -196,5 +221,6 @@ def export_coco(cfg: Config, out_path=None, min_score: float = 0.0) -> Dict:
                 yield {"file_name": source.image_path(name).name, "height": int(height), "width": int(width),
                        "masks": pred["mask"][keep], "labels": pred["class"][keep], "scores": pred["score"][keep]}
         write_coco_json(records(), source.class_names, target)
-        return {"path": str(target), "images": len(paths), "instances": kept, "left_out": total - kept}
+        return {"path": str(target), "images": len(paths), "failed_upstream": len(excluded), "instances": kept,
+                "left_out": total - kept}
     return _main_only(cfg, "export_coco", run)

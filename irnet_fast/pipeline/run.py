@@ -14,6 +14,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from ..errors import InputValueError
 from . import steps as registry
+from .common import is_valid_weights
 
 __all__ = ["STEPS", "EXTRA_STEPS", "run_pipeline", "select_steps", "run_step"]
 
@@ -55,7 +56,7 @@ def run_step(name: str, cfg, *, resume: bool = True, progress: bool = True, **ex
     fn = step.load()
     if step.kind == "train":
         weights = Path(cfg.out_dir) / step.outputs[0]
-        if resume and weights.is_file():
+        if resume and is_valid_weights(weights):
             logger.info("%s: %s exists, skipped (delete it or resume=False to retrain)", step.name, weights)
             return weights
         return fn(cfg, resume=resume, progress=progress, **extra)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .._io import atomic_write_json
+from .._io import atomic_write_json, remove_stale_temporaries
 from .checkpoint import PolySchedule, atomic_save, build_sgd, load_checkpoint, save_checkpoint, set_rng_state
 from .common import Progress
 from .config import Config
@@ -45,6 +45,7 @@ def fit(*, name: str, cfg: Config, info: DistInfo, model: nn.Module,
     """
     out_dir = Path(cfg.out_dir)
     ckpt_path = out_dir / f"{name}_checkpoint.pt"
+    remove_stale_temporaries(out_dir)
     device = info.device
     _freeze_unlisted(model, [g for g, _ in groups])
     model.to(device)

@@ -23,6 +23,7 @@ from irnet_fast.data import generate_synthetic
 from irnet_fast.data.voc import load_label_png
 from irnet_fast.pipeline import (Config, StepFailed, cam_to_ir_label, eval_cam, eval_ins_seg, eval_ir_label,
                                  eval_sem_seg, export_coco, make_cam, make_ins_seg, make_sem_seg, run_pipeline, tune)
+from irnet_fast.pipeline.run import run_step
 from irnet_fast.pipeline.make_cam import load_cam_file, strided_size
 
 SIZE = (48, 64)
@@ -130,6 +131,33 @@ def test_corrupt_image_is_reported_not_fatal(trained, tmp_path):
     shutil.copy(out / "cam.pth", tmp_path / "nothing" / "cam.pth")
     with pytest.raises(StepFailed, match="8 failed"):  # no CAM files at all: every image fails
         cam_to_ir_label(cfg3.override(crf=False), progress=False)
+
+
+def test_failed_image_is_carried_through_and_left_out_of_evaluation(trained, tmp_path):
+    root, out, cfg, _ = trained
+    data = tmp_path / "data"
+    shutil.copytree(root, data)
+    victim = (data / "ImageSets/Segmentation/train.txt").read_text().split()[2]
+    (data / "JPEGImages" / f"{victim}.jpg").write_bytes(b"\x00" * 10)
+    run_out = tmp_path / "out"
+    run_out.mkdir()
+    for name in ("cam.pth", "irn.pth"):
+        shutil.copy(out / name, run_out / name)
+    (run_out / "cam").mkdir()
+    stale = run_out / "cam" / ".x.npz.tmp999999999"  # left by a killed writer (no such pid)
+    stale.write_bytes(b"partial")
+    cfg2 = cfg.override(dataset_root=str(data), out_dir=str(run_out))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = run_pipeline(cfg2, progress=False, start="make_cam", stop="eval_sem_seg")
+    assert not stale.exists()
+    assert list(results["make_cam"]["result"].failed) == [victim]
+    ir = results["cam_to_ir_label"]["result"]
+    assert list(ir.failed) == [victim] and ir.failed[victim].startswith("failed in make_cam: ")
+    assert list(results["make_sem_seg"]["result"].failed) == [victim]
+    for step in ("eval_cam", "eval_sem_seg"):
+        metrics = results[step]["result"]
+        assert (metrics["images"], metrics["failed_upstream"]) == (7, 1) and 0 <= metrics["miou"] <= 100
 
 
 def test_sem_seg_and_tune(trained):
@@ -301,3 +329,60 @@ def test_progress_bar_on_a_terminal(monkeypatch, capsys):
     bar.close()
     err = capsys.readouterr().err
     assert "make_cam" in err and "3/3" in err and "ok" in err
+
+
+_KILL_SCRIPT = """
+import json, os, signal, sys, warnings
+warnings.simplefilter("ignore")
+from irnet_fast.pipeline import Config
+from irnet_fast.pipeline.run import run_step
+cfg = Config.from_dict(json.loads(sys.argv[1]))
+real_replace, calls, kill_at = os.replace, [0], int(sys.argv[3])
+def replace(src, dst):  # SIGKILL in the middle of a write: the temporary exists, the target not yet
+    calls[0] += 1
+    if calls[0] == kill_at:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+os.replace = replace
+run_step(sys.argv[2], cfg, resume=True, progress=False)
+"""
+
+
+def _weights_close(a, b):
+    sa, sb = torch.load(a, weights_only=True), torch.load(b, weights_only=True)
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        torch.testing.assert_close(sa[key], sb[key], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("step,output,inputs,kill_at", [
+    ("make_cam", "cam", ["cam.pth"], 3),
+    ("cam_to_ir_label", "ir_label", ["cam"], 3),
+    ("make_sem_seg", "sem_seg", ["cam", "irn.pth"], 4),
+    ("make_ins_seg", "ins_seg", ["cam", "irn.pth"], 3),
+    ("train_cam", "cam.pth", [], 2),
+    ("train_irn", "irn.pth", ["ir_label", "cam.pth"], 2),
+])
+def test_sigkill_mid_write_then_resume(trained, tmp_path, step, output, inputs, kill_at):
+    root, out, cfg, _ = trained
+    for name in inputs:
+        (shutil.copytree if (out / name).is_dir() else shutil.copy)(out / name, tmp_path / name)
+    cfg2 = cfg.override(out_dir=str(tmp_path))
+    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    killed = subprocess.run([sys.executable, "-c", _KILL_SCRIPT, json.dumps(cfg2.to_dict()), step, str(kill_at)],
+                            env=env, capture_output=True, text=True, timeout=600)
+    assert killed.returncode == -9, killed.stderr[-2000:]
+    assert list(tmp_path.rglob(".*.tmp*")), "the kill should leave a temporary behind"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_step(step, cfg2, resume=True, progress=False)
+    assert not list(tmp_path.rglob(".*.tmp*"))
+    if output.endswith(".pth"):
+        _weights_close(tmp_path / output, out / output)
+    elif step == "make_cam":  # float maps from another process: equal up to threading order
+        for path in sorted((out / output).glob("*.npz")):
+            a, b = load_npz(path), load_npz(tmp_path / output / path.name)
+            np.testing.assert_array_equal(a["keys"], b["keys"])
+            np.testing.assert_allclose(a["cam"], b["cam"], rtol=1e-4, atol=1e-5)
+    else:
+        assert _tree_bytes(tmp_path / output) == _tree_bytes(out / output)
