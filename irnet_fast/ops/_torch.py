@@ -65,7 +65,7 @@ def path_affinity(edge, paths, lengths, radius_floor):
                   else torch.zeros((batch, 0, crop_h, crop_w), dtype=torch.uint8, device=edge.device))
         index = _chosen_points(argmax, paths, radius_floor, width)
     # One differentiable gather: autograd routes each gradient to the chosen point.
-    chosen = edge.reshape(batch, height * width).gather(1, index.reshape(batch, index[0].numel()))
+    chosen = edge.reshape(batch, height * width).gather(1, index.reshape(batch, index.shape[1:].numel()))
     return (1 - chosen).view(argmax.shape), argmax
 
 

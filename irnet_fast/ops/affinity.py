@@ -5,8 +5,11 @@
 """
 from __future__ import annotations
 
+import numbers
+
 from typing import Sequence, Tuple, Union
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -33,7 +36,51 @@ def edge_to_affinity(edge: Tensor, paths_indices: Sequence) -> Tensor:
     if not isinstance(edge, Tensor) or edge.dim() < 2 or not edge.is_floating_point():
         got = f"{edge.dtype} {tuple(edge.shape)}" if isinstance(edge, Tensor) else type(edge).__name__
         raise TypeError(f"edge_to_affinity(): edge expected a floating tensor [B, ...], got {got}")
+    _check_path_indices(paths_indices, edge[0].numel(), edge.shape[-1] if edge.dim() >= 3 else None,
+                        op="edge_to_affinity")
     return _reference.edge_to_affinity(edge, paths_indices)
+
+
+def _check_path_indices(paths_indices, num_pixels: int, edge_width, *, op: str) -> None:
+    """``paths_indices`` must index the grid of ``num_pixels`` pixels it was made for.
+
+    The grid width follows from the two-point paths (offsets (0, 1) and (1, 0) give index steps 1
+    and W); the grid must then be ``H x W`` with ``M = (H - rf)(W - 2 rf)``
+    sources for some ``radius_floor`` rf. A PathIndex of another size is refused instead of
+    reading out of bounds or silently mixing rows.
+    """
+    if not isinstance(paths_indices, (list, tuple)):
+        raise TypeError(f"{op}(): paths_indices expected a list of index arrays (PathIndex.path_indices), got "
+                        f"{type(paths_indices).__name__}")
+    groups = []
+    for i, indices in enumerate(paths_indices):
+        arr = torch.as_tensor(np.asarray(indices)) if not isinstance(indices, Tensor) else indices
+        if arr.dim() != 3 or arr.is_floating_point() or arr.dtype == torch.bool:
+            raise ValueError(f"{op}(): paths_indices[{i}] expected an integer array (n_dirs, L, M), got "
+                             f"{arr.dtype} {tuple(arr.shape)}")
+        groups.append(arr)
+    if not groups or not any(g.numel() for g in groups):
+        return
+    sources = {g.shape[2] for g in groups}
+    if len(sources) != 1:
+        raise ValueError(f"{op}(): paths_indices expected the same number of sources M in every group, got "
+                         f"{sorted(sources)}")
+    lowest, highest = min(int(g.min()) for g in groups if g.numel()), max(int(g.max()) for g in groups if g.numel())
+    if lowest < 0 or highest >= num_pixels:
+        raise ValueError(f"{op}(): edge expected at least {highest + 1} pixels per image (the grid of the PathIndex "
+                         f"that made paths_indices), got {num_pixels}")
+    pairs = [g for g in groups if g.shape[1] == 2 and g.shape[2] > 0]
+    if not pairs:
+        return
+    width = int((pairs[0][:, 0, 0] - pairs[0][:, -1, 0]).max())
+    m = sources.pop()
+    height = num_pixels // width if width > 0 else 0
+    fits = width > 0 and height * width == num_pixels and edge_width in (None, width) and any(
+        (height - rf) * (width - 2 * rf) == m for rf in range(0, min(height, width // 2) + 1))
+    if not fits:
+        raise ValueError(f"{op}(): edge expected the grid of the PathIndex that made paths_indices ({width} pixels "
+                         f"wide, {m} sources), got {num_pixels} pixels per image; build the PathIndex with "
+                         f"default_size=(H, W) of this edge map")
 
 
 class _AffinityFunction(torch.autograd.Function):
@@ -138,6 +185,13 @@ def path_affinity_labels(segm_map, radius: int = 10, *, ignore_from: int = 21) -
     """
     op = "path_affinity_labels"
     radius = check_radius(radius, op=op)
+    if isinstance(ignore_from, bool) or not isinstance(ignore_from, numbers.Integral):
+        raise TypeError(f"{op}(): ignore_from expected an integer label (21 for VOC), got {ignore_from!r}")
+    if isinstance(segm_map, np.ndarray):  # torch takes neither negative strides nor a foreign byte order
+        segm_map = np.ascontiguousarray(segm_map, dtype=segm_map.dtype.newbyteorder("="))
+    if not isinstance(segm_map, (Tensor, np.ndarray)):
+        raise TypeError(f"{op}(): segm_map expected a tensor or array [H, W] or [B, H, W], got "
+                        f"{type(segm_map).__name__}")
     labels = torch.as_tensor(segm_map)
     if labels.is_floating_point() or labels.dtype == torch.bool:
         raise TypeError(f"{op}(): segm_map expected an integer label map, got {labels.dtype}")
@@ -152,6 +206,9 @@ def path_affinity_labels(segm_map, radius: int = 10, *, ignore_from: int = 21) -
         raise ValueError(f"{op}(): segm_map expected at least {rf} x {2 * rf} for radius {radius}, "
                          f"got {height} x {width}")
     crop_h, crop_w = height - rf, width - 2 * rf
+    if len(geo.search_dst) == 0:  # radius 1: no directions
+        empty = torch.zeros((labels.shape[0], 0, crop_h * crop_w), dtype=torch.float32, device=labels.device)
+        return tuple((empty if batched else empty[0]) for _ in range(3))
     src = labels[:, :crop_h, rf:rf + crop_w].unsqueeze(1)
     dst = torch.stack([labels[:, dy:dy + crop_h, rf + dx:rf + dx + crop_w] for dy, dx in geo.search_dst.tolist()], 1)
     valid = (src < ignore_from) & (dst < ignore_from)
@@ -180,6 +237,8 @@ def to_pair_displacement(path_index: Union[PathIndex, int], disp: Tensor) -> Ten
     rf = radius_floor
     if disp.shape[2] < rf or disp.shape[3] < 2 * rf:
         raise ValueError(f"{op}(): disp expected at least {rf} x {2 * rf} pixels, got {tuple(disp.shape[2:])}")
+    if len(search_dst) == 0:  # radius 1: no directions
+        return disp.new_zeros((disp.shape[0], 2, 0, (disp.shape[2] - rf) * (disp.shape[3] - 2 * rf)))
     return _reference.to_pair_displacement(_GeometryView(radius_floor, search_dst), disp)
 
 

@@ -237,5 +237,5 @@ def test_path_index_duck_typing_errors():
     bad = type("Bad", (), {"radius_floor": -1, "search_dst": np.zeros((3, 2), np.int64)})()
     with pytest.raises(ValueError, match="path_index.radius_floor expected an integer >= 0, got -1"):
         ops.to_pair_displacement(bad, disp)
-    with pytest.raises(ValueError, match="radius expected an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match=r"radius expected an integer in \[1, 64\], got 0"):
         ops.to_pair_displacement(0, disp)

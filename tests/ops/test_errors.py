@@ -113,3 +113,42 @@ def test_compiled_op_rejects_bad_geometry_without_crashing():
         torch.ops.irnet_fast.path_affinity(edge, paths, torch.ones(3, dtype=torch.int32), 1)
     with pytest.raises(RuntimeError, match="is smaller than the search window"):
         torch.ops.irnet_fast.path_affinity(edge, paths.int(), torch.ones(3, dtype=torch.int32), 5)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+def test_path_affinity_empty_batch(backend, device):
+    out = ops.path_affinity(torch.rand(0, 1, 20, 20, device=device), 5, backend=backend)
+    assert out.shape == (0, 34, 16 * 12)
+
+
+def test_radius_one_has_no_directions():
+    disp = torch.rand(2, 2, 6, 7)
+    assert ops.to_pair_displacement(1, disp).shape == (2, 2, 0, 42)
+    bg, fg, neg = ops.path_affinity_labels(torch.zeros(6, 7, dtype=torch.long), 1)
+    assert bg.shape == fg.shape == neg.shape == (0, 42)
+
+
+def test_path_affinity_labels_takes_any_numpy_layout():
+    import numpy as np
+    seg = np.random.default_rng(0).integers(0, 4, (20, 23))
+    seg[3, 4] = 255
+    expected = ops.path_affinity_labels(np.ascontiguousarray(seg[::-1, ::-1]), 5)
+    for view in (seg[::-1, ::-1], seg[::-1, ::-1].astype(">i4"), np.asfortranarray(seg[::-1, ::-1])):
+        for a, b in zip(ops.path_affinity_labels(view, 5), expected):
+            torch.testing.assert_close(a, b)
+    with pytest.raises(TypeError, match=r"path_affinity_labels\(\): ignore_from expected an integer label"):
+        ops.path_affinity_labels(seg, 5, ignore_from=None)
+
+
+def test_edge_to_affinity_refuses_a_path_index_of_another_grid():
+    index = ops.PathIndex(radius=5, default_size=(11, 20))
+    edge = torch.rand(2, 1, 11, 20, dtype=torch.float64)
+    torch.testing.assert_close(ops.edge_to_affinity(edge, index.path_indices),
+                               ops.path_affinity(edge, 5, backend="torch").flatten(2))
+    torch.testing.assert_close(ops.edge_to_affinity(edge.flatten(1), index.path_indices),
+                               ops.edge_to_affinity(edge, index.path_indices))
+    for other in (torch.rand(1, 1, 12, 20), torch.rand(1, 1, 20, 11), torch.rand(1, 1, 30, 30)):
+        with pytest.raises(ValueError, match=r"edge_to_affinity\(\): edge expected the grid of the PathIndex"):
+            ops.edge_to_affinity(other, index.path_indices)
+    with pytest.raises(ValueError, match=r"edge expected at least \d+ pixels per image"):
+        ops.edge_to_affinity(torch.rand(1, 1, 5, 5), index.path_indices)
