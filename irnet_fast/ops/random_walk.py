@@ -186,8 +186,9 @@ def _walk(impl, values: Tensor, planes: Tensor, inv_norm: Tensor, dirs: Tensor, 
     if coefficients is None:
         return impl.random_walk(values, planes, inv_norm, dirs, steps)
     fused = getattr(impl, "random_walk_chebyshev", None)
-    if fused is not None:
-        return fused(values, planes, inv_norm, dirs, torch.as_tensor(coefficients, dtype=torch.float64))
+    has_fused = getattr(impl, "has_random_walk_chebyshev", lambda device: fused is not None)
+    if fused is not None and has_fused(values.device):
+        return fused(values, planes, inv_norm, dirs, coefficients)
     # no fused kernel on this backend: the recurrence over its single-step op
     return chebyshev_walk(lambda v: impl.random_walk(v, planes, inv_norm, dirs, 1), values, coefficients)
 
