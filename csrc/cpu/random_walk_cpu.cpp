@@ -113,11 +113,12 @@ IRNET_CLONES void walk_row_any(const double* src, double* dst, const double* pla
 }
 
 // One fused Chebyshev pass over one padded row of CB channels: the vector form of
-// kernels::chebyshev_pass_at. Values and weights are stored as T and widened to the arithmetic
-// type A (double for float32 storage) on load; the pass sums in A, rounds v_{k+1} to T once and
-// accumulates c_{k+1} v_{k+1} in A. VT: 8 lanes of T, VA: 8 lanes of A.
+// kernels::chebyshev_pass_at, with the values v_k kept in the arithmetic type A (double) rather
+// than rounded to T each pass. Weights are stored as T and widened on load (for float32 inputs
+// that costs one conversion per plane vector, shared by the CB channels, instead of one per
+// value). VT: 8 lanes of T, VA: 8 lanes of A.
 template <typename T, typename A, typename VT, typename VA, int CB>
-IRNET_INLINE void chebyshev_row(const T* __restrict cur, T* __restrict prev, A* __restrict result,
+IRNET_INLINE void chebyshev_row(const A* __restrict cur, A* __restrict prev, A* __restrict result,
                                 const T* __restrict planes, const T* __restrict inv_norm,
                                 const int64_t* __restrict offsets, int64_t num_dirs, int64_t plane,
                                 int64_t q0, int64_t blocks, A coefficient, bool first) {
@@ -127,7 +128,7 @@ IRNET_INLINE void chebyshev_row(const T* __restrict cur, T* __restrict prev, A* 
     const int64_t q = q0 + xb * kLanes;
     VA fwd[CB], bwd[CB];
     for (int c = 0; c < CB; ++c) {
-      fwd[c] = __builtin_convertvector(load<VT>(cur + c * plane + q), VA);
+      fwd[c] = load<VA>(cur + c * plane + q);
       bwd[c] = VA{};
     }
     for (int64_t k = 0; k < num_dirs; ++k) {
@@ -135,26 +136,22 @@ IRNET_INLINE void chebyshev_row(const T* __restrict cur, T* __restrict prev, A* 
       const VA s_fwd = __builtin_convertvector(load<VT>(planes + k * plane + q), VA);      // S_k(p)
       const VA s_bwd = __builtin_convertvector(load<VT>(planes + k * plane + q - o), VA);  // S_k(p - o_k)
       for (int c = 0; c < CB; ++c) {
-        fwd[c] += s_fwd * __builtin_convertvector(load<VT>(cur + c * plane + q + o), VA);
-        bwd[c] += s_bwd * __builtin_convertvector(load<VT>(cur + c * plane + q - o), VA);
+        fwd[c] += s_fwd * load<VA>(cur + c * plane + q + o);
+        bwd[c] += s_bwd * load<VA>(cur + c * plane + q - o);
       }
     }
     const VA inv = __builtin_convertvector(load<VT>(inv_norm + q), VA);
     for (int c = 0; c < CB; ++c) {
       const VA applied = (fwd[c] + bwd[c]) * inv;
-      const VA next = first ? applied : A(2) * applied - __builtin_convertvector(load<VT>(prev + c * plane + q), VA);
-      const VT stored = __builtin_convertvector(next, VT);
-      store<VT>(prev + c * plane + q, stored);
-      if (coefficient != A(0)) {
-        store<VA>(result + c * plane + q,
-                  load<VA>(result + c * plane + q) + coefficient * __builtin_convertvector(stored, VA));
-      }
+      const VA next = first ? applied : A(2) * applied - load<VA>(prev + c * plane + q);
+      store<VA>(prev + c * plane + q, next);
+      if (coefficient != A(0)) store<VA>(result + c * plane + q, load<VA>(result + c * plane + q) + coefficient * next);
     }
   }
 }
 
 template <typename T, typename A, typename VT, typename VA>
-IRNET_INLINE void chebyshev_row_channels(const T* cur, T* prev, A* result, const T* planes, const T* inv_norm,
+IRNET_INLINE void chebyshev_row_channels(const A* cur, A* prev, A* result, const T* planes, const T* inv_norm,
                                          const int64_t* offsets, int64_t num_dirs, int64_t plane, int64_t q0,
                                          int64_t blocks, A coefficient, bool first, int channels) {
 #define IRNET_CHEB_ROW(CB) \
@@ -169,7 +166,7 @@ IRNET_INLINE void chebyshev_row_channels(const T* cur, T* prev, A* result, const
 #undef IRNET_CHEB_ROW
 }
 
-IRNET_CLONES void chebyshev_row_any(const float* cur, float* prev, double* result, const float* planes,
+IRNET_CLONES void chebyshev_row_any(const double* cur, double* prev, double* result, const float* planes,
                                     const float* inv_norm, const int64_t* offsets, int64_t num_dirs, int64_t plane,
                                     int64_t q0, int64_t blocks, double coefficient, bool first, int channels) {
   chebyshev_row_channels<float, double, vfloat8, vdouble>(cur, prev, result, planes, inv_norm, offsets, num_dirs,
@@ -275,8 +272,9 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
   return result.narrow(2, pad, h).narrow(3, pad, w).contiguous();
 }
 
-// sum_k c_k T_k(P) x with one fused pass per degree (kernels/random_walk.h): two padded value
-// buffers that ping-pong (v_{k+1} overwrites v_{k-1}) and a float64 accumulator.
+// sum_k c_k T_k(P) x with one fused pass per degree (kernels/random_walk.h): two padded float64
+// value buffers that ping-pong (v_{k+1} overwrites v_{k-1}) and a float64 accumulator; the
+// weights stay in the input dtype.
 template <typename T>
 at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Tensor& inv_norm,
                          const at::Tensor& dirs, c10::ArrayRef<double> coefficients) {
@@ -287,13 +285,13 @@ at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at
   const int64_t pad = layout.pad;
   const at::Tensor planes_p = to_padded<T>(planes, layout);
   const at::Tensor inv_p = to_padded<T>(inv_norm.unsqueeze(1), layout);
-  at::Tensor first_buf = to_padded<T>(x, layout);  // v_0
+  at::Tensor first_buf = to_padded<double>(x.to(at::kDouble), layout);  // v_0
   at::Tensor second_buf = at::zeros_like(first_buf);
-  at::Tensor result = first_buf.to(at::kDouble, /*non_blocking=*/false, /*copy=*/true).mul_(coefficients[0]);
+  at::Tensor result = first_buf.mul(coefficients[0]);
   const T* planes_ptr = planes_p.data_ptr<T>();
   const T* inv_ptr = inv_p.data_ptr<T>();
-  T* a = first_buf.data_ptr<T>();
-  T* b_buf = second_buf.data_ptr<T>();
+  double* a = first_buf.data_ptr<double>();
+  double* b_buf = second_buf.data_ptr<double>();
   double* r = result.data_ptr<double>();
   const int64_t degree = (int64_t)coefficients.size() - 1;
   const WalkUnits units = plan_units(B, C, (double)degree * B * C * h * w * (2 * D + 1));
@@ -303,8 +301,8 @@ at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at
     units.unit(u, &b, &c0, &channels);
     const int64_t chan = (b * C + c0) * layout.plane;
     for (int64_t k = 1; k <= degree; ++k) {
-      const T* cur = (k % 2 == 1) ? a : b_buf;  // v_{k-1}
-      T* prev = (k % 2 == 1) ? b_buf : a;       // v_{k-2}, becomes v_k
+      const double* cur = (k % 2 == 1) ? a : b_buf;  // v_{k-1}
+      double* prev = (k % 2 == 1) ? b_buf : a;       // v_{k-2}, becomes v_k
       for (int64_t i = 0; i < h; ++i) {
         chebyshev_row_any(cur + chan, prev + chan, r + chan, planes_ptr + b * D * layout.plane,
                           inv_ptr + b * layout.plane, offsets.data(), D, layout.plane,

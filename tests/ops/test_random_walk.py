@@ -192,7 +192,8 @@ def test_large_batch_equals_single_images(backend, device, method):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_portable_chebyshev_runs_the_header_arithmetic(dtype):
     """random_walk_chebyshev_portable runs kernels::chebyshev_pass_at (the GPU form) pixel by pixel;
-    the vectorised CPU kernel must give the same numbers."""
+    the vectorised CPU kernel must agree (it keeps v_k in float64 where the GPU form rounds each
+    v_k to float32: a few float32 ulps apart)."""
     from irnet_fast.ops.random_walk import walk_coefficients
     edge = boundary_map(2, 10, 13, seed=9)
     x = cams(2, 3, 10, 13)
@@ -206,7 +207,7 @@ def test_portable_chebyshev_runs_the_header_arithmetic(dtype):
     fast = torch.ops.irnet_fast.random_walk_chebyshev(values, planes, inv, dirs, coefficients)
     assert portable.dtype == fast.dtype == dtype
     assert rel_err(portable, reference_walk(x, edge)) <= (1e-4 if dtype == torch.float32 else 1e-10)
-    assert rel_err(fast, portable.double()) <= (1e-6 if dtype == torch.float32 else 1e-13)
+    assert rel_err(fast, portable.double()) <= (1e-5 if dtype == torch.float32 else 1e-13)
     torch.library.opcheck(torch.ops.irnet_fast.random_walk_chebyshev.default,
                           (values, planes, inv, dirs, coefficients[:9]))
     torch.library.opcheck(torch.ops.irnet_fast.random_walk_chebyshev_portable.default,
