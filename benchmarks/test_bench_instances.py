@@ -20,15 +20,8 @@ GROUP = f"find_centroids {cases.size_label(SIZE)} x{ITERATIONS}"
 
 
 def displacement_field(height: int, width: int, *, seed: int = 0, centres: int = 5) -> np.ndarray:
-    from scipy import ndimage
-    rng = np.random.default_rng(seed)
-    cy, cx = rng.uniform(0, height - 1, centres), rng.uniform(0, width - 1, centres)
-    yy, xx = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
-    near = ((yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2).argmin(0)
-    gain = rng.uniform(0.6, 1.0, centres)[near]
-    field = np.stack([(cy[near] - yy) * gain, (cx[near] - xx) * gain])
-    field += ndimage.gaussian_filter(rng.standard_normal(field.shape), (0, 2, 2)) * 2
-    return field.astype(np.float32)
+    """The clean field of :func:`benchmarks.cases.centroid_field`."""
+    return cases.centroid_field(height, width, "clean", seed=seed, centres=centres)
 
 
 FIELD = displacement_field(*SIZE)
