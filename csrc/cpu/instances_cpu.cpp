@@ -22,38 +22,9 @@
 namespace irnet_fast {
 namespace {
 
-constexpr int kBlock = 16;  // pixels refined together: independent chains fill the vector lanes
 // Pixels per task at least: tasks are handed out one at a time (threads.h), so pixels that stop
 // early (most of a clean field) and pixels that run all iterations balance across the threads.
 constexpr int64_t kGrain = 256;
-
-// Pixels [begin, end) of one image (flat raster index), kBlock at a time, each lane with the
-// per-pixel arithmetic of kernels::refine_centroid. A lane that is done (fixed point or 2-cycle,
-// kernels::centroid_advance) keeps its result; the block stops when all lanes are done.
-template <int N, typename T>
-IRNET_INLINE void centroid_block(const T* d0, const T* d1, int height, int width, int iterations,
-                                 int* out_y, int* out_x, int64_t first) {
-  float cy[N], cx[N], py[N], px[N];
-  bool done[N];
-  for (int j = 0; j < N; ++j) {
-    cy[j] = py[j] = (float)((first + j) / width);
-    cx[j] = px[j] = (float)((first + j) % width);
-    done[j] = false;
-  }
-  for (int i = 0; i < iterations; ++i) {
-    int all_done = 1;
-    for (int j = 0; j < N; ++j) {
-      kernels::centroid_advance(d0, d1, height, width, iterations - 1 - i, i > 0, cy[j], cx[j], py[j], px[j],
-                                done[j]);
-      all_done &= (int)done[j];
-    }
-    if (all_done) break;
-  }
-  for (int j = 0; j < N; ++j) {
-    out_y[first + j] = IRNET_RINT_F2I(cy[j]);
-    out_x[first + j] = IRNET_RINT_F2I(cx[j]);
-  }
-}
 
 // kLanes pixels in vector registers: the lane-wise form of kernels::centroid_advance, the same
 // IEEE operations in the same order (contraction is off in this file), so every lane is bit for
@@ -144,7 +115,9 @@ IRNET_INLINE void centroid_vector(const T* d0, const T* d1, int height, int widt
     for (; p + 2 * kLanes <= end; p += 2 * kLanes)                                                             \
       centroid_vector<2>(d0, d1, height, width, iterations, out_y, out_x, p);                                  \
     for (; p + kLanes <= end; p += kLanes) centroid_vector<1>(d0, d1, height, width, iterations, out_y, out_x, p); \
-    for (; p < end; ++p) centroid_block<1>(d0, d1, height, width, iterations, out_y, out_x, p);                \
+    for (; p < end; ++p)                                                                                       \
+      kernels::refine_centroid(d0, d1, height, width, iterations, (int)(p / width), (int)(p % width),          \
+                               out_y + p, out_x + p);                                                          \
   }
 IRNET_CENTROID_CLONES(float)
 IRNET_CENTROID_CLONES(double)
