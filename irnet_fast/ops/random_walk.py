@@ -7,6 +7,7 @@ about ``sqrt(2 ** exp_times)`` passes (irnet_fast/ops/chebyshev.py, docs/chebysh
 """
 from __future__ import annotations
 
+import numbers
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -161,7 +162,7 @@ def _check_method(method, tol, *, op: str):
     if method not in METHODS:
         raise ValueError(f"{op}(): method expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
     if tol is not None:
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (0 <= float(tol) < float("inf")):
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= float(tol) < float("inf")):
             raise ValueError(f"{op}(): tol expected None or a finite number >= 0, got {tol!r}")
         tol = float(tol)
     return method, tol
