@@ -2,6 +2,7 @@
 // Header-only, no includes beyond common.h, so NVRTC (CuPy) compiles it as it is.
 #pragma once
 #include "common.h"
+#include "random_walk.h"  // walk_step_at and the Chebyshev pass, for the files that include only this
 
 namespace irnet_fast {
 namespace kernels {
@@ -88,30 +89,6 @@ IRNET_HD scalar_t stencil_norm_at(const scalar_t* planes, const int* dirs, int n
     if (by >= 0 && bx >= 0 && bx < width) sum += planes[k * plane + (long long)by * width + bx];
   }
   return sum;
-}
-
-// One random-walk step at pixel (y, x) of one channel, without padding (GPU form):
-// y'(p) = inv_norm(p) * (y(p) + sum_k S_k(p) y(p + o_k) + sum_k S_k(p - o_k) y(p - o_k)).
-template <typename scalar_t>
-IRNET_HD scalar_t walk_step_at(const scalar_t* values, const scalar_t* planes,
-                               const scalar_t* inv_norm, const int* dirs, int num_dirs,
-                               int height, int width, int y, int x) {
-  const long long plane = (long long)height * width;
-  const long long p = (long long)y * width + x;
-  scalar_t acc = values[p];
-  for (int k = 0; k < num_dirs; ++k) {
-    const int dy = dirs[2 * k], dx = dirs[2 * k + 1];
-    const int fy = y + dy, fx = x + dx;
-    if (fy < height && fx >= 0 && fx < width) {
-      acc += planes[k * plane + p] * values[(long long)fy * width + fx];
-    }
-    const int by = y - dy, bx = x - dx;
-    if (by >= 0 && bx >= 0 && bx < width) {
-      const long long q = (long long)by * width + bx;
-      acc += planes[k * plane + q] * values[q];
-    }
-  }
-  return acc * inv_norm[p];
 }
 
 }  // namespace kernels

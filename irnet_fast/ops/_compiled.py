@@ -35,6 +35,18 @@ def random_walk(x, planes, inv_norm, dirs, steps):
     return torch.ops.irnet_fast.random_walk(x, planes, inv_norm, dirs, steps)
 
 
+def has_random_walk_chebyshev(device) -> bool:
+    """Whether a fused Chebyshev kernel is registered for ``device``'s dispatch key."""
+    key = "CUDA" if torch.device(device).type == "cuda" else "CPU"
+    return (hasattr(torch.ops.irnet_fast, "random_walk_chebyshev")
+            and torch._C._dispatch_has_kernel_for_dispatch_key("irnet_fast::random_walk_chebyshev", key))
+
+
+def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
+    return torch.ops.irnet_fast.random_walk_chebyshev(x, planes, inv_norm, dirs,
+                                                      [float(c) for c in coefficients])
+
+
 def find_centroids(displacement, iterations):
     return torch.ops.irnet_fast.find_centroids(displacement, iterations)
 
@@ -58,6 +70,10 @@ def _walk_fake(x, planes, inv_norm, dirs, steps):
     return torch.empty_like(x)
 
 
+def _chebyshev_fake(x, planes, inv_norm, dirs, coefficients):
+    return torch.empty_like(x)
+
+
 def _centroids_fake(displacement, iterations):
     return displacement.new_empty(displacement.shape, dtype=torch.int32)
 
@@ -67,6 +83,7 @@ FAKES = {
     "_path_affinity_backward": _affinity_backward_fake, "_path_affinity_backward_portable": _affinity_backward_fake,
     "transition_stencil": _stencil_fake, "_transition_stencil_portable": _stencil_fake,
     "random_walk": _walk_fake, "_random_walk_portable": _walk_fake,
+    "random_walk_chebyshev": _chebyshev_fake, "_random_walk_chebyshev_portable": _chebyshev_fake,
     "find_centroids": _centroids_fake,
 }
 
