@@ -7,6 +7,8 @@ about ``sqrt(2 ** exp_times)`` passes (irnet_fast/ops/chebyshev.py, docs/chebysh
 """
 from __future__ import annotations
 
+import math
+
 import numbers
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -17,11 +19,12 @@ from torch import Tensor, nn
 from .. import backends
 from . import _dispatch
 from .._checks import (check_beta, check_exp_times, check_finite, check_radius, check_same_device,
-                       check_same_dtype, check_tensor, check_unit_interval, upcast_half)
+                       check_same_dtype, check_tensor, check_unit_interval, upcast_half, value_checks_enabled)
 from .chebyshev import DEFAULT_TOL, chebyshev_coefficients, chebyshev_walk
 from .path_index import geometry, geometry_on
 
 METHODS = ("chebyshev", "steps")
+_STEPS_PER_CALL = 256
 
 __all__ = ["transition_stencil", "transition_matrix", "random_walk", "propagate_to_edge", "RandomWalk"]
 
@@ -142,7 +145,11 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
         Tensor[B, C, h, w], or a list of Tensor[C_i, h_i, w_i] for list inputs (one batched call).
         Not differentiable.
     """
-    op = "random_walk"
+    return _random_walk(x, edge, radius, beta, exp_times, backend, method, tol, op="random_walk")
+
+
+def _random_walk(x, edge, radius, beta, exp_times, backend, method, tol, *, op: str):
+    """:func:`random_walk`, its errors naming the public op ``op`` that was called."""
     radius, beta, exp_times = check_radius(radius, op=op), check_beta(beta, op=op), check_exp_times(exp_times, op=op)
     method, tol = _check_method(method, tol, op=op)
     if isinstance(x, (list, tuple)):
@@ -155,9 +162,30 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
         return x.new_zeros(x.shape, dtype=dtype)
     with torch.no_grad():
         planes, inv_norm = _weights(edge[:, 0].contiguous(), radius, beta, impl)
-        values = (x * (1 - edge)).contiguous()
+        values, scale = _scaled((x * (1 - edge)).contiguous())
         out = _walk(impl, values, planes, inv_norm, _dirs(radius, x.device), 2 ** exp_times, method, tol)
-    return out.to(dtype)
+    return _unscaled(out, scale).to(dtype)
+
+
+def _scaled(values: Tensor) -> Tuple[Tensor, Optional[Tuple[float, float]]]:
+    """Scores near the dtype's maximum scaled down by a power of two (exact), so that the sums of a
+    pass, up to ``1 + 2 D`` times the largest score, stay finite; ``(values, None)`` otherwise.
+    The walk averages, so no output exceeds the largest input: scaling back stays finite."""
+    if not value_checks_enabled() or values.numel() == 0:
+        return values, None
+    peak = float(values.abs().amax())
+    info = torch.finfo(values.dtype)
+    if peak <= info.max / 2 ** 12:
+        return values, None
+    exponent = math.ceil(math.log2(peak)) - (math.frexp(info.max)[1] - 28)  # scaled peak <= max / 2**27
+    return values * 2.0 ** -exponent, (2.0 ** exponent, peak)
+
+
+def _unscaled(out: Tensor, scale: Optional[Tuple[float, float]]) -> Tensor:
+    if scale is None:
+        return out
+    factor, peak = scale
+    return (out * factor).clamp_(-peak, peak)
 
 
 def _dirs(radius: int, device: torch.device) -> Tensor:
@@ -185,8 +213,14 @@ def walk_coefficients(steps: int, num_dirs: int, dtype: torch.dtype, method: str
         return None
     if tol is None:
         tol = DEFAULT_TOL["float64" if dtype == torch.float64 else "float32"]
-    coefficients = chebyshev_coefficients(steps, tol, spread=1.0 + 2 * num_dirs)
+    coefficients = _coefficients(int(steps), float(tol), 1.0 + 2 * int(num_dirs))
     return None if len(coefficients) - 1 >= steps else coefficients
+
+
+@torch.compiler.assume_constant_result
+def _coefficients(steps: int, tol: float, spread: float) -> list:
+    """Plain floats from Python arguments: a constant for torch.compile, not a traced computation."""
+    return [float(c) for c in chebyshev_coefficients(steps, tol, spread=spread)]
 
 
 def _walk(impl, values: Tensor, planes: Tensor, inv_norm: Tensor, dirs: Tensor, steps: int, method: str,
@@ -194,7 +228,14 @@ def _walk(impl, values: Tensor, planes: Tensor, inv_norm: Tensor, dirs: Tensor, 
     """``P ** steps`` of ``values`` on one backend: plain steps or the Chebyshev expansion."""
     coefficients = walk_coefficients(steps, planes.shape[1], values.dtype, method, tol)
     if coefficients is None:
-        return impl.random_walk(values, planes, inv_norm, dirs, steps)
+        # in chunks, so that Ctrl-C (handled between Python calls) stops even 2**16 steps promptly
+        done = 0
+        while True:
+            chunk = min(steps - done, _STEPS_PER_CALL)
+            values = impl.random_walk(values, planes, inv_norm, dirs, chunk)
+            done += chunk
+            if done >= steps:
+                return values
     fused = getattr(impl, "random_walk_chebyshev", None)
     has_fused = getattr(impl, "has_random_walk_chebyshev", lambda device: fused is not None)
     if fused is not None and has_fused(values.device):
@@ -248,7 +289,9 @@ def _random_walk_list(xs, edges, radius, beta, exp_times, backend, method, tol, 
             planes[i, :, :h, :w] = planes_i[0]
             inv_norm[i, :h, :w] = inv_i[0]
             values[i, :c, :h, :w] = x * (1 - edge)
-        out = _walk(impl, values, planes, inv_norm, _dirs(radius, device), 2 ** exp_times, method, tol)
+        values, scale = _scaled(values)
+        out = _unscaled(_walk(impl, values, planes, inv_norm, _dirs(radius, device), 2 ** exp_times, method, tol),
+                        scale)
     return [out[i, :x.shape[0], :x.shape[1], :x.shape[2]].to(dtypes[i], copy=True) for i, x in enumerate(xs)]
 
 
@@ -276,8 +319,8 @@ def propagate_to_edge(x: Tensor, edge: Tensor, radius: int = 5, beta: float = 10
         raise ValueError(f"{op}(): edge expected shape [1, {height}, {width}] to match x {tuple(x.shape)}, "
                          f"got {tuple(edge.shape)}")
     channels = x.shape[:-2].numel()
-    rw = random_walk(x.reshape(1, channels, height, width), edge.unsqueeze(0), radius, beta, exp_times,
-                     backend=backend, method=method, tol=tol)
+    rw = _random_walk(x.reshape(1, channels, height, width), edge.unsqueeze(0), radius, beta, exp_times,
+                      backend, method, tol, op=op)
     return rw.reshape(channels, 1, height, width)
 
 

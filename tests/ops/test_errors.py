@@ -152,3 +152,20 @@ def test_edge_to_affinity_refuses_a_path_index_of_another_grid():
             ops.edge_to_affinity(other, index.path_indices)
     with pytest.raises(ValueError, match=r"edge expected at least \d+ pixels per image"):
         ops.edge_to_affinity(torch.rand(1, 1, 5, 5), index.path_indices)
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("method", ["chebyshev", "steps"])
+def test_scores_near_the_float32_maximum_stay_finite(backend, device, method):
+    x, edge = cams(1, 3, 9, 11).float(), boundary_map(1, 9, 11).float()
+    huge = x / x.max() * 3e38
+    out = ops.random_walk(huge.to(device), edge.to(device), exp_times=5, backend=backend, method=method).cpu()
+    assert torch.isfinite(out).all()
+    expected = ops.random_walk(x.to(device), edge.to(device), exp_times=5, backend=backend, method=method).cpu()
+    torch.testing.assert_close(out / 3e38, expected / x.max(), rtol=1e-4, atol=1e-6)
+
+
+def test_propagate_to_edge_errors_name_it():
+    x, edge = good()
+    with pytest.raises(ValueError, match=r"^propagate_to_edge\(\): beta expected a finite number > 0"):
+        ops.propagate_to_edge(x[0], edge[0], beta=0)

@@ -191,7 +191,7 @@ def test_portable_chebyshev_runs_the_header_arithmetic(dtype):
     values = (x * (1 - edge)).contiguous().to(dtype)
     planes, inv = planes.to(dtype), (1 / norm).to(dtype)
     dirs = paths[:, 0].contiguous()
-    coefficients = walk_coefficients(256, 34, dtype).tolist()
+    coefficients = [float(c) for c in walk_coefficients(256, 34, dtype)]
     portable = torch.ops.irnet_fast._random_walk_chebyshev_portable(values, planes, inv, dirs, coefficients)
     fast = torch.ops.irnet_fast.random_walk_chebyshev(values, planes, inv, dirs, coefficients)
     assert portable.dtype == fast.dtype == dtype

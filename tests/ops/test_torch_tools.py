@@ -15,7 +15,7 @@ from ..helpers import BACKENDS, boundary_map, cams, needs_ext
 
 COMPILED_OPS = ("path_affinity", "_path_affinity_backward", "transition_stencil", "random_walk", "find_centroids",
                 "_path_affinity_portable", "_path_affinity_backward_portable", "_transition_stencil_portable",
-                "_random_walk_portable")
+                "_random_walk_portable", "random_walk_chebyshev", "_random_walk_chebyshev_portable")
 
 
 def _walk(x, edge):
@@ -83,6 +83,8 @@ def _opcheck_args():
         "_path_affinity_backward": backward, "_path_affinity_backward_portable": backward,
         "transition_stencil": (edge, paths, lengths, 10.0), "_transition_stencil_portable": (edge, paths, lengths, 2.5),
         "random_walk": walk, "_random_walk_portable": walk,
+        "random_walk_chebyshev": walk[:4] + ([0.5, 0.25, 0.125],),
+        "_random_walk_chebyshev_portable": walk[:4] + ([0.5, 0.25, 0.125],),
         "find_centroids": (displacement, 5),
     }
 
