@@ -1,4 +1,4 @@
-"""Search geometry of IRNet: directions, paths and index arrays (REFERENCE.md section 1)."""
+"""Search geometry of IRNet: directions, paths and index arrays."""
 from __future__ import annotations
 
 import functools
@@ -106,7 +106,7 @@ def path_geometry(path_index: Any, *, op: str) -> Tuple[int, np.ndarray]:
 
 
 class PathIndex:
-    """Drop-in replacement of the reference's ``PathIndex`` (REFERENCE.md section 1).
+    """Drop-in replacement of the reference's ``PathIndex``.
 
     Args:
         radius (int): search radius (>= 1); 5 for inference, 10 for training.

@@ -1,4 +1,4 @@
-"""Training of the CAM classifier (REFERENCE.md section 5), on one process or under torchrun.
+"""Training of the CAM classifier, on one process or under torchrun.
 
 ``train_cam(cfg)`` trains :class:`~irnet_fast.models.CAMNet` on ``cfg.cam_split`` and writes
 ``<out_dir>/cam.pth`` (the model's ``state_dict``). Also in ``out_dir``: ``train_cam.log`` (the
