@@ -257,7 +257,7 @@ def _pair_windows(disp, fg_label, bg_label, radius):
 
 
 def irn_loss(edge: Tensor, disp: Tensor, labels: Sequence[Tensor], radius: int = 10) -> Dict[str, Tensor]:
-    """IRNet's four loss terms and their total (REFERENCE.md section 5), with the fast ops.
+    """IRNet's four loss terms and their total (the reference's formulas), with the fast ops.
 
     Args:
         edge (Tensor[B, 1, H, W]): boundary logits (before the sigmoid).

@@ -212,9 +212,11 @@ def load_weights(model: torch.nn.Module, path: PathLike, what: str) -> str:
     unknown = sorted(set(state) - set(expected))
     missing = sorted(set(expected) - set(state))
     if unknown or missing:
+        hint = ("an IRNet written by irnet_fast before its displacement branch became the reference's: train "
+                "it again" if "mean_shift" in state else "a file in neither irnet_fast's nor the reference's "
+                "layout, or of the other network?")
         raise InputRuntimeError(f"{what} weights {path} ({layout} layout) do not fit this {type(model).__name__}: "
-                           f"unknown keys {_short(unknown)}, missing keys {_short(missing)} (a file in neither "
-                           f"irnet_fast's nor the reference's layout, or of the other network?)")
+                                f"unknown keys {_short(unknown)}, missing keys {_short(missing)} ({hint})")
     shapes = [f"{k}: file {tuple(state[k].shape)} vs model {tuple(v.shape)}" for k, v in expected.items()
               if tuple(state[k].shape) != tuple(v.shape)]
     if shapes:

@@ -1,4 +1,4 @@
-"""Training of IRNet (REFERENCE.md section 5), on one process or under torchrun.
+"""Training of IRNet, on one process or under torchrun.
 
 ``train_irn(cfg, ir_label_dir)`` trains :class:`~irnet_fast.models.IRNet` on ``cfg.irn_split``
 with the IR labels ``<ir_label_dir>/<image id>.png`` (0 background, 1..C classes, 255 unsure),
@@ -126,7 +126,7 @@ def train_irn(cfg: Config, ir_label_dir=None, *, resume: bool = False, progress:
             path without measuring the mean shift; ``resume=True`` continues later).
 
     After the last epoch the displacement mean shift is measured (module docstring) and stored
-    in the model's ``mean_shift`` buffer before the weights are saved.
+    in the model's ``mean_shift.running_mean`` buffer before the weights are saved.
     """
     ir_label_dir = Path(cfg.out_dir) / "ir_label" if ir_label_dir is None else ir_label_dir
     info = init_distributed(cfg.device)

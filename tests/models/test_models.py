@@ -9,8 +9,9 @@ pytest.importorskip("torchvision")
 
 from irnet_fast.models import (CAMNet, EdgeDisplacement, IRNet, PretrainedWeightsWarning,  # noqa: E402
                                ResNetBackbone, build_backbone, irn_loss, load_backbone_weights)
-from irnet_fast.ops import PathIndex, _reference, path_affinity_labels  # noqa: E402
+from irnet_fast.ops import PathIndex, _reference, path_affinity_labels, to_pair_displacement  # noqa: E402
 from irnet_fast.models._reference import dense_irn_loss  # noqa: E402
+from irnet_fast.models.irn import MeanShift, _AffinityLogLoss, _PairDisplacementL1  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::irnet_fast.models.PretrainedWeightsWarning")
 
@@ -97,13 +98,13 @@ def test_irnet_shapes_resnet18():
 
 def test_mean_shift_only_at_inference():
     net = IRNet("resnet18")
-    net.mean_shift.copy_(torch.tensor([0.5, -2.0]))
+    net.mean_shift.running_mean.copy_(torch.tensor([0.5, -2.0]))
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
         _, train_disp = net.train()(x)
         _, eval_disp = net.eval()(x)
     torch.testing.assert_close(eval_disp, train_disp - torch.tensor([0.5, -2.0]).view(1, 2, 1, 1))
-    assert "mean_shift" in net.state_dict()
+    assert "mean_shift.running_mean" in net.state_dict()  # the reference's key
 
 
 # --------------------------------------------------------------------------------------------
@@ -281,6 +282,28 @@ def test_loss_parity_with_dense_reference(dtype, tol):
         torch.testing.assert_close(gf, gd, rtol=tol, atol=tol * 1e-2)
 
 
+def test_loss_sums_accumulate_exactly():
+    """The sums over millions of pairs are the float32 rounding of their exact value, as accurate
+    as the reference's whole-batch torch.sum (a float32 dot product is several ulps off)."""
+    gen = torch.Generator().manual_seed(3)
+    shape = (2, 150, 13000)  # a 512 crop at stride 4, radius 10
+    aff = torch.rand(shape, generator=gen)
+    labels = [(torch.rand(shape, generator=gen) < p).float() for p in (0.3, 0.3, 0.4)]
+    sums = _AffinityLogLoss.apply(aff, *labels)
+    pos, neg = -torch.log(aff + 1e-5), -torch.log(1.0 + 1e-5 - aff)
+    for got, term in zip(sums, (labels[0] * pos, labels[1] * pos, labels[2] * neg)):
+        assert got.dtype == torch.float32
+        assert torch.equal(got, term.double().sum().float())
+    disp = 3 * torch.randn(2, 2, 128, 128, generator=gen)
+    num_dirs = PathIndex(10, (128, 128)).num_directions
+    fg, bg = ((torch.rand(2, num_dirs, 119 * 110, generator=gen) < p).float() for p in (0.5, 0.3))
+    pair = to_pair_displacement(10, disp.double())
+    target = torch.from_numpy(PathIndex(10, (128, 128)).search_dst.T.copy()).double().view(1, 2, -1, 1)
+    got_fg, got_bg = _PairDisplacementL1.apply(disp, fg, bg, 10)
+    assert torch.equal(got_fg, ((pair - target).abs() * fg.double()[:, None]).sum().float())
+    assert torch.equal(got_bg, (pair.abs() * bg.double()[:, None]).sum().float())
+
+
 def test_loss_without_positive_pairs_is_finite():
     edge = torch.randn(1, 1, 24, 24, requires_grad=True)
     disp = torch.randn(1, 2, 24, 24, requires_grad=True)
@@ -306,26 +329,26 @@ def test_edge_displacement_shapes_odd_sizes():
             expect = ((height - 1) // 4 + 1, (width - 1) // 4 + 1)
             assert boundary.shape == (1, *expect) and disp.shape == (2, *expect)
             assert ((boundary > 0) & (boundary < 1)).all()
-    assert wrapper.padded_size(70, 93) == (80, 96)
-    assert EdgeDisplacement(net, crop_to_reference=True).padded_size(70, 93) == (512, 512)
-    assert EdgeDisplacement(net, crop_to_reference=True).padded_size(70, 600) == (80, 608)
+    assert wrapper.padded_size(70, 93) == (512, 512)
+    assert wrapper.padded_size(70, 600) == (512, 608)
+    assert EdgeDisplacement(net, pad_to=0).padded_size(70, 93) == (80, 96)
     with pytest.raises(ValueError, match="one image"):
         wrapper(torch.randn(2, 3, 32, 32))
 
 
 def test_edge_displacement_matches_manual_computation():
     net = IRNet("resnet18")
-    net.mean_shift.copy_(torch.tensor([0.25, -0.5]))
+    net.mean_shift.running_mean.copy_(torch.tensor([0.25, -0.5]))
     net.train()  # the wrapper subtracts the mean shift whatever the mode
     image = torch.randn(1, 3, 70, 93)
     with torch.no_grad():
-        boundary, disp = EdgeDisplacement(net)(image)
+        boundary, disp = EdgeDisplacement(net, pad_to=0)(image)
         pair = F.pad(torch.cat([image, image.flip(-1)]), [0, 96 - 93, 0, 80 - 70])
         edge, raw = net(pair, subtract_mean_shift=False)
         edge, raw = edge[..., :18, :24], raw[..., :18, :24]
         expect_b = torch.sigmoid((edge[0] + edge[1].flip(-1)) / 2)
         expect_d = raw[0] - torch.tensor([0.25, -0.5]).view(2, 1, 1)
-        ref_b, ref_d = EdgeDisplacement(net, crop_to_reference=True)(image)
+        ref_b, ref_d = EdgeDisplacement(net)(image)  # padded to 512 x 512
     torch.testing.assert_close(boundary, expect_b)
     torch.testing.assert_close(disp, expect_d)
     assert ref_b.shape == boundary.shape and ref_d.shape == disp.shape
@@ -338,7 +361,8 @@ class _FakeIRNet(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.register_buffer("mean_shift", torch.tensor([1.0, 2.0]))
+        self.mean_shift = MeanShift(2)
+        self.mean_shift.running_mean.copy_(torch.tensor([1.0, 2.0]))
         self.calls = []
 
     def forward(self, x, subtract_mean_shift=None):
@@ -351,7 +375,7 @@ class _FakeIRNet(nn.Module):
 def test_edge_displacement_flip_averaging():
     fake = _FakeIRNet()
     image = torch.randn(1, 3, 37, 48)  # width a multiple of 4: pooling commutes with the flip
-    boundary, disp = EdgeDisplacement(fake)(image)
+    boundary, disp = EdgeDisplacement(fake, pad_to=0)(image)
     assert fake.calls == [(2, 3, 48, 48)]
     pooled = F.avg_pool2d(F.pad(image, [0, 0, 0, 11]), 4)[..., :10, :12]
     # image pass: ramp(j) + p(j); flipped pass, flipped back: ramp(11 - j) + p(j)

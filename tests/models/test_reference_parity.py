@@ -196,6 +196,8 @@ def test_unknown_layouts_name_the_keys(ref_irn, ref_cam, tmp_path):
         (irn, CAMNet, "unknown keys .*fc_dp1"),  # an IRNet file given to the CAM steps
         ({k: v for k, v in ref_cam.state_dict().items() if not k.startswith(("classifier", "newly"))}, CAMNet,
          r"missing keys \[classifier.weight\]"),
+        ({**{k: v for k, v in IRNet("resnet18").state_dict().items() if not k.startswith("mean_shift")},
+          "mean_shift": torch.zeros(2)}, IRNet, "before its displacement branch became the reference's"),
     ]
     for state, cls, match in cases:
         torch.save(state, tmp_path / "bad.pth")

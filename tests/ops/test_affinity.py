@@ -8,6 +8,7 @@ from irnet_fast.compat import indexing
 from irnet_fast.ops import _reference as reference
 
 from ..helpers import BACKENDS, boundary_map
+from .test_path_index import literal_indices, literal_paths
 
 
 def reference_affinity(edge, radius):
@@ -167,40 +168,15 @@ def test_path_affinity_gradient_through_strided_upstream(backend, device):
 
 
 class ReferencePathIndex:
-    """A transcription of the reference's ``misc/indexing.PathIndex`` (plain Python loops): the
-    object a project mixing both codes hands over."""
+    """A stand-in for the reference's ``misc/indexing.PathIndex`` object, built from the literal
+    transcription of its loops: the object a project mixing both codes hands over."""
 
     def __init__(self, radius, default_size):
         self.radius = radius
         self.radius_floor = int(np.ceil(radius) - 1)
-        self.search_paths, self.search_dst = self._search_paths_dst(radius)
-        self.path_indices, self.src_indices, self.dst_indices = self._path_indices(default_size)
-
-    @staticmethod
-    def _search_paths_dst(max_radius):
-        by_length = [[] for _ in range(max_radius * 4)]
-        dirs = [(0, x) for x in range(1, max_radius)]
-        for y in range(1, max_radius):
-            for x in range(-max_radius + 1, max_radius):
-                if x * x + y * y < max_radius ** 2:
-                    dirs.append((y, x))
-        for dy, dx in dirs:
-            coords = []
-            for y in range(min(0, dy), max(0, dy) + 1):
-                for x in range(min(0, dx), max(0, dx) + 1):
-                    if (dy * x - dx * y) ** 2 / (dy * dy + dx * dx) < 1:
-                        coords.append([y, x])
-            coords.sort(key=lambda c: -abs(c[0]) - abs(c[1]))
-            by_length[len(coords)].append(coords)
-        paths = [np.asarray(v) for v in by_length if v]
-        return paths, np.concatenate([p[:, 0] for p in paths], axis=0)
-
-    def _path_indices(self, size):
-        full = np.arange(size[0] * size[1], dtype=np.int64).reshape(size[0], size[1])
-        ch, cw, rf = size[0] - self.radius_floor, size[1] - 2 * self.radius_floor, self.radius_floor
-        out = [np.array([[full[dy:dy + ch, rf + dx:rf + dx + cw].reshape(-1) for dy, dx in p] for p in paths])
-               for paths in self.search_paths]
-        return out, full[:ch, rf:rf + cw].reshape(-1), np.concatenate([p[:, 0] for p in out], axis=0)
+        self.search_paths = literal_paths(radius)
+        self.search_dst = np.concatenate([p[:, 0] for p in self.search_paths], axis=0)
+        self.path_indices, self.src_indices, self.dst_indices = literal_indices(radius, default_size)
 
 
 @pytest.mark.parametrize("radius", [3, 5])

@@ -36,7 +36,7 @@ def _config(root: Path, out: Path, **kw) -> Config:
                 cam_crop_size=64, cam_resize_long=(56, 72), cam_scales=(1.0, 0.5), irn_batch_size=4,
                 irn_num_epochs=1, irn_crop_size=64, irn_rescale=(0.9, 1.1), irn_init_from_cam=True,
                 num_workers=0, device="cpu", log_interval=0, crf=crf_available(), exp_times=4,
-                centroid_iterations=50, save_rw_scores=True, radius=5)
+                centroid_iterations=50, save_rw_scores=True, radius=5, irn_pad_to=0)  # tiny images: no 512 pad
     base.update(kw)
     return Config(**base)
 

@@ -38,6 +38,7 @@ def test_config_defaults_are_the_papers():
     assert (cfg.sem_seg_bg_thres, cfg.ins_seg_bg_thres, cfg.conf_fg_thres, cfg.conf_bg_thres) == (0.25, 0.25, 0.30, 0.05)
     assert (cfg.beta, cfg.exp_times, cfg.cam_scales) == (10.0, 8, (1.0, 0.5, 1.5, 2.0))
     assert cfg.backbone == "resnet50" and cfg.backbone_weights is None
+    assert cfg.cam_train_bn_affine and cfg.irn_pad_to == 512  # the reference's
     assert Config.from_dict(cfg.to_dict()) == cfg
     json.dumps(cfg.to_dict())
 
@@ -211,13 +212,13 @@ def test_irn_training_lowers_the_loss_and_sets_mean_shift(data, irn_run):
     assert [h["epoch"] for h in history] == list(range(1, cfg.irn_num_epochs + 1))
     assert set(history[0]) >= {"total", "pos_aff", "neg_aff", "dp_fg", "dp_bg"}
     state = torch.load(weights, weights_only=True)
-    shift = state["mean_shift"]
+    shift = state["mean_shift.running_mean"]
     assert shift.shape == (2,) and torch.isfinite(shift).all() and shift.abs().sum() > 0
     assert "mean shift" in (out / "train_irn.log").read_text()
     # the checkpoint holds the trained model before the mean shift; the final file differs only there
     ckpt = load_checkpoint(out / "irn_checkpoint.pt")
     for key, value in ckpt["model"].items():
-        if key != "mean_shift":
+        if key != "mean_shift.running_mean":
             assert torch.equal(value, state[key]), key
 
     # loss on a fixed batch (all 8 images, epoch-0 augmentation): initial vs trained network.
