@@ -9,7 +9,7 @@ initialisation), then the high-water mark of the resident set size is reset
 (``/proc/self/clear_refs``) and read with ``resource.getrusage(RUSAGE_SELF).ru_maxrss``; the case
 is prepared (sparse matrices and index arrays count) and timed with ``time.perf_counter``
 (warm-up, median of repeats), and the peak is read again. "Peak MB" is that difference: memory
-above the inputs. The parent writes the table, the ratios measured in this same run, the issue's
+above the inputs. The parent writes the table, the ratios measured in this same run, the project's
 targets met / not met, and the plot. ``--quick`` (or IRNET_BENCH_QUICK=1) stops at 94x125 and
 runs the dense reference at 32x32 only.
 
@@ -257,7 +257,7 @@ def machine_section(machine: Dict[str, str], load_start, load_end) -> List[str]:
 
 
 def _headlines(rw: Dict[Tuple[str, str], Dict], aff: Dict[Tuple[str, str], Dict], sizes) -> List[Dict[str, Any]]:
-    """The issue's targets, each with the measured figure and met / not met / not measured."""
+    """The project's speed targets, each with the measured figure and met / not met / not measured."""
     def t(method, size):
         res = rw.get((method, size))
         return res["median_s"] if res and "median_s" in res else None
@@ -511,7 +511,7 @@ def _render(run: Dict[str, Any], out_path: Path, plot_path: Path) -> List[Dict[s
                          f"{min(res['times_s']) * 1e3:.1f} | {len(res['times_s'])} | "
                          f"{setup} | {res['peak_mb']:.1f} | {_fmt(vs_ref, '.1f', 'x')} | "
                          f"{_fmt(mem_ratio, '.1f', 'x less')} | {agree} |")
-    lines += ["", "## Targets (issue 2)", "", "| target | measured (this run) | status |", "|---|---|---|"]
+    lines += ["", "## Targets", "", "| target | measured (this run) | status |", "|---|---|---|"]
     lines += [f"| {h['target']} | {h['measured']} | {h['status']} |" for h in heads]
     unlocked = [_spec_label(r["spec"]) for r in results if "error" not in r
                 and not (r.get("mlocked", True) and r.get("hwm_reset", True))]

@@ -1,4 +1,4 @@
-"""Networks and losses of IRNet: ResNet backbones, the CAM classifier, IRNet (REFERENCE.md section 5).
+"""Networks and losses of IRNet: ResNet backbones, the CAM classifier, IRNet (docs/algorithm.md, "Training").
 
 Needs torchvision (for the ResNet building blocks; nothing is downloaded).
 """

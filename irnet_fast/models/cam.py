@@ -1,4 +1,4 @@
-"""The CAM classifier of IRNet (REFERENCE.md section 5) and its inference form."""
+"""The CAM classifier of IRNet (docs/algorithm.md, "Training") and its inference form."""
 from __future__ import annotations
 
 from typing import Optional, Tuple

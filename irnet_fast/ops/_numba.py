@@ -322,7 +322,7 @@ def random_walk(x, planes, inv_norm, dirs, steps):
 
 
 # ----------------------------------------------------------------------------------------------
-# instances (REFERENCE.md 4): find_centroids, the arithmetic of csrc/kernels/instances.h
+# instances (docs/algorithm.md, "Instances"): find_centroids, the arithmetic of csrc/kernels/instances.h
 # ----------------------------------------------------------------------------------------------
 
 @numba.njit(**_JIT)

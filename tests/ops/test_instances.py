@@ -1,4 +1,4 @@
-"""Instance ops (REFERENCE.md 4) of every backend against the NumPy transcription of the reference."""
+"""Instance ops (docs/algorithm.md, "Instances") of every backend against the NumPy transcription of the reference."""
 import numpy as np
 import pytest
 import torch

@@ -36,7 +36,7 @@ def test_random_walk_matches_reference(backend, device, size, dtype):
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
 def test_float32_matches_float32_reference_and_labels(backend, device):
-    """The issue's criterion: float32 against the reference as users run it (float32, dense)."""
+    """float32 against the reference as users run it (float32, dense)."""
     h, w = 24, 31
     edge = boundary_map(1, h, w, seed=3, dtype=torch.float32)[0]
     x = cams(1, 4, h, w, seed=4, dtype=torch.float32)[0]
@@ -44,7 +44,7 @@ def test_float32_matches_float32_reference_and_labels(backend, device):
     actual = ops.propagate_to_edge(x.to(device), edge.to(device), backend=backend).cpu()
     assert actual.shape == (4, 1, h, w)
     assert float((actual - expected).abs().max() / expected.abs().max()) <= 1e-3
-    # REFERENCE.md 3 semantic post-processing: x4 bilinear, / max, background 0.25, argmax
+    # docs/algorithm.md, "Random walk" semantic post-processing: x4 bilinear, / max, background 0.25, argmax
     def labels(rw):
         up = F.interpolate(rw.permute(1, 0, 2, 3), scale_factor=4, mode="bilinear", align_corners=False)[0]
         up = up / up.max()
