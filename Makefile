@@ -11,7 +11,7 @@ SOURCES   := $(wildcard csrc/*.cpp csrc/*.h csrc/kernels/*.h csrc/kernels/*.cuh 
 # ninja from the venv must be on PATH for a parallel build
 BUILD_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CUDA_HOME="$(CUDA_HOME)" MAX_JOBS=2
 
-.PHONY: setup build test test-fast demo bench bench-quick gpu-check cmake sanitize clean
+.PHONY: setup build test test-fast install-check demo bench bench-quick gpu-check cmake sanitize clean
 
 setup: $(VENV)/.deps $(VENV)/.built
 
@@ -33,6 +33,11 @@ build: $(VENV)/.built
 test: setup
 	$(PY) -m pytest tests -q
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/ops -q -k "numba and not large_batch and not float32_matches and not list_of_sizes"
+	$(MAKE) install-check
+
+# sdist -> wheel (CPU kernels) -> a fresh venv outside the checkout -> tests/install_smoke.py
+install-check: $(VENV)/.deps
+	bash tests/install_check.sh $(PY)
 
 demo: setup
 	$(PY) -m irnet_fast.cli demo --out demo_out

@@ -1,4 +1,4 @@
-"""IRNet training benchmarks (issue 3): the loss against the reference formula, and one step.
+"""IRNet training benchmarks: the loss against the reference formula, and one step.
 
     python -m benchmarks.irn_training            # writes benchmarks/RESULTS_IRN.md
     python -m benchmarks.irn_training --quick    # smaller step benchmark (ResNet-18, 256 crop)

@@ -9,7 +9,7 @@ initialisation), then the high-water mark of the resident set size is reset
 (``/proc/self/clear_refs``) and read with ``resource.getrusage(RUSAGE_SELF).ru_maxrss``; the case
 is prepared (sparse matrices and index arrays count) and timed with ``time.perf_counter``
 (warm-up, median of repeats), and the peak is read again. "Peak MB" is that difference: memory
-above the inputs. The parent writes the table, the ratios measured in this same run, the issue's
+above the inputs. The parent writes the table, the ratios measured in this same run, the project's
 targets met / not met, and the plot. ``--quick`` (or IRNET_BENCH_QUICK=1) stops at 94x125 and
 runs the dense reference at 32x32 only.
 

@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextlib
 import numbers
 import os
-from typing import Iterator, Sequence, Tuple
+from typing import Iterator, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from ._limits import MAX_EXP_TIMES, MAX_RADIUS
@@ -126,3 +127,69 @@ def check_same_dtype(*named, op: str) -> None:
         if t.dtype != first.dtype:
             raise TypeError(f"{op}(): {name} expected dtype {first.dtype} (like {first_name}), "
                             f"got {t.dtype}")
+
+
+# --- NumPy arrays or tensors (instances, metrics, the COCO export) ------------------------------
+
+_FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
+_KIND_TEXT = {"float": "a float32 or float64 array", "anyfloat": "a floating array", "real": "a real array",
+              "int": "an integer array", "bool": "a bool array"}
+
+
+def _dtype_name(x) -> str:
+    return str(x.dtype).replace("torch.", "")
+
+
+def describe(x) -> str:
+    """``shape (..) dtype ..`` of an array or tensor, for messages."""
+    return f"shape {tuple(x.shape)} dtype {_dtype_name(x)}"
+
+
+def _kind_ok(dtype: str, kind: str) -> bool:
+    is_int = dtype.startswith(("int", "uint"))
+    return {"float": dtype in ("float32", "float64"), "anyfloat": dtype in _FLOAT_NAMES,
+            "real": dtype in _FLOAT_NAMES or is_int or dtype == "bool", "int": is_int or dtype == "bool",
+            "bool": dtype == "bool" or is_int}[kind]
+
+
+def check_array(x, *, op: str, name: str, kind: str, dims: Optional[Sequence] = None, tensors: bool = False):
+    """``x`` must be a NumPy array (or, with ``tensors``, a torch.Tensor; other inputs go through
+    ``np.asarray``) with ``len(dims)`` dimensions (ints and digit strings: exact sizes) and of
+    ``kind``: "float" (float32 / float64), "anyfloat" (any floating), "real" (float, integer or
+    bool), "int" (integer or bool), "bool" (bool, or 0/1 integers). Returns ``x`` (as an array).
+
+    Raises ValueError ``"<op>(): <name> expected a bool array of shape (N, H, W), got shape ..
+    dtype .."``; TypeError when ``tensors`` and ``x`` is neither an array nor a tensor."""
+    pattern = None
+    if dims is not None:
+        pattern = "(" + ", ".join(str(d) for d in dims) + ("," if len(dims) == 1 else "") + ")"
+    if tensors:
+        if not isinstance(x, (np.ndarray, torch.Tensor)):
+            raise TypeError(f"{op}(): {name} expected a NumPy array or torch.Tensor"
+                            f"{f' of shape {pattern}' if pattern else ''}, got {type(x).__name__}")
+    else:
+        x = np.asarray(x)
+    shape_ok = dims is None or (x.ndim == len(dims) and all(
+        not str(d).isdigit() or s == int(d) for s, d in zip(x.shape, dims)))
+    if not shape_ok or not _kind_ok(_dtype_name(x), kind):
+        if pattern is None:
+            raise ValueError(f"{op}(): {name} expected {_KIND_TEXT[kind]}, got dtype {_dtype_name(x)}")
+        raise ValueError(f"{op}(): {name} expected {_KIND_TEXT[kind]} of shape {pattern}, got {describe(x)}")
+    return x
+
+
+def check_same_kind(a, b, *, op: str, names: Tuple[str, str]) -> None:
+    """``a`` and ``b`` both tensors on one device, or both NumPy arrays."""
+    if isinstance(a, torch.Tensor) != isinstance(b, torch.Tensor):
+        kinds = ["torch.Tensor" if isinstance(t, torch.Tensor) else "NumPy array" for t in (a, b)]
+        raise ValueError(f"{op}(): {names[1]} expected a {kinds[0]} like {names[0]}, got a {kinds[1]}")
+    if isinstance(a, torch.Tensor) and a.device != b.device:
+        raise ValueError(f"{op}(): {names[1]} expected on device {a.device} (like {names[0]}), got {b.device}")
+
+
+def check_number(value, *, op: str, name: str, minimum=None) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
+        raise ValueError(f"{op}(): {name} expected a real number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{op}(): {name} expected a number >= {minimum}, got {value!r}")
+    return float(value)

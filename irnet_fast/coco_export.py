@@ -17,6 +17,7 @@ from typing import Dict, Iterable, List, Sequence, Union
 import numpy as np
 
 from ._io import atomic_open
+from ._checks import check_array
 from .data.rle import _mask2d, decode_rle, encode_rle
 
 __all__ = ["encode_rle", "decode_rle", "mask_area", "mask_bbox", "export_coco"]
@@ -63,17 +64,14 @@ def export_coco(records: Iterable[Dict], categories: Sequence[str], out_path: Pa
         labels = np.asarray(rec["labels"])
         scores = np.asarray(rec["scores"])
         p = labels.shape[0] if labels.ndim == 1 else -1
-        if p < 0 or (p and labels.dtype.kind not in "iu"):
-            raise ValueError(f"{where}: labels expected an integer array of shape (P,), got shape {labels.shape} "
-                             f"dtype {labels.dtype}")
+        if p:  # an empty record may hold float arrays (np.asarray([]))
+            check_array(labels, op=op, name=f"record {pos}: labels", dims=("P",), kind="int")
         h = int(rec.get("height", masks.shape[1] if masks.ndim == 3 else 0))
         w = int(rec.get("width", masks.shape[2] if masks.ndim == 3 else 0))
-        if p and (masks.shape != (p, h, w) or masks.dtype.kind not in "bui"):
-            raise ValueError(f"{where}: masks expected a bool array of shape ({p}, {h}, {w}), got shape "
-                             f"{masks.shape} dtype {masks.dtype}")
-        if scores.shape != (p,) or (p and scores.dtype.kind not in "fiu"):
-            raise ValueError(f"{where}: scores expected a real array of shape ({p},), got shape {scores.shape} "
-                             f"dtype {scores.dtype}")
+        if p:
+            check_array(masks, op=op, name=f"record {pos}: masks", dims=(p, h, w), kind="bool")
+        if p or scores.shape != (0,):
+            check_array(scores, op=op, name=f"record {pos}: scores", dims=(p,), kind="real")
         if p and (labels.min() < 0 or labels.max() >= len(names)):
             raise ValueError(f"{where}: labels expected 0-based class ids in [0, {len(names)}), got values in "
                              f"[{labels.min()}, {labels.max()}]")

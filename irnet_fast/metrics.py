@@ -21,14 +21,13 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from ._checks import check_array
+
 __all__ = ["ConfusionMatrix", "cam_to_label", "mask_iou", "voc_ap", "InstanceAP"]
 
 
 def _int_array(x, *, op: str, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype.kind not in "iub":
-        raise ValueError(f"{op}(): {name} expected an integer array, got dtype {a.dtype}")
-    return a
+    return check_array(x, op=op, name=name, kind="int")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,11 +158,7 @@ def cam_to_label(cams, keys, bg_thres: float = 0.15) -> np.ndarray:
 
 
 def _masks(x, *, op: str, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.ndim != 3 or a.dtype.kind not in "bui":
-        raise ValueError(f"{op}(): {name} expected a bool array of shape (N, H, W), got shape {a.shape} "
-                         f"dtype {a.dtype}")
-    return a.astype(bool, copy=False)
+    return check_array(x, op=op, name=name, dims=("N", "H", "W"), kind="bool").astype(bool, copy=False)
 
 
 def mask_iou(a, b) -> np.ndarray:

@@ -55,7 +55,8 @@ def make_scene(height: int = 94, width: int = 125, num_classes: int = 3, seed: i
 
 
 def semantic_labels(scores: torch.Tensor, bg_threshold: float) -> np.ndarray:
-    """REFERENCE.md 3 post-processing at the score stride: / max, background channel, argmax."""
+    """The semantic post-processing (docs/algorithm.md, "Random walk") at the score stride: / max,
+    background channel, argmax."""
     scores = scores / scores.max().clamp_min(1e-5)
     return cam_to_label(scores.numpy(), np.arange(scores.shape[0]), bg_threshold)
 

@@ -1,4 +1,4 @@
-// Path affinity arithmetic: max of the boundary map along a straight path (REFERENCE.md 2).
+// Path affinity arithmetic: max of the boundary map along a straight path (docs/algorithm.md, "Affinity").
 // Header-only, no includes beyond common.h, so NVRTC (CuPy) compiles it as it is.
 #pragma once
 #include "common.h"

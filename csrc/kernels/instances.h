@@ -1,4 +1,4 @@
-// Centroid refinement arithmetic of IRNet's instance step (REFERENCE.md 4), bit for bit as the
+// Centroid refinement arithmetic of IRNet's instance step (docs/algorithm.md, "Instances"), bit for bit as the
 // NumPy reference computes it: the centroids are float32, but `cy - floor(cy)` is float32 - int32,
 // which NumPy promotes to float64, so the bilinear weights and the four-term sum are float64 and
 // only the in-place `cy += sum` rounds back to float32.

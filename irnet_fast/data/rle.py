@@ -14,14 +14,13 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from .._checks import check_array
+
 __all__ = ["encode_rle", "decode_rle"]
 
 
 def _mask2d(mask, op: str) -> np.ndarray:
-    m = np.asarray(mask)
-    if m.ndim != 2 or m.dtype.kind not in "bui":
-        raise ValueError(f"{op}(): mask expected a bool array of shape (H, W), got shape {m.shape} dtype {m.dtype}")
-    return m.astype(bool, copy=False)
+    return check_array(mask, op=op, name="mask", dims=("H", "W"), kind="bool").astype(bool, copy=False)
 
 
 def _runs(mask: np.ndarray) -> np.ndarray:

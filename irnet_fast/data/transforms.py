@@ -1,4 +1,4 @@
-"""The training transforms of the reference (REFERENCE.md section 5), on numpy arrays.
+"""The training transforms of the reference (docs/algorithm.md, "Training"), on numpy arrays.
 
 Every random choice is drawn from a ``numpy.random.Generator`` passed in, so a transform is a
 pure function of its inputs and the generator state. Images are ``uint8`` (or float) arrays of

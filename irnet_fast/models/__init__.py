@@ -1,4 +1,5 @@
-"""Networks and losses of IRNet: ResNet backbones, the CAM classifier, IRNet, layer for layer the reference's.
+"""Networks and losses of IRNet: ResNet backbones, the CAM classifier, IRNet, layer for layer the
+reference's (docs/algorithm.md, "Training").
 
 Needs torchvision (for the ResNet building blocks; nothing is downloaded).
 """

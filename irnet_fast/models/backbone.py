@@ -6,7 +6,7 @@ nothing is ever downloaded), re-parented so that the parameter names are exactly
 head. An ImageNet checkpoint saved from torchvision therefore loads from a local file with
 :func:`load_backbone_weights`.
 
-Strides (as the reference): conv1 2, max-pool 2, layer1 1, layer2 2, layer3 2, layer4 1;
+Strides (docs/algorithm.md, "Training"): conv1 2, max-pool 2, layer1 1, layer2 2, layer3 2, layer4 1;
 the output stride is 16 and layer4 keeps layer3's resolution (no dilation).
 
 Every BatchNorm is frozen: it always normalises with its running statistics (it is kept in

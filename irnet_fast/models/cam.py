@@ -1,4 +1,5 @@
-"""The CAM classifier of IRNet (the reference's ``resnet50_cam`` network) and its inference form."""
+"""The CAM classifier of IRNet (the reference's ``resnet50_cam`` network, docs/algorithm.md, "Training")
+and its inference form."""
 from __future__ import annotations
 
 from typing import Optional, Tuple

@@ -1,6 +1,7 @@
 """IRNet: boundary and displacement branches on a frozen ResNet, its loss, its inference wrapper.
 
-The networks are layer for layer the reference's. The loss is computed with the fast ops (:func:`~irnet_fast.ops.path_affinity`)
+The networks are layer for layer the reference's (docs/algorithm.md, "Training"). The loss is computed
+with the fast ops (:func:`~irnet_fast.ops.path_affinity`)
 and a direction-at-a-time displacement L1: no path index arrays or pair tensors are materialised.
 """
 from __future__ import annotations
@@ -257,7 +258,7 @@ def _pair_windows(disp, fg_label, bg_label, radius):
 
 
 def irn_loss(edge: Tensor, disp: Tensor, labels: Sequence[Tensor], radius: int = 10) -> Dict[str, Tensor]:
-    """IRNet's four loss terms and their total (the reference's formulas), with the fast ops.
+    """IRNet's four loss terms and their total (docs/algorithm.md, "Training"), with the fast ops.
 
     Args:
         edge (Tensor[B, 1, H, W]): boundary logits (before the sigmoid).

@@ -403,7 +403,7 @@ def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
 
 
 # ----------------------------------------------------------------------------------------------
-# instances (REFERENCE.md 4): find_centroids, the arithmetic of csrc/kernels/instances.h
+# instances (docs/algorithm.md, "Instances"): find_centroids, the arithmetic of csrc/kernels/instances.h
 # ----------------------------------------------------------------------------------------------
 
 @numba.njit(**_JIT)

@@ -1,4 +1,4 @@
-"""The reference algorithm, dense and in pure PyTorch, exactly as REFERENCE.md states it.
+"""The reference algorithm, dense and in pure PyTorch, exactly as docs/algorithm.md states it.
 
 Ground truth for the tests and the "reference" row of the benchmarks. It materialises the
 index arrays and the dense N x N transition matrix, so keep inputs small (<= 64 x 64).
@@ -118,7 +118,7 @@ def to_pair_displacement(path_index: PathIndex, disp: torch.Tensor) -> torch.Ten
 
 
 # ----------------------------------------------------------------------------------------------
-# Instances (REFERENCE.md 4): literal NumPy transcriptions of the reference's make_ins_seg_labels
+# Instances (docs/algorithm.md, "Instances"): literal NumPy transcriptions of the reference's make_ins_seg_labels
 # helpers. scipy.ndimage.label with a 4-connected structure numbers components in raster order of
 # their first pixel, exactly as skimage.measure.label(connectivity=1) does.
 # ----------------------------------------------------------------------------------------------

@@ -168,7 +168,7 @@ def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
 
 
 # ----------------------------------------------------------------------------------------------
-# instances (REFERENCE.md 4): find_centroids(displacement[2,h,w], iterations) -> int32 [2,h,w]
+# instances (docs/algorithm.md, "Instances"): find_centroids(displacement[2,h,w], iterations) -> int32 [2,h,w]
 # and label_components(mask[h,w] bool) -> (int64 labels [h,w], count)
 # ----------------------------------------------------------------------------------------------
 

@@ -17,63 +17,16 @@ from torch import Tensor
 
 from .. import backends
 from . import _dispatch
-from .._checks import check_finite
+from .._checks import check_array, check_finite, check_number, check_same_kind, describe
 
 __all__ = ["find_centroids_with_refinement", "cluster_centroids", "detect_instance", "separate_score_by_mask"]
 
 Array = Union[np.ndarray, Tensor]
 _FOUR_CONNECTED = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
-_FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64")
-
-
-# ----------------------------------------------------------------------------------------------
-# argument checks: ValueError "<op>(): <arg> expected <X>, got <Y>"
-# ----------------------------------------------------------------------------------------------
-
-def _describe(x) -> str:
-    return f"shape {tuple(x.shape)} dtype {str(x.dtype).replace('torch.', '')}"
-
-
-def _array(x, *, op: str, name: str, dims: Tuple[str, ...], kind: str) -> Array:
-    """``x`` must be a NumPy array or tensor with ``len(dims)`` dimensions (digits: exact sizes)
-    and of ``kind``: "float" (float32 / float64), "anyfloat" (any floating), "int", "mask"
-    (bool or integer)."""
-    pattern = "(" + ", ".join(dims) + ")"
-    if not isinstance(x, (np.ndarray, Tensor)):
-        raise TypeError(f"{op}(): {name} expected a NumPy array or torch.Tensor of shape {pattern}, "
-                        f"got {type(x).__name__}")
-    if x.ndim != len(dims) or any(d.isdigit() and s != int(d) for s, d in zip(x.shape, dims)):
-        raise ValueError(f"{op}(): {name} expected shape {pattern}, got {_describe(x)}")
-    dtype = str(x.dtype).replace("torch.", "")
-    is_float = dtype in _FLOAT_NAMES
-    is_int = dtype.startswith(("int", "uint"))
-    ok = {"float": dtype in ("float32", "float64"), "anyfloat": is_float, "int": is_int,
-          "mask": dtype == "bool" or is_int}[kind]
-    if not ok:
-        wanted = {"float": "float32 or float64", "anyfloat": "float16, bfloat16, float32 or float64", "int": "an integer dtype",
-                  "mask": "bool (or 0/1 integers)"}[kind]
-        raise ValueError(f"{op}(): {name} expected dtype {wanted}, got {_describe(x)}")
-    return x
-
-
-def _same_kind(a, b, *, op: str, names: Tuple[str, str]) -> None:
-    if isinstance(a, Tensor) != isinstance(b, Tensor):
-        kinds = ["torch.Tensor" if isinstance(t, Tensor) else "NumPy array" for t in (a, b)]
-        raise ValueError(f"{op}(): {names[1]} expected a {kinds[0]} like {names[0]}, got a {kinds[1]}")
-    if isinstance(a, Tensor) and a.device != b.device:
-        raise ValueError(f"{op}(): {names[1]} expected on device {a.device} (like {names[0]}), got {b.device}")
 
 
 def _tensor(x: Array) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(x)) if isinstance(x, np.ndarray) else x.detach()
-
-
-def _number(value, *, op: str, name: str, minimum=None) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or value != value:
-        raise ValueError(f"{op}(): {name} expected a real number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{op}(): {name} expected a number >= {minimum}, got {value!r}")
-    return float(value)
 
 
 def _label_on_gpu(backend: str, device: torch.device, *, op: str) -> bool:
@@ -113,7 +66,7 @@ def find_centroids_with_refinement(displacement: Array, iterations: int = 300, *
         the input's device.
     """
     op = "find_centroids_with_refinement"
-    _array(displacement, op=op, name="displacement", dims=("2", "h", "w"), kind="anyfloat")
+    check_array(displacement, op=op, name="displacement", dims=("2", "h", "w"), kind="anyfloat", tensors=True)
     if isinstance(iterations, bool) or not isinstance(iterations, numbers.Integral) or \
             not 0 <= iterations < 2 ** 31:
         raise ValueError(f"{op}(): iterations expected an integer in [0, 2**31), got {iterations!r}")
@@ -122,7 +75,7 @@ def find_centroids_with_refinement(displacement: Array, iterations: int = 300, *
     if field.dtype in (torch.float16, torch.bfloat16):  # computed in float32, as the other ops
         field = field.float()
     if max(field.shape[1:]) >= 2 ** 24:  # coordinates must be exact in float32
-        raise ValueError(f"{op}(): displacement expected h, w < 2**24, got {_describe(field)}")
+        raise ValueError(f"{op}(): displacement expected h, w < 2**24, got {describe(field)}")
     check_finite(field, op=op, name="displacement")
     name = backends.resolve(backend, field.device, op=op)
     impl = _dispatch.implementation(name)
@@ -173,13 +126,13 @@ def cluster_centroids(centroids: Array, displacement: Array, thres: float = 2.5,
         bool one-hot clusters ``(U, h, w)``, same kind and device as the input.
     """
     op = "cluster_centroids"
-    _array(centroids, op=op, name="centroids", dims=("2", "h", "w"), kind="int")
-    _array(displacement, op=op, name="displacement", dims=("2", "h", "w"), kind="float")
-    _same_kind(centroids, displacement, op=op, names=("centroids", "displacement"))
+    check_array(centroids, op=op, name="centroids", dims=("2", "h", "w"), kind="int", tensors=True)
+    check_array(displacement, op=op, name="displacement", dims=("2", "h", "w"), kind="float", tensors=True)
+    check_same_kind(centroids, displacement, op=op, names=("centroids", "displacement"))
     if tuple(centroids.shape) != tuple(displacement.shape):
         raise ValueError(f"{op}(): displacement expected shape {tuple(centroids.shape)} like centroids, "
-                         f"got {_describe(displacement)}")
-    thres = _number(thres, op=op, name="thres")
+                         f"got {describe(displacement)}")
+    thres = check_number(thres, op=op, name="thres")
     height, width = displacement.shape[1:]
     if height * width == 0:
         empty = np.zeros((0, height, width), dtype=bool)
@@ -247,17 +200,17 @@ def detect_instance(score_map: Array, mask: Array, class_id: Array, max_fragment
         the reference raises).
     """
     op = "detect_instance"
-    _array(score_map, op=op, name="score_map", dims=("N", "h", "w"), kind="anyfloat")
-    _array(mask, op=op, name="mask", dims=("N", "h", "w"), kind="mask")
-    _array(class_id, op=op, name="class_id", dims=("N",), kind="int")
-    _same_kind(score_map, mask, op=op, names=("score_map", "mask"))
-    _same_kind(score_map, class_id, op=op, names=("score_map", "class_id"))
+    check_array(score_map, op=op, name="score_map", dims=("N", "h", "w"), kind="anyfloat", tensors=True)
+    check_array(mask, op=op, name="mask", dims=("N", "h", "w"), kind="bool", tensors=True)
+    check_array(class_id, op=op, name="class_id", dims=("N",), kind="int", tensors=True)
+    check_same_kind(score_map, mask, op=op, names=("score_map", "mask"))
+    check_same_kind(score_map, class_id, op=op, names=("score_map", "class_id"))
     if tuple(mask.shape) != tuple(score_map.shape):
-        raise ValueError(f"{op}(): mask expected shape {tuple(score_map.shape)} like score_map, got {_describe(mask)}")
+        raise ValueError(f"{op}(): mask expected shape {tuple(score_map.shape)} like score_map, got {describe(mask)}")
     if class_id.shape[0] != score_map.shape[0]:
         raise ValueError(f"{op}(): class_id expected shape ({score_map.shape[0]},) (one per mask), "
-                         f"got {_describe(class_id)}")
-    max_fragment_size = _number(max_fragment_size, op=op, name="max_fragment_size", minimum=0)
+                         f"got {describe(class_id)}")
+    max_fragment_size = check_number(max_fragment_size, op=op, name="max_fragment_size", minimum=0)
     height, width = score_map.shape[1:]
     if isinstance(score_map, np.ndarray):
         _label_on_gpu(backend, torch.device("cpu"), op=op)
@@ -296,12 +249,12 @@ def separate_score_by_mask(scores: Array, masks: Array) -> Array:
     """Split per-class scores by instance masks: ``(K, h, w) x (U, h, w) -> (K, U, h, w)``,
     ``scores[:, None] * masks[None]`` in the scores' dtype (the reference's ``instance_cam``)."""
     op = "separate_score_by_mask"
-    _array(scores, op=op, name="scores", dims=("K", "h", "w"), kind="anyfloat")
-    _array(masks, op=op, name="masks", dims=("U", "h", "w"), kind="mask")
-    _same_kind(scores, masks, op=op, names=("scores", "masks"))
+    check_array(scores, op=op, name="scores", dims=("K", "h", "w"), kind="anyfloat", tensors=True)
+    check_array(masks, op=op, name="masks", dims=("U", "h", "w"), kind="bool", tensors=True)
+    check_same_kind(scores, masks, op=op, names=("scores", "masks"))
     if tuple(masks.shape[1:]) != tuple(scores.shape[1:]):
         raise ValueError(f"{op}(): masks expected shape (U, {scores.shape[1]}, {scores.shape[2]}) like scores, "
-                         f"got {_describe(masks)}")
+                         f"got {describe(masks)}")
     if isinstance(scores, np.ndarray):
         return scores[:, None] * masks[None].astype(scores.dtype)
     return scores.unsqueeze(1) * masks.unsqueeze(0).to(scores.dtype)

@@ -1,4 +1,4 @@
-"""``cam_to_ir_label``: confident foreground / background from the CAMs (REFERENCE.md section 5).
+"""``cam_to_ir_label``: confident foreground / background from the CAMs (docs/algorithm.md, "Training").
 
 Per image, ``<out_dir>/ir_label/<id>.png`` (uint8): 0 confident background, 1..C the class
 (1-based), 255 unsure. The CAM file is read and the CRF run in ``num_workers`` worker processes.

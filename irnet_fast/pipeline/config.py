@@ -1,6 +1,6 @@
 """All hyper-parameters of the pipeline in one dataclass, with the paper's defaults.
 
-``Config()`` holds the defaults of the reference implementation. A TOML
+``Config()`` holds the defaults of the reference implementation (docs/algorithm.md, "Training"). A TOML
 file (:meth:`Config.from_toml`) and CLI overrides (:meth:`Config.override`) change them, with
 type checking and clear errors for unknown keys.
 
@@ -36,7 +36,7 @@ class ConfigError(InputValueError):
 
 @dataclass
 class Config:
-    """The pipeline configuration. Defaults are the reference implementation's.
+    """The pipeline configuration. Defaults are the reference implementation's (docs/algorithm.md, "Training").
 
     Data:
         dataset: ``"voc12"`` (a VOC 2012 devkit; the synthetic data is one too) or ``"coco"``.

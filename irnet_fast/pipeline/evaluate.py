@@ -1,4 +1,4 @@
-"""Evaluation steps (REFERENCE.md section 6), threshold tuning and the COCO export.
+"""Evaluation steps (docs/algorithm.md, "Evaluation"), threshold tuning and the COCO export.
 
 All read the outputs of the earlier steps for the images of ``infer_split`` and the ground
 truth of the dataset, print nothing themselves, and write ``<out_dir>/<step>.json``:

@@ -1,4 +1,4 @@
-"""``make_cam``: multi-scale class activation maps of every image (REFERENCE.md section 5).
+"""``make_cam``: multi-scale class activation maps of every image (docs/algorithm.md, "Training").
 
 Per image, ``<out_dir>/cam/<id>.npz`` with
   - ``keys``  int64 (K,): the image's classes (0-based, background excluded);

@@ -82,7 +82,8 @@ STEPS: Tuple[Step, ...] = (
     Step("train_irn", _P + "train_irn:train_irn", "train", ("ir_label/<id>.png", "cam.pth"), ("irn.pth",),
          "train IRNet on the IR labels (writes OUT/irn.pth)"),
     Step("make_sem_seg", _P + "make_sem_seg:make_sem_seg", "images", ("cam/<id>.npz", "irn.pth"),
-         ("sem_seg/<id>.png", "rw/<id>.npz"), "semantic pseudo labels by the random walk (OUT/sem_seg/<id>.png)",
+         ("sem_seg/<id>.png", "rw/<id>.npz (with save_rw_scores)"),
+         "semantic pseudo labels by the random walk (OUT/sem_seg/<id>.png)",
          (_WEIGHTS,)),
     Step("eval_sem_seg", _P + "evaluate:eval_sem_seg", "eval", ("sem_seg/<id>.png",), ("eval_sem_seg.json",),
          "mIoU of the semantic pseudo labels (OUT/eval_sem_seg.json)"),
@@ -121,7 +122,8 @@ def step_table() -> str:
     for s in STEPS:
         extra = ", ".join(f"`{a.flag}`" for a in s.args) or "-"
         reads = ", ".join(f"`{p}`" for p in s.inputs) or "the dataset"
-        name = s.name if s.default else f"{s.name} (on request)"
-        rows.append(f"| `{name}` | {s.kind} | {reads} | {', '.join(f'`{p}`' for p in s.outputs)} | {extra} | "
-                    f"{s.help} |")
+        name = f"`{s.name}`" if s.default else f"`{s.name}` (on request)"
+        what = s.help.replace("<", "&lt;").replace(">", "&gt;")
+        rows.append(f"| {name} | {s.kind} | {reads} | {', '.join(f'`{p}`' for p in s.outputs)} | {extra} | "
+                    f"{what} |")
     return "\n".join(rows)

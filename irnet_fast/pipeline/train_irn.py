@@ -1,4 +1,4 @@
-"""Training of IRNet, on one process or under torchrun.
+"""Training of IRNet (docs/algorithm.md, "Training"), on one process or under torchrun.
 
 ``train_irn(cfg, ir_label_dir)`` trains :class:`~irnet_fast.models.IRNet` on ``cfg.irn_split``
 with the IR labels ``<ir_label_dir>/<image id>.png`` (0 background, 1..C classes, 255 unsure),

@@ -1,4 +1,4 @@
-"""Instance ops (REFERENCE.md 4) of every backend against the NumPy transcription of the reference."""
+"""Instance ops (docs/algorithm.md, "Instances") of every backend against the NumPy transcription of the reference."""
 import numpy as np
 import pytest
 import torch
@@ -227,9 +227,9 @@ def test_separate_score_by_mask(device):
 
 def test_errors_name_argument_expected_and_got():
     field = displacement_field(4, 5)
-    with pytest.raises(ValueError, match=r"displacement expected shape \(2, h, w\), got shape \(3, 4, 5\)"):
+    with pytest.raises(ValueError, match=r"displacement expected a floating array of shape \(2, h, w\), got shape \(3, 4, 5\)"):
         ops.find_centroids_with_refinement(np.zeros((3, 4, 5), np.float32))
-    with pytest.raises(ValueError, match=r"displacement expected dtype float16, bfloat16, float32 or float64, got .*int64"):
+    with pytest.raises(ValueError, match=r"displacement expected a floating array of shape \(2, h, w\), got .*int64"):
         ops.find_centroids_with_refinement(torch.zeros((2, 4, 5), dtype=torch.int64))
     with pytest.raises(ValueError, match="displacement expected finite values"):
         ops.find_centroids_with_refinement(np.full((2, 3, 3), np.nan, np.float32))
@@ -240,7 +240,7 @@ def test_errors_name_argument_expected_and_got():
     with pytest.raises(ValueError, match="backend expected one of"):
         ops.find_centroids_with_refinement(field, backend="nope")
     centroids = reference.find_centroids_with_refinement(field, 5)
-    with pytest.raises(ValueError, match=r"centroids expected dtype an integer dtype, got .*float32"):
+    with pytest.raises(ValueError, match=r"centroids expected an integer array of shape \(2, h, w\), got .*float32"):
         ops.cluster_centroids(centroids.astype(np.float32), field)
     with pytest.raises(ValueError, match=r"displacement expected shape \(2, 4, 5\) like centroids"):
         ops.cluster_centroids(centroids, field[:, :3])
@@ -253,7 +253,7 @@ def test_errors_name_argument_expected_and_got():
         ops.detect_instance(score, mask, np.arange(3))
     with pytest.raises(ValueError, match=r"mask expected shape \(2, 4, 5\) like score_map"):
         ops.detect_instance(score, mask[:, :3], np.arange(2))
-    with pytest.raises(ValueError, match=r"mask expected dtype bool \(or 0/1 integers\), got .*float32"):
+    with pytest.raises(ValueError, match=r"mask expected a bool array of shape \(N, h, w\), got .*float32"):
         ops.detect_instance(score, mask.astype(np.float32), np.arange(2))
     with pytest.raises(ValueError, match=r"max_fragment_size expected a number >= 0, got -1"):
         ops.detect_instance(score, mask, np.arange(2), -1)

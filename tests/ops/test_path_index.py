@@ -1,4 +1,4 @@
-"""PathIndex against hand-computed tables and against a literal transcription of REFERENCE.md 1."""
+"""PathIndex against hand-computed tables and against a literal transcription of docs/algorithm.md, "Geometry"."""
 import math
 
 import numpy as np

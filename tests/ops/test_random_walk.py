@@ -47,7 +47,7 @@ def test_float32_matches_float32_reference_and_labels(backend, device, method):
     actual = ops.propagate_to_edge(x.to(device), edge.to(device), backend=backend, method=method).cpu()
     assert actual.shape == (4, 1, h, w)
     assert float((actual - expected).abs().max() / expected.abs().max()) <= 1e-3
-    # REFERENCE.md 3 semantic post-processing: x4 bilinear, / max, background 0.25, argmax
+    # docs/algorithm.md, "Random walk" semantic post-processing: x4 bilinear, / max, background 0.25, argmax
     def labels(rw):
         up = F.interpolate(rw.permute(1, 0, 2, 3), scale_factor=4, mode="bilinear", align_corners=False)[0]
         up = up / up.max()
