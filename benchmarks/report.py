@@ -509,7 +509,9 @@ def _render(run: Dict[str, Any], out_path: Path, plot_path: Path) -> List[Dict[s
               f"{total:.0f} s{' (quick mode: sizes up to 94x125, dense reference at 32x32 only)' if quick else ''}.",
               "All ratios below were measured in this same run. The label-generation figures (instance ops, "
               "make_sem_seg, large walks) are in [RESULTS_LABELS.md](RESULTS_LABELS.md), written by "
-              "`python -m benchmarks.label_generation`; IRNet training in [RESULTS_IRN.md](RESULTS_IRN.md).", ""]
+              "`python -m benchmarks.label_generation`; IRNet training in [RESULTS_IRN.md](RESULTS_IRN.md); "
+              "the float32 precision of the walk against float64 and the reference's own float32 walk in "
+              "[RESULTS_PRECISION.md](RESULTS_PRECISION.md) (`python -m benchmarks.precision`).", ""]
     lines += machine_section(machine, load_start, load_end)
     lines += ["## Method", "",
               "- Inputs (seeded): boundary map `sigmoid(6 * avg_pool2d(randn, 5, stride 1, pad 2))` in (0, 1); "
@@ -567,7 +569,7 @@ def _render(run: Dict[str, Any], out_path: Path, plot_path: Path) -> List[Dict[s
                          f"{res['peak_mb']:.1f} | {_fmt(vs_ref, '.1f', 'x')} | {_fmt(vs_scipy, '.1f', 'x')} | {agree} |")
     lines += ["", "The dense reference is not run above "
               f"{'32x32' if quick else '64x64'}: at 94x125 it needs about 0.5 GB per dense copy and minutes "
-              "(the issue measured 331-374 s and 2.4 GB on this kind of machine); at 256x512, 69 GB.", ""]
+              "(331-374 s and 2.4 GB measured on this kind of machine); at 256x512, 69 GB.", ""]
     if plotted:
         lines += [f"![time against N, log-log]({os.path.relpath(plot_path, out_path.parent)})", ""]
     lines += ["## path_affinity (B=8, 128x128, radius 10)", "",
@@ -634,7 +636,9 @@ def _render(run: Dict[str, Any], out_path: Path, plot_path: Path) -> List[Dict[s
                   f"({', '.join(unlocked[:4])}{', ...' if len(unlocked) > 4 else ''}); their peak MB may be off."]
     if any(abs(x) > 1.5 for x in load_start + load_end):
         lines += ["", f"Note: the load average was {load_start[0]:.1f} at the start and {load_end[0]:.1f} at the "
-                  "end on this machine, so other processes shared the cores and timings are noisy."]
+                  "end on this machine, so other processes shared the cores and timings are noisy: absolute times are "
+                  "then several times the quiet machine's (the dense reference at 64x64 shows by how much), and "
+                  "\"quiet\" in the under-load table means without the benchmark's own busy processes."]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     out_path.write_text("\n".join(lines) + "\n")
     return heads
