@@ -1,5 +1,7 @@
-// Defensive checks of the compiled ops' arguments. The Python wrappers validate first with
-// friendlier messages; these keep a direct torch.ops call from reaching a kernel with bad input.
+// Defensive checks of the compiled ops' arguments, CPU and CUDA launchers alike (`cuda`: whether
+// the tensors must be CUDA tensors; false for the CPU kernels and the emulated CUDA build). The
+// Python wrappers validate first with friendlier messages; these keep a direct torch.ops call from
+// reaching a kernel with bad input.
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
@@ -62,6 +64,18 @@ inline void check_walk_args(const char* op, const at::Tensor& x, const at::Tenso
               ": inv_norm expected [", x.size(0), ", ", x.size(2), ", ", x.size(3), "], got ", inv_norm.sizes());
   TORCH_CHECK(dirs.dim() == 2 && dirs.size(0) == planes.size(1) && dirs.size(1) == 2 && dirs.scalar_type() == at::kInt,
               op, ": dirs expected int32 [", planes.size(1), ", 2], got ", dirs.sizes(), " ", dirs.scalar_type());
+}
+
+inline void check_centroid_args(const char* op, const at::Tensor& displacement, int64_t iterations, bool cuda) {
+  TORCH_CHECK(displacement.dim() == 3 && displacement.size(0) == 2 &&
+                  (displacement.scalar_type() == at::kFloat || displacement.scalar_type() == at::kDouble),
+              op, ": displacement expected float32 or float64 [2, h, w], got ", displacement.sizes(), " ",
+              displacement.scalar_type());
+  check_device(op, "displacement", displacement, cuda);
+  TORCH_CHECK(iterations >= 0, op, ": iterations expected >= 0, got ", iterations);
+  TORCH_CHECK(displacement.size(1) < (1 << 24) && displacement.size(2) < (1 << 24) &&
+                  displacement.size(1) * displacement.size(2) < (int64_t(1) << 31),
+              op, ": displacement expected h, w < 2**24 and h * w < 2**31, got ", displacement.sizes());
 }
 
 }  // namespace irnet_fast

@@ -15,6 +15,7 @@
 #pragma GCC optimize("fp-contract=off")
 #endif
 
+#include "../checks.h"
 #include "../kernels/instances.h"
 #include "simd.h"
 
@@ -68,16 +69,9 @@ IRNET_CENTROID_CLONES(double)
 
 // displacement [2, h, w] float32 or float64 -> centroids [2, h, w] int32
 at::Tensor find_centroids_cpu(const at::Tensor& displacement_in, int64_t iterations) {
-  TORCH_CHECK(displacement_in.dim() == 3 && displacement_in.size(0) == 2 &&
-                  (displacement_in.scalar_type() == at::kFloat || displacement_in.scalar_type() == at::kDouble),
-              "find_centroids_cpu: displacement expected float32 or float64 [2, h, w], got ", displacement_in.sizes(), " ",
-              displacement_in.scalar_type());
-  TORCH_CHECK(!displacement_in.is_cuda(), "find_centroids_cpu: displacement expected a CPU tensor");
-  TORCH_CHECK(iterations >= 0, "find_centroids_cpu: iterations expected >= 0, got ", iterations);
+  check_centroid_args("find_centroids_cpu", displacement_in, iterations, /*cuda=*/false);
   const auto displacement = displacement_in.contiguous();
   const int64_t H = displacement.size(1), W = displacement.size(2);
-  TORCH_CHECK(H < (1 << 24) && W < (1 << 24) && H * W < (int64_t(1) << 31),
-              "find_centroids_cpu: displacement too large: ", displacement.sizes());
   auto out = at::empty({2, H, W}, displacement.options().dtype(at::kInt));
   if (H * W == 0) return out;
   int* o = out.data_ptr<int>();

@@ -7,6 +7,11 @@ torch's current stream of the tensors' device.
 
 Importing this module never fails and never imports cupy: :func:`available` says whether it can
 run (cupy installed, a GPU visible, kernel source found).
+
+Launch seam: every kernel goes through a runtime object made by :data:`_runtime` (device ->
+runtime; :func:`use_runtime` swaps it). The ops below compute grids, allocate outputs and pack
+arguments; the runtime only converts tensors (``array``) and launches (``launch``). The tests
+install a runtime that runs the same kernels on the CPU SIMT emulator (irnet_fast._C_emu).
 """
 from __future__ import annotations
 
@@ -19,8 +24,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-__all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "available",
-           "kernel_source"]
+__all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "find_centroids",
+           "available", "kernel_source", "use_runtime"]
 
 # The kernels are plain functions: affinity.py wraps them in an autograd.Function.
 DIFFERENTIABLE = False
@@ -29,7 +34,7 @@ _THREADS = 256
 _MAX_BLOCKS = 65535 * 16  # kernels loop grid-stride, so a capped grid still covers everything
 _KERNEL_FILE = "cuda_kernels.cuh"
 _KERNELS = ("path_affinity_kernel", "path_affinity_backward_kernel", "stencil_planes_kernel",
-            "stencil_norm_kernel", "walk_step_kernel")
+            "stencil_norm_kernel", "walk_step_kernel", "find_centroids_kernel")
 _CTYPES = {torch.float32: "float", torch.float64: "double"}
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.MULTILINE)
 _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.MULTILINE)
@@ -76,7 +81,7 @@ def _inline(path: Path, seen: set) -> str:
 
 @functools.lru_cache(maxsize=None)
 def kernel_source() -> str:
-    """The NVRTC source: cuda_kernels.cuh with affinity.h and common.h inlined."""
+    """The NVRTC source: cuda_kernels.cuh with its local includes inlined."""
     folder = _kernel_dir()
     if folder is None:
         raise FileNotFoundError("irnet_fast cupy backend: kernel source " + _KERNEL_FILE + " not found in " +
@@ -125,8 +130,8 @@ def available() -> bool:
 # launching
 # ----------------------------------------------------------------------------------------------
 
-def _grid(total: int) -> Tuple[int]:
-    return (max(1, min((total + _THREADS - 1) // _THREADS, _MAX_BLOCKS)),)
+def _grid(total: int, threads: int = _THREADS) -> Tuple[int]:
+    return (max(1, min((total + threads - 1) // threads, _MAX_BLOCKS)),)
 
 
 def _i32(value: int) -> np.int32:
@@ -151,7 +156,7 @@ def _ctype(dtype: torch.dtype) -> str:
         raise TypeError(f"irnet_fast cupy backend: expected float32 or float64 tensors, got {dtype}") from None
 
 
-class _Launcher:
+class _CupyRuntime:
     """Runs kernels of one device on torch's current stream there; converts tensors by DLPack."""
 
     def __init__(self, device: torch.device):
@@ -185,9 +190,27 @@ class _Launcher:
         # inside the stream context: the consumer stream is torch's own, so DLPack adds no sync
         return self.cupy.from_dlpack(tensor.detach())
 
-    def launch(self, kernel: str, dtype: torch.dtype, total: int, args) -> None:
+    def launch(self, kernel: str, dtype: torch.dtype, grid: Tuple[int, ...], block: Tuple[int, ...], args,
+               shared_mem: int = 0) -> None:
         function = _kernel(self.index, kernel, _ctype(dtype))
-        function(_grid(total), (_THREADS,), tuple(args))
+        if shared_mem > 48 * 1024:  # above the default limit a kernel must opt in
+            function.max_dynamic_shared_size_bytes = shared_mem
+        function(grid, block, tuple(args), shared_mem=shared_mem)
+
+
+# The launch seam: device -> runtime. The tests swap in the emulated runtime.
+_runtime = _CupyRuntime
+
+
+@contextlib.contextmanager
+def use_runtime(factory):
+    """Run this backend's kernels through ``factory(device)`` instead of CuPy (for tests)."""
+    global _runtime
+    previous, _runtime = _runtime, factory
+    try:
+        yield
+    finally:
+        _runtime = previous
 
 
 # ----------------------------------------------------------------------------------------------
@@ -208,9 +231,9 @@ def path_affinity(edge, paths, lengths, radius_floor):
     total = affinity.numel()
     if total == 0:
         return affinity, argmax
-    with _Launcher(edge.device) as run:
+    with _runtime(edge.device) as run:
         # (edge, paths, lengths, affinity, argmax, B, H, W, D, max_len, radius_floor)
-        run.launch("path_affinity_kernel", edge.dtype, total, (
+        run.launch("path_affinity_kernel", edge.dtype, _grid(total), (_THREADS,), (
             run.array(edge), run.array(paths), run.array(lengths), run.array(affinity), run.array(argmax),
             _i32(batch), _i32(height), _i32(width), _i32(num_dirs), _i32(max_len), _i32(radius_floor)))
     return affinity, argmax
@@ -227,9 +250,9 @@ def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, w
         return grad_edge
     if grad.numel() == 0:  # no directions or an empty crop: nothing reaches the edge
         return grad_edge.zero_()
-    with _Launcher(grad.device) as run:
+    with _runtime(grad.device) as run:
         # (grad, argmax, paths, lengths, grad_edge, B, H, W, D, max_len, crop_h, crop_w, radius_floor)
-        run.launch("path_affinity_backward_kernel", grad.dtype, total, (
+        run.launch("path_affinity_backward_kernel", grad.dtype, _grid(total), (_THREADS,), (
             run.array(grad), run.array(argmax), run.array(paths), run.array(lengths), run.array(grad_edge),
             _i32(batch), _i32(height), _i32(width), _i32(num_dirs), _i32(max_len), _i32(crop_h),
             _i32(crop_w), _i32(radius_floor)))
@@ -245,16 +268,16 @@ def transition_stencil(edge, paths, lengths, beta):
     if norm.numel() == 0:
         return planes, norm
     dirs = paths[:, 0, :].contiguous()  # [D, 2] destinations
-    with _Launcher(edge.device) as run:
+    with _runtime(edge.device) as run:
         planes_arr = run.array(planes, placeholder=norm)  # D == 0: never read
         if planes.numel() != 0:
             # (edge, paths, lengths, planes, B, H, W, D, max_len, beta)
-            run.launch("stencil_planes_kernel", edge.dtype, planes.numel(), (
+            run.launch("stencil_planes_kernel", edge.dtype, _grid(planes.numel()), (_THREADS,), (
                 run.array(edge), run.array(paths), run.array(lengths), planes_arr,
                 _i32(batch), _i32(height), _i32(width), _i32(num_dirs), _i32(max_len),
                 _scalar(edge.dtype, beta)))
         # (planes, dirs, norm, B, H, W, D); with D == 0 the norm is all ones
-        run.launch("stencil_norm_kernel", edge.dtype, norm.numel(), (
+        run.launch("stencil_norm_kernel", edge.dtype, _grid(norm.numel()), (_THREADS,), (
             planes_arr, run.array(dirs, placeholder=_int_placeholder(edge.device)), run.array(norm),
             _i32(batch), _i32(height), _i32(width), _i32(num_dirs)))
     return planes, norm
@@ -272,7 +295,7 @@ def random_walk(x, planes, inv_norm, dirs, steps):
     num_dirs = planes.shape[1]
     dst = torch.empty_like(src)
     total = src.numel()
-    with _Launcher(x.device) as run:
+    with _runtime(x.device) as run:
         bufs = (run.array(src), run.array(dst))
         # with D == 0 the kernel reads neither planes nor dirs
         planes_arr = run.array(planes, placeholder=inv_norm)
@@ -281,6 +304,23 @@ def random_walk(x, planes, inv_norm, dirs, steps):
         sizes = (_i32(batch), _i32(channels), _i32(height), _i32(width), _i32(num_dirs))
         for step in range(steps):
             # (src, dst, planes, inv_norm, dirs, B, C, H, W, D)
-            run.launch("walk_step_kernel", x.dtype, total, (
+            run.launch("walk_step_kernel", x.dtype, _grid(total), (_THREADS,), (
                 bufs[step % 2], bufs[(step + 1) % 2], planes_arr, inv_arr, dirs_arr) + sizes)
     return src if steps % 2 == 0 else dst
+
+
+_CENTROID_THREADS = 128
+
+
+def find_centroids(displacement, iterations):
+    """displacement [2, h, w] float32/float64 -> refined centroids [2, h, w] int32."""
+    _, height, width = displacement.shape
+    out = torch.empty((2, height, width), dtype=torch.int32, device=displacement.device)
+    if height * width == 0:
+        return out
+    with _runtime(displacement.device) as run:
+        # (displacement, out, height, width, iterations)
+        run.launch("find_centroids_kernel", displacement.dtype, _grid(height * width, _CENTROID_THREADS),
+                   (_CENTROID_THREADS,), (run.array(displacement), run.array(out), _i32(height), _i32(width),
+                                          _i32(iterations)))
+    return out

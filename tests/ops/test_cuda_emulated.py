@@ -1,0 +1,222 @@
+"""Every CUDA kernel and the CuPy launch path, run on the CPU SIMT emulator, against the CPU ops.
+
+"cuda": the launchers of csrc/cuda (grids, offsets, batches) with their kernels, compiled for the
+emulator (torch.ops.irnet_fast_emu). "cupy": irnet_fast/ops/_cupy.py (argument packing, grids,
+outputs) launching the NVRTC kernel source on the emulator. Both must equal the CPU kernels.
+"""
+import pytest
+import torch
+
+from irnet_fast.ops import _cupy
+from irnet_fast.ops.path_index import geometry_on
+
+from ..emulator import EMU, EmulatedRuntime, cupy_emulated, needs_emu
+from ..helpers import boundary_map, cams, needs_ext
+
+pytestmark = [needs_emu, needs_ext]
+CPU = torch.ops.irnet_fast
+DTYPES = [torch.float32, torch.float64]
+TOL = {torch.float32: dict(rtol=2e-5, atol=1e-6), torch.float64: dict(rtol=1e-12, atol=1e-14)}
+# walks of scores in [0, 1]: float32 rounding grows with the steps (the CPU kernel sums in another order)
+WALK_TOL = {torch.float32: dict(rtol=1e-4, atol=1e-4), torch.float64: dict(rtol=1e-12, atol=1e-14)}
+
+
+class _CupyOps:
+    def __getattr__(self, name):
+        return cupy_emulated(getattr(_cupy, name))
+
+
+def _ops(kind):
+    return EMU if kind == "cuda" else _CupyOps()
+
+
+KINDS = ["cuda", "cupy"]
+
+
+# ------------------------------------------------------------------------------------------------
+# the emulator enforces GPU semantics
+# ------------------------------------------------------------------------------------------------
+
+def test_missing_syncthreads_fails_with_dynamic_and_static_shared_memory():
+    x = torch.arange(1, 1001, dtype=torch.float32)
+    expected = x + torch.stack([torch.roll(chunk, -1) for chunk in torch.cat([x, torch.zeros(24)]).view(-1, 64)])\
+        .reshape(-1)[:1000]
+    for dynamic in (True, False):
+        torch.testing.assert_close(EMU.selftest_shared_neighbour(x, True, dynamic), expected, rtol=0, atol=0)
+        racy = EMU.selftest_shared_neighbour(x, False, dynamic)
+        assert not torch.equal(racy, expected)
+        if dynamic:  # dynamic shared memory starts as NaN: every too-early read shows
+            assert racy.isnan().any()
+
+
+def test_short_grid_leaves_outputs_unwritten():
+    x = torch.arange(1000, dtype=torch.float32)
+    assert torch.equal(EMU.selftest_copy(x, False), x)
+    short = EMU.selftest_copy(x, True)
+    assert short[-40:].isnan().all() and torch.equal(short[:960], x[:960])
+
+
+def test_barrier_skipped_by_some_threads_is_an_error():
+    with pytest.raises(RuntimeError, match="exited while .* wait at __syncthreads"):
+        EMU.selftest_early_return_barrier(torch.ones(1000))
+    # a full last block is fine
+    assert torch.equal(EMU.selftest_early_return_barrier(torch.ones(1024)), torch.ones(1024))
+
+
+def test_invalid_launch_configuration_is_an_error():
+    with pytest.raises(RuntimeError, match="invalid configuration argument"):
+        EMU.launch_packed("irnet_fast::kernels::walk_step_kernel<float>", [0], [256], 0, "pppppiiiii",
+                          torch.zeros(60, dtype=torch.uint8))
+    with pytest.raises(RuntimeError, match="invalid configuration argument"):
+        EMU.launch_packed("irnet_fast::kernels::walk_step_kernel<float>", [1], [2048], 0, "pppppiiiii",
+                          torch.zeros(60, dtype=torch.uint8))
+
+
+# ------------------------------------------------------------------------------------------------
+# the CuPy launch seam
+# ------------------------------------------------------------------------------------------------
+
+def test_emulator_knows_every_kernel_the_cupy_backend_compiles():
+    names = set(EMU.kernel_names())
+    for kernel in _cupy._KERNELS:
+        for ctype in _cupy._CTYPES.values():
+            assert _cupy._name(kernel, ctype) in names
+
+
+def test_cupy_source_is_self_contained():
+    source = _cupy.kernel_source()
+    assert '#include "' not in source
+    for kernel in _cupy._KERNELS:
+        assert f"void {kernel}(" in source
+
+
+def test_packed_arguments_must_match_the_kernel():
+    with pytest.raises(RuntimeError, match="parameters expected types 'pppppiiiii'"):
+        EMU.launch_packed("irnet_fast::kernels::walk_step_kernel<float>", [1], [32], 0, "pppppiiiid",
+                          torch.zeros(64, dtype=torch.uint8))
+    runtime = EmulatedRuntime(torch.device("cpu"))
+    with pytest.raises(TypeError, match="argument 5 is a int"):
+        x = torch.zeros(4)
+        runtime.launch("walk_step_kernel", torch.float32, (1,), (32,),
+                       [runtime.array(x)] * 5 + [1, 1, 1, 1, 1])
+
+
+# ------------------------------------------------------------------------------------------------
+# every kernel against the CPU ops
+# ------------------------------------------------------------------------------------------------
+
+AFFINITY_CASES = [(2, (1, 2)), (5, (4, 8)), (5, (9, 30)), (3, (17, 11)), (10, (25, 33)), (1, (3, 5)), (5, (5, 8))]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("radius,size", AFFINITY_CASES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_path_affinity_forward_and_backward(kind, radius, size, dtype):
+    ops = _ops(kind)
+    edge = boundary_map(3, *size, seed=radius, dtype=dtype)[:, 0].contiguous()
+    paths, lengths = geometry_on(radius, torch.device("cpu"))
+    rf = radius - 1
+    affinity, argmax = ops.path_affinity(edge, paths, lengths, rf)
+    want_affinity, want_argmax = CPU.path_affinity(edge, paths, lengths, rf)
+    assert torch.equal(affinity, want_affinity) and torch.equal(argmax, want_argmax)
+    grad = torch.randn(affinity.shape, dtype=dtype, generator=torch.Generator().manual_seed(3))
+    grad_edge = ops.path_affinity_backward(grad, argmax, paths, lengths, rf, *size)
+    # the portable CPU op gathers in the kernel's order (exact); the fast one scatters (rounding)
+    assert torch.equal(grad_edge, CPU.path_affinity_backward_portable(grad, argmax, paths, lengths, rf, *size))
+    torch.testing.assert_close(grad_edge, CPU.path_affinity_backward(grad, argmax, paths, lengths, rf, *size),
+                               **TOL[dtype])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (3, 2), (13, 17), (7, 31)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_transition_stencil(kind, size, dtype):
+    edge = boundary_map(2, *size, seed=sum(size), dtype=dtype)[:, 0].contiguous()
+    paths, lengths = geometry_on(5, torch.device("cpu"))
+    planes, norm = _ops(kind).transition_stencil(edge, paths, lengths, 10.0)
+    want_planes, want_norm = CPU.transition_stencil(edge, paths, lengths, 10.0)
+    assert torch.equal(planes, want_planes)
+    torch.testing.assert_close(norm, want_norm, **TOL[dtype])
+
+
+def _walk_inputs(batch, channels, size, dtype, radius=5, seed=0):
+    edge = boundary_map(batch, *size, seed=seed, dtype=dtype)[:, 0].contiguous()
+    paths, lengths = geometry_on(radius, torch.device("cpu"))
+    planes, norm = CPU.transition_stencil(edge, paths, lengths, 10.0)
+    x = cams(batch, channels, *size, seed=seed + 1, dtype=dtype).contiguous()
+    return x, planes, 1 / norm, paths[:, 0].contiguous()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("size", [(1, 1), (2, 3), (3, 2), (13, 17), (7, 31), (20, 9)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_random_walk(kind, size, dtype):
+    x, planes, inv_norm, dirs = _walk_inputs(2, 3, size, dtype, seed=sum(size))
+    out = _ops(kind).random_walk(x, planes, inv_norm, dirs, 64)
+    torch.testing.assert_close(out, CPU.random_walk(x, planes, inv_norm, dirs, 64), **WALK_TOL[dtype])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("steps", [0, 1, 2, 3, 5, 256])
+def test_random_walk_step_counts(kind, steps):
+    x, planes, inv_norm, dirs = _walk_inputs(1, 2, (9, 11), torch.float64, seed=4)
+    out = _ops(kind).random_walk(x, planes, inv_norm, dirs, steps)
+    torch.testing.assert_close(out, CPU.random_walk(x, planes, inv_norm, dirs, steps), **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("radius", [1, 2, 7])
+def test_random_walk_radii(kind, radius):
+    x, planes, inv_norm, dirs = _walk_inputs(2, 2, (10, 12), torch.float64, radius=radius, seed=radius)
+    out = _ops(kind).random_walk(x, planes, inv_norm, dirs, 16)
+    torch.testing.assert_close(out, CPU.random_walk(x, planes, inv_norm, dirs, 16), **TOL[torch.float64])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_random_walk_batch_of_different_sizes(kind, dtype):
+    """A padded batch (as random_walk builds it for a list): zero planes and inverse norm outside
+    each image keep every image exact; each must equal its own walk."""
+    shapes = [(9, 12), (15, 7), (1, 1), (12, 12)]
+    paths, lengths = geometry_on(5, torch.device("cpu"))
+    dirs = paths[:, 0].contiguous()
+    h, w = max(s[0] for s in shapes), max(s[1] for s in shapes)
+    x = torch.zeros(len(shapes), 3, h, w, dtype=dtype)
+    planes = torch.zeros(len(shapes), dirs.shape[0], h, w, dtype=dtype)
+    inv_norm = torch.zeros(len(shapes), h, w, dtype=dtype)
+    singles = []
+    for i, (hi, wi) in enumerate(shapes):
+        xi, pi, ii, _ = _walk_inputs(1, 3, (hi, wi), dtype, seed=10 + i)
+        x[i, :, :hi, :wi], planes[i, :, :hi, :wi], inv_norm[i, :hi, :wi] = xi[0], pi[0], ii[0]
+        singles.append(CPU.random_walk(xi, pi, ii, dirs, 32)[0])
+    out = _ops(kind).random_walk(x, planes, inv_norm, dirs, 32)
+    for i, (hi, wi) in enumerate(shapes):
+        torch.testing.assert_close(out[i, :, :hi, :wi], singles[i], **WALK_TOL[dtype])
+        assert not out[i, :, hi:].any() and not out[i, :, :, wi:].any()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_empty_inputs(kind):
+    ops = _ops(kind)
+    paths, lengths = geometry_on(5, torch.device("cpu"))
+    dirs = paths[:, 0].contiguous()
+    for shape in [(0, 3, 5, 6), (2, 0, 5, 6)]:
+        x = torch.zeros(shape, dtype=torch.float64)
+        planes = torch.zeros(shape[0], 34, 5, 6, dtype=torch.float64)
+        inv = torch.ones(shape[0], 5, 6, dtype=torch.float64)
+        assert ops.random_walk(x, planes, inv, dirs, 8).shape == shape
+    edge = torch.zeros(0, 9, 12, dtype=torch.float64)
+    assert ops.path_affinity(edge, paths, lengths, 4)[0].shape == (0, 34, 5, 4)
+    planes, norm = ops.transition_stencil(edge, paths, lengths, 10.0)
+    assert planes.shape == (0, 34, 9, 12) and norm.shape == (0, 9, 12)
+    assert ops.find_centroids(torch.zeros(2, 0, 4), 5).shape == (2, 0, 4)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("size", [(1, 1), (5, 3), (23, 17)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_find_centroids(kind, size, dtype):
+    gen = torch.Generator().manual_seed(sum(size))
+    displacement = (torch.randn(2, *size, generator=gen, dtype=torch.float64) * 3).to(dtype)
+    out = _ops(kind).find_centroids(displacement, 300)
+    assert out.dtype == torch.int32 and torch.equal(out, CPU.find_centroids(displacement, 300))
