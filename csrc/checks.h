@@ -38,7 +38,8 @@ inline void check_path_args(const char* op, const at::Tensor& edge, const at::Te
 }
 
 inline void check_backward_args(const char* op, const at::Tensor& grad, const at::Tensor& argmax,
-                                const at::Tensor& paths, const at::Tensor& lengths, bool cuda) {
+                                const at::Tensor& paths, const at::Tensor& lengths, int64_t radius_floor,
+                                int64_t height, int64_t width, bool cuda) {
   check_floating(op, "grad", grad, 4);
   check_device(op, "grad", grad, cuda);
   TORCH_CHECK(argmax.sizes() == grad.sizes() && argmax.scalar_type() == at::kByte, op,
@@ -46,6 +47,9 @@ inline void check_backward_args(const char* op, const at::Tensor& grad, const at
   TORCH_CHECK(argmax.device() == grad.device(), op, ": argmax expected on ", grad.device(), ", got ", argmax.device());
   check_geometry(op, paths, lengths, grad.device());
   TORCH_CHECK(grad.size(1) == paths.size(0), op, ": grad expected ", paths.size(0), " directions, got ", grad.size(1));
+  TORCH_CHECK(radius_floor >= 0 && grad.size(2) == height - radius_floor && grad.size(3) == width - 2 * radius_floor,
+              op, ": grad expected the ", height - radius_floor, "x", width - 2 * radius_floor, " crop of a ", height,
+              "x", width, " map (radius_floor ", radius_floor, "), got ", grad.sizes());
 }
 
 inline void check_walk_args(const char* op, const at::Tensor& x, const at::Tensor& planes,

@@ -16,6 +16,11 @@ inline void define_device_ops(torch::Library& m) {
   m.def("transition_stencil(Tensor edge, Tensor paths, Tensor lengths, float beta) -> (Tensor, Tensor)");
   // x [B, C, h, w], planes [B, D, h, w], inv_norm [B, h, w], dirs [D, 2] int32 -> [B, C, h, w]
   m.def("random_walk(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps) -> Tensor");
+  // random_walk with an explicit launch plan (CUDA only; benchmarks and tests): tiles of
+  // tile_h x tile_w (<= 0: one tile per image, every step in one launch), fused_steps steps per
+  // launch, channel_block channels per block (1, 2, 4 or 8)
+  m.def("random_walk_tiled(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps, int tile_h, "
+        "int tile_w, int fused_steps, int channel_block) -> Tensor");
   // displacement [2, h, w] float32/float64 -> refined centroids [2, h, w] int32
   m.def("find_centroids(Tensor displacement, int iterations) -> Tensor");
 }

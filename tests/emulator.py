@@ -59,7 +59,13 @@ class EmulatedRuntime:
                              f"on {tensor.device}")
         return _Array(tensor.detach())
 
-    def launch(self, kernel, dtype, grid, block, args, shared_mem=0):
+    def max_shared_bytes(self):
+        return EMU.device_limits()[0]
+
+    def multiprocessor_count(self):
+        return EMU.device_limits()[1]
+
+    def launch(self, kernel, dtype, grid, block, args, shared_mem=0, variant=None):
         for dims in (grid, block):
             if not isinstance(dims, tuple) or not all(isinstance(d, int) for d in dims):
                 raise TypeError(f"{kernel}: grid and block expected tuples of int, got {grid!r}, {block!r}")
@@ -77,8 +83,8 @@ class EmulatedRuntime:
             packed += struct.pack("<" + fmt, value)
             codes.append(code)
         params = torch.tensor(list(packed), dtype=torch.uint8)
-        name = f"irnet_fast::kernels::{kernel}<{_cupy._ctype(dtype)}>"
-        EmulatedRuntime.launches.append((kernel, grid, block, shared_mem))
+        name = _cupy._name(kernel, _cupy._ctype(dtype), variant)
+        EmulatedRuntime.launches.append((name, grid, block, shared_mem))
         EMU.launch_packed(name, list(grid), list(block), int(shared_mem), "".join(codes), params)
 
 

@@ -13,6 +13,21 @@ namespace irnet_fast {
 namespace {
 
 using cuda::kThreads;
+constexpr int kTileThreads = kernels::kAffinityTileW * kernels::kAffinityTileH;
+
+// Blocks over a grid of h x w (sources or edge pixels) in affinity tiles; shared bytes per block.
+unsigned int affinity_tiles(int64_t h, int64_t w) {
+  return (unsigned int)(((h + kernels::kAffinityTileH - 1) / kernels::kAffinityTileH) *
+                        ((w + kernels::kAffinityTileW - 1) / kernels::kAffinityTileW));
+}
+
+size_t affinity_region_bytes(int64_t radius_floor, size_t element_bytes, const at::Tensor& like, const char* op) {
+  const size_t bytes = (size_t)(kernels::kAffinityTileH + radius_floor) *
+                       (size_t)(kernels::kAffinityTileW + 2 * radius_floor) * element_bytes;
+  TORCH_CHECK(bytes <= cuda::max_shared_bytes(like), op, ": radius_floor ", radius_floor,
+              " needs more shared memory than a block has (", bytes, " bytes)");
+  return bytes;
+}
 
 std::tuple<at::Tensor, at::Tensor> path_affinity_cuda(const at::Tensor& edge_in, const at::Tensor& paths,
                                                       const at::Tensor& lengths, int64_t radius_floor) {
@@ -27,8 +42,11 @@ std::tuple<at::Tensor, at::Tensor> path_affinity_cuda(const at::Tensor& edge_in,
   auto argmax = cuda::new_output({B, D, crop_h, crop_w}, edge.options().dtype(at::kByte));
   const int64_t total = affinity.numel();
   if (total == 0) return {affinity, argmax};
+  TORCH_CHECK(B <= 65535, "path_affinity_cuda: at most 65535 images per call, got ", B);
   AT_DISPATCH_FLOATING_TYPES(edge.scalar_type(), "path_affinity_cuda", [&] {
-    cuda::launch(kernels::path_affinity_kernel<scalar_t>, cuda::blocks_for(total), kThreads, 0,
+    const size_t shared = affinity_region_bytes(radius_floor, sizeof(scalar_t), edge, "path_affinity_cuda");
+    cuda::launch(kernels::path_affinity_kernel<scalar_t>, dim3(affinity_tiles(crop_h, crop_w), (unsigned int)B),
+                 kTileThreads, shared,
                  edge.data_ptr<scalar_t>(), paths.data_ptr<int>(), lengths.data_ptr<int>(),
                  affinity.data_ptr<scalar_t>(), argmax.data_ptr<uint8_t>(), (int)B, (int)H, (int)W, (int)D,
                  (int)paths.size(1), (int)radius_floor);
@@ -39,7 +57,8 @@ std::tuple<at::Tensor, at::Tensor> path_affinity_cuda(const at::Tensor& edge_in,
 at::Tensor path_affinity_backward_cuda(const at::Tensor& grad_in, const at::Tensor& argmax_in,
                                        const at::Tensor& paths, const at::Tensor& lengths, int64_t radius_floor,
                                        int64_t height, int64_t width) {
-  check_backward_args("path_affinity_backward_cuda", grad_in, argmax_in, paths, lengths, cuda::kDeviceTensors);
+  check_backward_args("path_affinity_backward_cuda", grad_in, argmax_in, paths, lengths, radius_floor, height, width,
+                      cuda::kDeviceTensors);
   const cuda::DeviceGuard guard(grad_in);
   const auto grad = grad_in.contiguous();
   const auto argmax = argmax_in.contiguous();
@@ -47,8 +66,12 @@ at::Tensor path_affinity_backward_cuda(const at::Tensor& grad_in, const at::Tens
   auto grad_edge = cuda::new_output({B, height, width}, grad.options());
   const int64_t total = grad_edge.numel();
   if (total == 0) return grad_edge;
+  TORCH_CHECK(B <= 65535, "path_affinity_backward_cuda: at most 65535 images per call, got ", B);
   AT_DISPATCH_FLOATING_TYPES(grad.scalar_type(), "path_affinity_backward_cuda", [&] {
-    cuda::launch(kernels::path_affinity_backward_kernel<scalar_t>, cuda::blocks_for(total), kThreads, 0,
+    const size_t shared =
+        affinity_region_bytes(radius_floor, sizeof(scalar_t) + 1, grad, "path_affinity_backward_cuda");
+    cuda::launch(kernels::path_affinity_backward_kernel<scalar_t>, dim3(affinity_tiles(height, width), (unsigned int)B),
+                 kTileThreads, shared,
                  grad.data_ptr<scalar_t>(), argmax.data_ptr<uint8_t>(), paths.data_ptr<int>(),
                  lengths.data_ptr<int>(), grad_edge.data_ptr<scalar_t>(), (int)B, (int)height, (int)width, (int)D,
                  (int)paths.size(1), (int)grad.size(2), (int)grad.size(3), (int)radius_floor);

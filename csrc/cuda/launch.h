@@ -32,6 +32,7 @@ struct DeviceGuard {
 };
 
 inline size_t max_shared_bytes(const at::Tensor&) { return emu::kMaxSharedBytes; }
+inline int multiprocessor_count(const at::Tensor&) { return emu::kMultiprocessors; }
 #else
 constexpr bool kDeviceTensors = true;
 
@@ -45,6 +46,12 @@ inline size_t max_shared_bytes(const at::Tensor& t) {
   int value = 0;
   C10_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMaxSharedMemoryPerBlockOptin, t.get_device()));
   return (size_t)value;
+}
+
+inline int multiprocessor_count(const at::Tensor& t) {
+  int value = 0;
+  C10_CUDA_CHECK(cudaDeviceGetAttribute(&value, cudaDevAttrMultiProcessorCount, t.get_device()));
+  return value;
 }
 #endif
 

@@ -52,6 +52,7 @@ namespace emu {
 // The largest dynamic shared memory of one block (H100/H200 with the opt-in attribute).
 constexpr size_t kMaxSharedBytes = 227 * 1024;
 constexpr unsigned int kMaxThreadsPerBlock = 1024;
+constexpr int kMultiprocessors = 132;  // what launchers that size grids by the device see (H100 SXM, H200)
 
 // A type-erased reference to the kernel call of one thread.
 struct Body {

@@ -63,9 +63,18 @@ const std::map<std::string, Packed>& registry() {
     IRNET_EMU_KERNEL(path_affinity_backward_kernel)
     IRNET_EMU_KERNEL(stencil_planes_kernel)
     IRNET_EMU_KERNEL(stencil_norm_kernel)
-    IRNET_EMU_KERNEL(walk_step_kernel)
     IRNET_EMU_KERNEL(find_centroids_kernel)
 #undef IRNET_EMU_KERNEL
+#define IRNET_EMU_WALK(cb)                                                               \
+  r["irnet_fast::kernels::walk_tiles_kernel<float, " #cb ">"] =                           \
+      packed(kernels::walk_tiles_kernel<float, cb>, "walk_tiles_kernel<float, " #cb ">");   \
+  r["irnet_fast::kernels::walk_tiles_kernel<double, " #cb ">"] =                          \
+      packed(kernels::walk_tiles_kernel<double, cb>, "walk_tiles_kernel<double, " #cb ">");
+    IRNET_EMU_WALK(1)
+    IRNET_EMU_WALK(2)
+    IRNET_EMU_WALK(4)
+    IRNET_EMU_WALK(8)
+#undef IRNET_EMU_WALK
     return r;
   }();
   return kernels;
@@ -90,6 +99,9 @@ void launch_packed(c10::string_view kernel, c10::IntArrayRef grid, c10::IntArray
                 params.data_ptr<uint8_t>(), (size_t)params.numel());
 }
 
+// What a runtime reports about the emulated device: [max dynamic shared bytes, multiprocessors].
+std::vector<int64_t> device_limits() { return {(int64_t)kMaxSharedBytes, (int64_t)kMultiprocessors}; }
+
 std::vector<std::string> kernel_names() {
   std::vector<std::string> names;
   for (const auto& entry : registry()) names.push_back(entry.first);
@@ -107,4 +119,5 @@ TORCH_LIBRARY_FRAGMENT(irnet_fast_emu, m) {
   m.def("launch_packed(str kernel, int[] grid, int[] block, int shared_bytes, str types, Tensor params) -> ()",
         &irnet_fast::emu::launch_packed);
   m.def("kernel_names() -> str[]", &irnet_fast::emu::kernel_names);
+  m.def("device_limits() -> int[]", &irnet_fast::emu::device_limits);
 }

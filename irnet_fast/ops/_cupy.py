@@ -33,8 +33,15 @@ DIFFERENTIABLE = False
 _THREADS = 256
 _MAX_BLOCKS = 65535 * 16  # kernels loop grid-stride, so a capped grid still covers everything
 _KERNEL_FILE = "cuda_kernels.cuh"
-_KERNELS = ("path_affinity_kernel", "path_affinity_backward_kernel", "stencil_planes_kernel",
-            "stencil_norm_kernel", "walk_step_kernel", "find_centroids_kernel")
+# (kernel, extra template argument or None): every instantiation, each for float and double
+_CHANNEL_BLOCKS = (1, 2, 4, 8)
+_KERNELS = (("path_affinity_kernel", None), ("path_affinity_backward_kernel", None), ("stencil_planes_kernel", None),
+            ("stencil_norm_kernel", None), ("find_centroids_kernel", None)) + \
+    tuple(("walk_tiles_kernel", cb) for cb in _CHANNEL_BLOCKS)
+# kernels/affinity_kernels.cuh: kAffinityTileW x kAffinityTileH
+_AFFINITY_TILE = (8, 32)
+# the walk's default plan, as cuda/random_walk_cuda.cu chooses it
+_WALK_TILE, _WALK_FUSED, _WALK_THREADS, _WALK_RESIDENT_THREADS = 32, 2, 256, 1024
 _CTYPES = {torch.float32: "float", torch.float64: "double"}
 _INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.MULTILINE)
 _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.MULTILINE)
@@ -89,8 +96,8 @@ def kernel_source() -> str:
     return _inline(folder / _KERNEL_FILE, set())
 
 
-def _name(kernel: str, ctype: str) -> str:
-    return f"irnet_fast::kernels::{kernel}<{ctype}>"
+def _name(kernel: str, ctype: str, variant: Optional[int] = None) -> str:
+    return f"irnet_fast::kernels::{kernel}<{ctype}{'' if variant is None else f', {variant}'}>"
 
 
 @functools.lru_cache(maxsize=None)
@@ -101,16 +108,16 @@ def _module(device_index: int):
         raise RuntimeError("irnet_fast cupy backend: cupy is not installed")
     folder = _kernel_dir()
     options = ("--std=c++14",) + ((f"-I{folder}",) if folder is not None else ())
-    names = [_name(k, c) for k in _KERNELS for c in _CTYPES.values()]
+    names = [_name(k, c, v) for k, v in _KERNELS for c in _CTYPES.values()]
     with cupy.cuda.Device(device_index):
         return cupy.RawModule(code=kernel_source(), options=options, name_expressions=names)
 
 
 @functools.lru_cache(maxsize=None)
-def _kernel(device_index: int, kernel: str, ctype: str):
+def _kernel(device_index: int, kernel: str, ctype: str, variant: Optional[int] = None):
     cupy = _import_cupy()
     with cupy.cuda.Device(device_index):
-        return _module(device_index).get_function(_name(kernel, ctype))
+        return _module(device_index).get_function(_name(kernel, ctype, variant))
 
 
 def available() -> bool:
@@ -190,9 +197,15 @@ class _CupyRuntime:
         # inside the stream context: the consumer stream is torch's own, so DLPack adds no sync
         return self.cupy.from_dlpack(tensor.detach())
 
+    def max_shared_bytes(self) -> int:
+        return int(self.cupy.cuda.Device(self.index).attributes["MaxSharedMemoryPerBlockOptin"])
+
+    def multiprocessor_count(self) -> int:
+        return int(self.cupy.cuda.Device(self.index).attributes["MultiProcessorCount"])
+
     def launch(self, kernel: str, dtype: torch.dtype, grid: Tuple[int, ...], block: Tuple[int, ...], args,
-               shared_mem: int = 0) -> None:
-        function = _kernel(self.index, kernel, _ctype(dtype))
+               shared_mem: int = 0, variant: Optional[int] = None) -> None:
+        function = _kernel(self.index, kernel, _ctype(dtype), variant)
         if shared_mem > 48 * 1024:  # above the default limit a kernel must opt in
             function.max_dynamic_shared_size_bytes = shared_mem
         function(grid, block, tuple(args), shared_mem=shared_mem)
@@ -217,6 +230,27 @@ def use_runtime(factory):
 # backend interface (tensors validated by the caller: contiguous, one CUDA device, float32/64)
 # ----------------------------------------------------------------------------------------------
 
+def _affinity_grid(height: int, width: int, batch: int) -> Tuple[int, int]:
+    """Affinity tiles over a height x width grid (sources, or edge pixels), times the batch."""
+    tile_h, tile_w = _AFFINITY_TILE
+    if batch > 65535:
+        raise ValueError(f"irnet_fast cupy backend: at most 65535 images per call, got {batch}")
+    return (-(-height // tile_h) * -(-width // tile_w), batch)
+
+
+def _affinity_block() -> Tuple[int]:
+    return (_AFFINITY_TILE[0] * _AFFINITY_TILE[1],)
+
+
+def _affinity_shared(run, radius_floor: int, element_bytes: int) -> int:
+    tile_h, tile_w = _AFFINITY_TILE
+    size = (tile_h + radius_floor) * (tile_w + 2 * radius_floor) * element_bytes
+    if size > run.max_shared_bytes():
+        raise ValueError(f"irnet_fast cupy backend: radius_floor {radius_floor} needs more shared memory than a "
+                         f"block has ({size} bytes)")
+    return size
+
+
 def path_affinity(edge, paths, lengths, radius_floor):
     """edge [B, H, W] -> (affinity, argmax uint8), both [B, D, H - rf, W - 2 rf]."""
     radius_floor = int(radius_floor)
@@ -233,9 +267,11 @@ def path_affinity(edge, paths, lengths, radius_floor):
         return affinity, argmax
     with _runtime(edge.device) as run:
         # (edge, paths, lengths, affinity, argmax, B, H, W, D, max_len, radius_floor)
-        run.launch("path_affinity_kernel", edge.dtype, _grid(total), (_THREADS,), (
-            run.array(edge), run.array(paths), run.array(lengths), run.array(affinity), run.array(argmax),
-            _i32(batch), _i32(height), _i32(width), _i32(num_dirs), _i32(max_len), _i32(radius_floor)))
+        run.launch("path_affinity_kernel", edge.dtype, _affinity_grid(crop_h, crop_w, batch), _affinity_block(), (
+            run.array(edge), run.array(paths, placeholder=_int_placeholder(edge.device)),
+            run.array(lengths, placeholder=_int_placeholder(edge.device)), run.array(affinity), run.array(argmax),
+            _i32(batch), _i32(height), _i32(width), _i32(num_dirs), _i32(max_len), _i32(radius_floor)),
+            shared_mem=_affinity_shared(run, radius_floor, edge.element_size()))
     return affinity, argmax
 
 
@@ -252,10 +288,11 @@ def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, w
         return grad_edge.zero_()
     with _runtime(grad.device) as run:
         # (grad, argmax, paths, lengths, grad_edge, B, H, W, D, max_len, crop_h, crop_w, radius_floor)
-        run.launch("path_affinity_backward_kernel", grad.dtype, _grid(total), (_THREADS,), (
+        run.launch("path_affinity_backward_kernel", grad.dtype, _affinity_grid(height, width, batch),
+                   _affinity_block(), (
             run.array(grad), run.array(argmax), run.array(paths), run.array(lengths), run.array(grad_edge),
             _i32(batch), _i32(height), _i32(width), _i32(num_dirs), _i32(max_len), _i32(crop_h),
-            _i32(crop_w), _i32(radius_floor)))
+            _i32(crop_w), _i32(radius_floor)), shared_mem=_affinity_shared(run, radius_floor, grad.element_size() + 1))
     return grad_edge
 
 
@@ -283,8 +320,14 @@ def transition_stencil(edge, paths, lengths, beta):
     return planes, norm
 
 
+def _walk_shared(tile_h: int, tile_w: int, halo: int, channel_block: int, num_dirs: int, element: int) -> int:
+    return 2 * channel_block * (tile_h + 2 * halo) * (tile_w + 2 * halo) * element + 2 * num_dirs * 4
+
+
 def random_walk(x, planes, inv_norm, dirs, steps):
-    """``steps`` normalised stencil steps of x [B, C, h, w] (walk_step_kernel, ping-pong buffers)."""
+    """``steps`` normalised stencil steps of x [B, C, h, w] with walk_tiles_kernel, with the plan
+    of the compiled launcher (cuda/random_walk_cuda.cu): whole images per block in one launch when
+    they fit and fill the device, else 32 x 32 tiles, 2 steps per launch, up to 8 channels."""
     steps = int(steps)
     if steps < 0:
         raise ValueError(f"random_walk(): steps expected >= 0, got {steps}")
@@ -293,20 +336,48 @@ def random_walk(x, planes, inv_norm, dirs, steps):
         return src
     batch, channels, height, width = x.shape
     num_dirs = planes.shape[1]
+    if batch > 65535:
+        raise ValueError(f"irnet_fast cupy backend: at most 65535 images per call, got {batch}")
+    reach = int(dirs.abs().max()) if num_dirs else 0  # how far one step reads
+    element = x.element_size()
     dst = torch.empty_like(src)
-    total = src.numel()
     with _runtime(x.device) as run:
+        limit = run.max_shared_bytes()
+        block = 1
+        while block < channels and block < _CHANNEL_BLOCKS[-1]:
+            block *= 2
+        groups = -(-channels // block)
+        if _walk_shared(height, width, 0, block, num_dirs, element) <= limit and \
+                batch * groups >= run.multiprocessor_count():
+            tile_h, tile_w, fused, halo_per_step, threads = height, width, steps, 0, _WALK_RESIDENT_THREADS
+        else:
+            tile_h = tile_w = _WALK_TILE
+            fused, halo_per_step, threads = _WALK_FUSED, reach, _WALK_THREADS
+            while block > 1 and _walk_shared(tile_h, tile_w, fused * reach, block, num_dirs, element) > limit:
+                block //= 2
+            while fused > 1 and _walk_shared(tile_h, tile_w, fused * reach, block, num_dirs, element) > limit:
+                fused -= 1
+            if _walk_shared(tile_h, tile_w, fused * reach, block, num_dirs, element) > limit:
+                raise ValueError(f"random_walk(): directions reaching {reach} pixels need more shared memory "
+                                 f"than a block has")
+        grid = (-(-height // tile_h) * -(-width // tile_w), -(-channels // block), batch)
         bufs = (run.array(src), run.array(dst))
         # with D == 0 the kernel reads neither planes nor dirs
         planes_arr = run.array(planes, placeholder=inv_norm)
         dirs_arr = run.array(dirs, placeholder=_int_placeholder(x.device))
         inv_arr = run.array(inv_norm)
-        sizes = (_i32(batch), _i32(channels), _i32(height), _i32(width), _i32(num_dirs))
-        for step in range(steps):
-            # (src, dst, planes, inv_norm, dirs, B, C, H, W, D)
-            run.launch("walk_step_kernel", x.dtype, _grid(total), (_THREADS,), (
-                bufs[step % 2], bufs[(step + 1) % 2], planes_arr, inv_arr, dirs_arr) + sizes)
-    return src if steps % 2 == 0 else dst
+        launches, done = 0, 0
+        while done < steps:
+            n = min(fused, steps - done)
+            halo = halo_per_step * n
+            # (src, dst, planes, inv_norm, dirs, B, C, H, W, D, reach, tile_h, tile_w, halo, steps)
+            run.launch("walk_tiles_kernel", x.dtype, grid, (threads,), (
+                bufs[launches % 2], bufs[(launches + 1) % 2], planes_arr, inv_arr, dirs_arr, _i32(batch),
+                _i32(channels), _i32(height), _i32(width), _i32(num_dirs), _i32(reach), _i32(tile_h), _i32(tile_w),
+                _i32(halo), _i32(n)), shared_mem=_walk_shared(tile_h, tile_w, halo, block, num_dirs, element),
+                variant=block)
+            launches, done = launches + 1, done + n
+    return src if launches % 2 == 0 else dst
 
 
 _CENTROID_THREADS = 128

@@ -65,11 +65,11 @@ def test_barrier_skipped_by_some_threads_is_an_error():
 
 def test_invalid_launch_configuration_is_an_error():
     with pytest.raises(RuntimeError, match="invalid configuration argument"):
-        EMU.launch_packed("irnet_fast::kernels::walk_step_kernel<float>", [0], [256], 0, "pppppiiiii",
-                          torch.zeros(60, dtype=torch.uint8))
+        EMU.launch_packed("irnet_fast::kernels::find_centroids_kernel<float>", [0], [256], 0, "ppiii",
+                          torch.zeros(28, dtype=torch.uint8))
     with pytest.raises(RuntimeError, match="invalid configuration argument"):
-        EMU.launch_packed("irnet_fast::kernels::walk_step_kernel<float>", [1], [2048], 0, "pppppiiiii",
-                          torch.zeros(60, dtype=torch.uint8))
+        EMU.launch_packed("irnet_fast::kernels::find_centroids_kernel<float>", [1], [2048], 0, "ppiii",
+                          torch.zeros(28, dtype=torch.uint8))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -78,27 +78,30 @@ def test_invalid_launch_configuration_is_an_error():
 
 def test_emulator_knows_every_kernel_the_cupy_backend_compiles():
     names = set(EMU.kernel_names())
-    for kernel in _cupy._KERNELS:
+    for kernel, variant in _cupy._KERNELS:
         for ctype in _cupy._CTYPES.values():
-            assert _cupy._name(kernel, ctype) in names
+            assert _cupy._name(kernel, ctype, variant) in names
 
 
 def test_cupy_source_is_self_contained():
     source = _cupy.kernel_source()
     assert '#include "' not in source
-    for kernel in _cupy._KERNELS:
+    for kernel, _ in _cupy._KERNELS:
         assert f"void {kernel}(" in source
 
 
 def test_packed_arguments_must_match_the_kernel():
-    with pytest.raises(RuntimeError, match="parameters expected types 'pppppiiiii'"):
-        EMU.launch_packed("irnet_fast::kernels::walk_step_kernel<float>", [1], [32], 0, "pppppiiiid",
-                          torch.zeros(64, dtype=torch.uint8))
+    with pytest.raises(RuntimeError, match="parameters expected types 'ppiii'"):
+        EMU.launch_packed("irnet_fast::kernels::find_centroids_kernel<float>", [1], [32], 0, "ppiid",
+                          torch.zeros(32, dtype=torch.uint8))
+    with pytest.raises(RuntimeError, match="28 parameter bytes expected|parameter bytes, expected 28"):
+        EMU.launch_packed("irnet_fast::kernels::find_centroids_kernel<float>", [1], [32], 0, "ppiii",
+                          torch.zeros(32, dtype=torch.uint8))
     runtime = EmulatedRuntime(torch.device("cpu"))
-    with pytest.raises(TypeError, match="argument 5 is a int"):
-        x = torch.zeros(4)
-        runtime.launch("walk_step_kernel", torch.float32, (1,), (32,),
-                       [runtime.array(x)] * 5 + [1, 1, 1, 1, 1])
+    x = torch.zeros(4)
+    with pytest.raises(TypeError, match="argument 2 is a int"):
+        runtime.launch("find_centroids_kernel", torch.float32, (1,), (32,),
+                       [runtime.array(x), runtime.array(x.int()), 1, 1, 1])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -220,3 +223,58 @@ def test_find_centroids(kind, size, dtype):
     displacement = (torch.randn(2, *size, generator=gen, dtype=torch.float64) * 3).to(dtype)
     out = _ops(kind).find_centroids(displacement, 300)
     assert out.dtype == torch.int32 and torch.equal(out, CPU.find_centroids(displacement, 300))
+
+
+# ------------------------------------------------------------------------------------------------
+# the fused walk's launch plans (random_walk_tiled): tiles, halos, fused steps, channel blocks
+# ------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("tile,fused,block", [
+    ((32, 32), 2, 4),   # the default tile
+    ((3, 5), 2, 2),     # tiles smaller than the reach (4): the halo is wider than the tile
+    ((1, 1), 3, 1),     # one pixel per tile
+    ((4, 7), 1, 8),     # one step per launch, a channel block wider than C
+    ((8, 8), 5, 2),     # steps not a multiple of the fused steps
+    ((0, 0), 1, 4),     # one resident tile per image: every step in one launch
+])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_fused_walk_plans(tile, fused, block, dtype):
+    x, planes, inv_norm, dirs = _walk_inputs(2, 3, (13, 19), dtype, seed=5)
+    want = CPU.random_walk(x, planes, inv_norm, dirs, 12)
+    out = EMU.random_walk_tiled(x, planes, inv_norm, dirs, 12, *tile, fused, block)
+    torch.testing.assert_close(out, want, **WALK_TOL[dtype])
+
+
+def test_fused_walk_equals_one_step_per_launch_exactly():
+    """Fusing steps changes where the values live, not the arithmetic: bit-identical results."""
+    x, planes, inv_norm, dirs = _walk_inputs(3, 5, (17, 23), torch.float32, seed=8)
+    one = EMU.random_walk_tiled(x, planes, inv_norm, dirs, 9, 32, 32, 1, 1)
+    for plan in [(32, 32, 2, 4), (5, 6, 4, 8), (0, 0, 1, 2)]:
+        assert torch.equal(EMU.random_walk_tiled(x, planes, inv_norm, dirs, 9, *plan), one)
+
+
+def test_fused_walk_rejects_bad_plans():
+    x, planes, inv_norm, dirs = _walk_inputs(1, 2, (6, 6), torch.float32)
+    with pytest.raises(RuntimeError, match="channel_block expected 1, 2, 4 or 8, got 3"):
+        EMU.random_walk_tiled(x, planes, inv_norm, dirs, 4, 8, 8, 1, 3)
+    with pytest.raises(RuntimeError, match="bytes of shared memory"):
+        EMU.random_walk_tiled(x, planes, inv_norm, dirs, 4, 256, 256, 1, 8)
+
+
+def test_cupy_walk_resident_plan_when_the_images_fill_the_device():
+    """132 (image, channel group) blocks fill the emulated device: one launch does every step."""
+    x, planes, inv_norm, dirs = _walk_inputs(EMU.device_limits()[1], 2, (3, 4), torch.float64, seed=2)
+    EmulatedRuntime.launches.clear()
+    out = cupy_emulated(_cupy.random_walk)(x, planes, inv_norm, dirs, 5)
+    assert [launch[1:3] for launch in EmulatedRuntime.launches] == [((1, 1, x.shape[0]), (1024,))]
+    torch.testing.assert_close(out, CPU.random_walk(x, planes, inv_norm, dirs, 5), **WALK_TOL[torch.float64])
+    torch.testing.assert_close(EMU.random_walk(x, planes, inv_norm, dirs, 5), out, rtol=0, atol=0)
+
+
+def test_cupy_walk_default_plan_fuses_steps():
+    x, planes, inv_norm, dirs = _walk_inputs(2, 3, (40, 35), torch.float32, seed=3)
+    EmulatedRuntime.launches.clear()
+    out = cupy_emulated(_cupy.random_walk)(x, planes, inv_norm, dirs, 5)
+    grids = [launch[1] for launch in EmulatedRuntime.launches]
+    assert grids == [(4, 1, 2)] * 3  # 2 x 2 tiles of 32, one group of 4 channels, 2 + 2 + 1 steps
+    assert torch.equal(out, EMU.random_walk(x, planes, inv_norm, dirs, 5))
