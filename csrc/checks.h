@@ -70,6 +70,10 @@ inline void check_walk_args(const char* op, const at::Tensor& x, const at::Tenso
               op, ": dirs expected int32 [", planes.size(1), ", 2], got ", dirs.sizes(), " ", dirs.scalar_type());
 }
 
+inline void check_coefficients(const char* op, c10::ArrayRef<double> coefficients) {
+  TORCH_CHECK(!coefficients.empty(), op, ": coefficients expected at least one value (c_0), got none");
+}
+
 inline void check_centroid_args(const char* op, const at::Tensor& displacement, int64_t iterations, bool cuda) {
   TORCH_CHECK(displacement.dim() == 3 && displacement.size(0) == 2 &&
                   (displacement.scalar_type() == at::kFloat || displacement.scalar_type() == at::kDouble),

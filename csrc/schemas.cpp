@@ -10,4 +10,6 @@ TORCH_LIBRARY(irnet_fast, m) {
         "int radius_floor, int height, int width) -> Tensor");
   m.def("transition_stencil_portable(Tensor edge, Tensor paths, Tensor lengths, float beta) -> (Tensor, Tensor)");
   m.def("random_walk_portable(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps) -> Tensor");
+  m.def("random_walk_chebyshev_portable(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, "
+        "float[] coefficients) -> Tensor");
 }

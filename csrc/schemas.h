@@ -21,6 +21,11 @@ inline void define_device_ops(torch::Library& m) {
   // launch, channel_block channels per block (1, 2, 4 or 8)
   m.def("random_walk_tiled(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps, int tile_h, "
         "int tile_w, int fused_steps, int channel_block) -> Tensor");
+  // the same tensors, coefficients c_0 .. c_d of sum_k c_k T_k(P) x (docs/chebyshev.md) -> [B, C, h, w]
+  m.def("random_walk_chebyshev(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, float[] coefficients) -> Tensor");
+  // random_walk_chebyshev with an explicit launch plan (CUDA only), as random_walk_tiled
+  m.def("random_walk_chebyshev_tiled(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, float[] coefficients, "
+        "int tile_h, int tile_w, int fused_steps, int channel_block) -> Tensor");
   // displacement [2, h, w] float32/float64 -> refined centroids [2, h, w] int32
   m.def("find_centroids(Tensor displacement, int iterations) -> Tensor");
 }

@@ -66,6 +66,8 @@ def _register_python_side() -> None:
 
     for name in ("random_walk", "random_walk_portable"):
         torch.library.register_fake(lib + name)(lambda x, planes, inv_norm, dirs, steps: torch.empty_like(x))
+    for name in ("random_walk_chebyshev", "random_walk_chebyshev_portable"):
+        torch.library.register_fake(lib + name)(lambda x, planes, inv_norm, dirs, coefficients: torch.empty_like(x))
 
 
 if HAS_CPP:

@@ -17,6 +17,7 @@
 #include "../checks.h"
 #include "../kernels/affinity.h"
 #include "simd.h"
+#include "threads.h"
 
 namespace irnet_fast {
 namespace {
@@ -132,7 +133,7 @@ std::tuple<at::Tensor, at::Tensor> path_affinity_cpu(const at::Tensor& edge_in, 
     const scalar_t* e = edge.data_ptr<scalar_t>();
     scalar_t* out = affinity.data_ptr<scalar_t>();
     uint8_t* arg_out = argmax.data_ptr<uint8_t>();
-    at::parallel_for(0, B * D * crop_h, 8, [&](int64_t begin, int64_t end) {
+    parallel_chunks(B * D * crop_h, 8, (double)B * D * crop_h * crop_w * max_len, [&](int64_t begin, int64_t end) {
       affinity_rows_any(e, out, arg_out, path_ptr, len_ptr, D, max_len, H, W, crop_h, crop_w, radius_floor, begin,
                         end);
     });
@@ -160,19 +161,17 @@ at::Tensor path_affinity_backward_cpu(const at::Tensor& grad, const at::Tensor& 
     const scalar_t* g = grad.data_ptr<scalar_t>();
     const uint8_t* a = argmax.data_ptr<uint8_t>();
     scalar_t* acc_all = partial.data_ptr<scalar_t>();
-    at::parallel_for(0, B * chunks, 1, [&](int64_t begin, int64_t end) {
-      for (int64_t task = begin; task < end; ++task) {
-        const int64_t b = task / chunks, c = task % chunks;
-        scalar_t* acc = acc_all + task * height * width;
-        for (int64_t k = c * D / chunks; k < (c + 1) * D / chunks; ++k) {
-          const int* path = path_ptr + 2 * k * max_len;
-          const uint8_t* arg = a + ((b * D) + k) * crop_h * crop_w;
-          for (int64_t i = 0; i < crop_h; ++i) {
-            const scalar_t* g_row = g + b * stride[0] + k * stride[1] + i * stride[2];
-            for (int64_t j = 0; j < crop_w; ++j) {
-              const int p = arg[i * crop_w + j];
-              acc[(i + path[2 * p]) * width + j + radius_floor + path[2 * p + 1]] -= g_row[j * stride[3]];
-            }
+    run_units(B * chunks, threads_for(B * chunks, (double)B * D * crop_h * crop_w), [&](int64_t task) {
+      const int64_t b = task / chunks, c = task % chunks;
+      scalar_t* acc = acc_all + task * height * width;
+      for (int64_t k = c * D / chunks; k < (c + 1) * D / chunks; ++k) {
+        const int* path = path_ptr + 2 * k * max_len;
+        const uint8_t* arg = a + ((b * D) + k) * crop_h * crop_w;
+        for (int64_t i = 0; i < crop_h; ++i) {
+          const scalar_t* g_row = g + b * stride[0] + k * stride[1] + i * stride[2];
+          for (int64_t j = 0; j < crop_w; ++j) {
+            const int p = arg[i * crop_w + j];
+            acc[(i + path[2 * p]) * width + j + radius_floor + path[2 * p + 1]] -= g_row[j * stride[3]];
           }
         }
       }
@@ -198,10 +197,10 @@ std::tuple<at::Tensor, at::Tensor> transition_stencil_cpu(const at::Tensor& edge
     const int* path_ptr = paths.data_ptr<int>();
     const int* len_ptr = lengths.data_ptr<int>();
     const int* dir_ptr = dirs.data_ptr<int>();
-    at::parallel_for(0, B * D * H, 8, [&](int64_t begin, int64_t end) {
+    parallel_chunks(B * D * H, 8, (double)B * D * H * W * max_len, [&](int64_t begin, int64_t end) {
       stencil_rows_any(e, s, path_ptr, len_ptr, dir_ptr, D, max_len, H, W, (scalar_t)beta, begin, end);
     });
-    at::parallel_for(0, B * H, 16, [&](int64_t begin, int64_t end) {
+    parallel_chunks(B * H, 16, (double)B * H * W * 2 * D, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         const int64_t b = row / H, y = row % H;
         for (int64_t x = 0; x < W; ++x) {

@@ -1,5 +1,5 @@
 // CPU kernel of find_centroids_with_refinement: each pixel runs all its iterations in registers
-// (kernels/instances.h, the arithmetic the CUDA kernel runs too), pixels in parallel.
+// (kernels/instances.h, the arithmetic the CUDA kernel runs too), blocks of pixels in parallel.
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
@@ -18,14 +18,15 @@
 #include "../checks.h"
 #include "../kernels/instances.h"
 #include "simd.h"
+#include "threads.h"
 
 namespace irnet_fast {
 namespace {
 
 constexpr int kBlock = 16;  // pixels refined together: independent chains fill the vector lanes
-// Pixels per task: a VOC image at stride 4 (~12k pixels, ~2 ms of work on one core) is split over
-// the threads; waking them costs microseconds.
-constexpr int64_t kGrain = 2048;
+// Pixels per task at least: tasks are handed out one at a time (threads.h), so pixels that stop
+// early (most of a clean field) and pixels that run all iterations balance across the threads.
+constexpr int64_t kGrain = 256;
 
 // Pixels [begin, end) of one image (flat raster index), kBlock at a time, each lane with the
 // per-pixel arithmetic of kernels::refine_centroid. A lane that is done (fixed point or 2-cycle,
@@ -77,7 +78,8 @@ at::Tensor find_centroids_cpu(const at::Tensor& displacement_in, int64_t iterati
   int* o = out.data_ptr<int>();
   AT_DISPATCH_FLOATING_TYPES(displacement.scalar_type(), "find_centroids_cpu", [&] {
     const scalar_t* d = displacement.data_ptr<scalar_t>();
-    at::parallel_for(0, H * W, kGrain, [&](int64_t begin, int64_t end) {
+    // work: an upper bound (every pixel runs every iteration, ~40 operations each)
+    parallel_chunks(H * W, kGrain, 40.0 * H * W * iterations, [&](int64_t begin, int64_t end) {
       centroid_rows_any(d, d + H * W, (int)H, (int)W, (int)iterations, o, o + H * W, begin, end);
     });
   });

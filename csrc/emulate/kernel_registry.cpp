@@ -70,11 +70,21 @@ const std::map<std::string, Packed>& registry() {
       packed(kernels::walk_tiles_kernel<float, cb>, "walk_tiles_kernel<float, " #cb ">");   \
   r["irnet_fast::kernels::walk_tiles_kernel<double, " #cb ">"] =                          \
       packed(kernels::walk_tiles_kernel<double, cb>, "walk_tiles_kernel<double, " #cb ">");
+#define IRNET_EMU_CHEBYSHEV(cb)                                                                     \
+  r["irnet_fast::kernels::chebyshev_tiles_kernel<float, float, " #cb ">"] =                         \
+      packed(kernels::chebyshev_tiles_kernel<float, float, cb>, "chebyshev_tiles_kernel<float, " #cb ">"); \
+  r["irnet_fast::kernels::chebyshev_tiles_kernel<double, double, " #cb ">"] =                       \
+      packed(kernels::chebyshev_tiles_kernel<double, double, cb>, "chebyshev_tiles_kernel<double, " #cb ">");
     IRNET_EMU_WALK(1)
     IRNET_EMU_WALK(2)
     IRNET_EMU_WALK(4)
     IRNET_EMU_WALK(8)
+    IRNET_EMU_CHEBYSHEV(1)
+    IRNET_EMU_CHEBYSHEV(2)
+    IRNET_EMU_CHEBYSHEV(4)
+    IRNET_EMU_CHEBYSHEV(8)
 #undef IRNET_EMU_WALK
+#undef IRNET_EMU_CHEBYSHEV
     return r;
   }();
   return kernels;

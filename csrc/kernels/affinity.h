@@ -2,6 +2,7 @@
 // Header-only, no includes beyond common.h, so NVRTC (CuPy) compiles it as it is.
 #pragma once
 #include "common.h"
+#include "random_walk.h"  // walk_step_at and the Chebyshev pass, for the files that include only this
 
 namespace irnet_fast {
 namespace kernels {
@@ -88,48 +89,6 @@ IRNET_HD scalar_t stencil_norm_at(const scalar_t* planes, const int* dirs, int n
     if (by >= 0 && bx >= 0 && bx < width) sum += planes[k * plane + (long long)by * width + bx];
   }
   return sum;
-}
-
-// One random-walk step at pixel (y, x) of CB channels, without padding (GPU form):
-// y'(p) = inv_norm(p) * (y(p) + sum_k S_k(p) y(p + o_k) + sum_k S_k(p - o_k) y(p - o_k)).
-// planes [num_dirs, height, width] and inv_norm [height, width] are the image's; the values are
-// read through their own layout (the image, or a tile of it in shared memory): channel c of
-// pixel (y, x) at values[c * channel_stride + at], rows value_width apart. Each plane value is
-// loaded once for all CB channels.
-template <typename scalar_t, int CB>
-IRNET_HD void walk_step_channels(const scalar_t* values, long long channel_stride, int value_width, long long at,
-                                 const scalar_t* planes, const scalar_t* inv_norm, const int* dirs, int num_dirs,
-                                 int height, int width, int y, int x, scalar_t* out) {
-  const long long plane = (long long)height * width;
-  const long long p = (long long)y * width + x;
-  scalar_t acc[CB];
-  for (int c = 0; c < CB; ++c) acc[c] = values[c * channel_stride + at];
-  for (int k = 0; k < num_dirs; ++k) {
-    const int dy = dirs[2 * k], dx = dirs[2 * k + 1];
-    const long long offset = (long long)dy * value_width + dx;
-    const int fy = y + dy, fx = x + dx;
-    if (fy < height && fx >= 0 && fx < width) {
-      const scalar_t s = planes[k * plane + p];
-      for (int c = 0; c < CB; ++c) acc[c] += s * values[c * channel_stride + at + offset];
-    }
-    const int by = y - dy, bx = x - dx;
-    if (by >= 0 && bx >= 0 && bx < width) {
-      const scalar_t s = planes[k * plane + (long long)by * width + bx];
-      for (int c = 0; c < CB; ++c) acc[c] += s * values[c * channel_stride + at - offset];
-    }
-  }
-  const scalar_t inv = inv_norm[p];
-  for (int c = 0; c < CB; ++c) out[c] = acc[c] * inv;
-}
-
-// One step of one channel stored as the image itself.
-template <typename scalar_t>
-IRNET_HD scalar_t walk_step_at(const scalar_t* values, const scalar_t* planes, const scalar_t* inv_norm,
-                               const int* dirs, int num_dirs, int height, int width, int y, int x) {
-  scalar_t out;
-  walk_step_channels<scalar_t, 1>(values, 0, width, (long long)y * width + x, planes, inv_norm, dirs, num_dirs,
-                                  height, width, y, x, &out);
-  return out;
 }
 
 }  // namespace kernels

@@ -16,6 +16,18 @@ def random_walk(x, planes, inv_norm, dirs, steps):
     return torch.ops.irnet_fast.random_walk(x, planes, inv_norm, dirs, steps)
 
 
+def has_random_walk_chebyshev(device) -> bool:
+    """Whether a fused Chebyshev kernel is registered for ``device``'s dispatch key."""
+    key = "CUDA" if torch.device(device).type == "cuda" else "CPU"
+    return (hasattr(torch.ops.irnet_fast, "random_walk_chebyshev")
+            and torch._C._dispatch_has_kernel_for_dispatch_key("irnet_fast::random_walk_chebyshev", key))
+
+
+def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
+    return torch.ops.irnet_fast.random_walk_chebyshev(x, planes, inv_norm, dirs,
+                                                      [float(c) for c in coefficients])
+
+
 # The compiled ops carry their own autograd registration (irnet_fast/_ext.py).
 DIFFERENTIABLE = True
 

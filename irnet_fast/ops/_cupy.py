@@ -24,8 +24,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-__all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "find_centroids",
-           "available", "kernel_source", "use_runtime"]
+__all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "random_walk_chebyshev",
+           "find_centroids", "available", "kernel_source", "use_runtime"]
 
 # The kernels are plain functions: affinity.py wraps them in an autograd.Function.
 DIFFERENTIABLE = False
@@ -37,13 +37,15 @@ _KERNEL_FILE = "cuda_kernels.cuh"
 _CHANNEL_BLOCKS = (1, 2, 4, 8)
 _KERNELS = (("path_affinity_kernel", None), ("path_affinity_backward_kernel", None), ("stencil_planes_kernel", None),
             ("stencil_norm_kernel", None), ("find_centroids_kernel", None)) + \
-    tuple(("walk_tiles_kernel", cb) for cb in _CHANNEL_BLOCKS)
+    tuple((kernel, cb) for kernel in ("walk_tiles_kernel", "chebyshev_tiles_kernel") for cb in _CHANNEL_BLOCKS)
+# kernels templated on the accumulation type too (the storage type's own: float32 accumulates in float)
+_ACCUMULATING = ("chebyshev_tiles_kernel",)
 # kernels/affinity_kernels.cuh: kAffinityTileW x kAffinityTileH
 _AFFINITY_TILE = (8, 32)
 # the walk's default plan, as cuda/random_walk_cuda.cu chooses it
 _WALK_TILE, _WALK_FUSED, _WALK_THREADS, _WALK_RESIDENT_THREADS = 32, 2, 256, 1024
 _CTYPES = {torch.float32: "float", torch.float64: "double"}
-_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*$', re.MULTILINE)
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([^"]+)"[ \t]*(?://.*)?$', re.MULTILINE)  # comment allowed
 _PRAGMA_ONCE = re.compile(r"^[ \t]*#[ \t]*pragma[ \t]+once[ \t]*$", re.MULTILINE)
 
 
@@ -97,7 +99,8 @@ def kernel_source() -> str:
 
 
 def _name(kernel: str, ctype: str, variant: Optional[int] = None) -> str:
-    return f"irnet_fast::kernels::{kernel}<{ctype}{'' if variant is None else f', {variant}'}>"
+    types = f"{ctype}, {ctype}" if kernel in _ACCUMULATING else ctype
+    return f"irnet_fast::kernels::{kernel}<{types}{'' if variant is None else f', {variant}'}>"
 
 
 @functools.lru_cache(maxsize=None)
@@ -320,47 +323,65 @@ def transition_stencil(edge, paths, lengths, beta):
     return planes, norm
 
 
-def _walk_shared(tile_h: int, tile_w: int, halo: int, channel_block: int, num_dirs: int, element: int) -> int:
-    return 2 * channel_block * (tile_h + 2 * halo) * (tile_w + 2 * halo) * element + 2 * num_dirs * 4
+class _WalkPlan:
+    """The launches of a walk, chosen as cuda/random_walk_cuda.cu chooses them: one resident
+    block per image and channel group (every pass in one launch) when the whole image fits in
+    shared memory and those blocks fill the device, else 32 x 32 tiles with 2 passes per launch;
+    up to 8 channels per block. ``buffers`` region copies of the values and ``acc_bytes`` per tile
+    pixel and channel (the Chebyshev result) live in shared memory."""
+
+    def __init__(self, run, x, dirs, num_dirs: int, passes: int, buffers: int, acc_bytes: int):
+        batch, channels, height, width = x.shape
+        if batch > 65535:
+            raise ValueError(f"irnet_fast cupy backend: at most 65535 images per call, got {batch}")
+        self.reach = int(dirs.abs().max()) if num_dirs else 0  # how far one pass reads
+        self._layout = (buffers, x.element_size(), acc_bytes, num_dirs)
+        limit = run.max_shared_bytes()
+        block = 1
+        while block < channels and block < _CHANNEL_BLOCKS[-1]:
+            block *= 2
+        if self._bytes(height, width, 0, block) <= limit and batch * -(-channels // block) >= run.multiprocessor_count():
+            self.tile_h, self.tile_w, self.fused, self.halo_per_step = height, width, max(passes, 1), 0
+            self.threads = _WALK_RESIDENT_THREADS
+        else:
+            self.tile_h = self.tile_w = _WALK_TILE
+            self.fused, self.halo_per_step, self.threads = _WALK_FUSED, self.reach, _WALK_THREADS
+            while block > 1 and self._bytes(self.tile_h, self.tile_w, self.fused * self.reach, block) > limit:
+                block //= 2
+            while self.fused > 1 and self._bytes(self.tile_h, self.tile_w, self.fused * self.reach, block) > limit:
+                self.fused -= 1
+        self.channel_block = block
+        if self.shared(self.fused) > limit:
+            raise ValueError(f"random_walk(): directions reaching {self.reach} pixels need more shared memory "
+                             f"than a block has")
+        self.grid = (-(-height // self.tile_h) * -(-width // self.tile_w), -(-channels // block), batch)
+
+    def _bytes(self, tile_h, tile_w, halo, block):
+        buffers, element, acc_bytes, num_dirs = self._layout
+        return (buffers * block * (tile_h + 2 * halo) * (tile_w + 2 * halo) * element +
+                block * tile_h * tile_w * acc_bytes + 2 * num_dirs * 4)
+
+    def shared(self, passes: int) -> int:
+        return self._bytes(self.tile_h, self.tile_w, self.halo_per_step * passes, self.channel_block)
+
+    def sizes(self, x, num_dirs: int, passes: int):
+        """(B, C, H, W, D, reach, tile_h, tile_w, halo) of a launch of ``passes`` passes."""
+        return tuple(_i32(v) for v in (*x.shape, num_dirs, self.reach, self.tile_h, self.tile_w,
+                                       self.halo_per_step * passes))
 
 
 def random_walk(x, planes, inv_norm, dirs, steps):
-    """``steps`` normalised stencil steps of x [B, C, h, w] with walk_tiles_kernel, with the plan
-    of the compiled launcher (cuda/random_walk_cuda.cu): whole images per block in one launch when
-    they fit and fill the device, else 32 x 32 tiles, 2 steps per launch, up to 8 channels."""
+    """``steps`` normalised stencil steps of x [B, C, h, w] with walk_tiles_kernel (see _WalkPlan)."""
     steps = int(steps)
     if steps < 0:
         raise ValueError(f"random_walk(): steps expected >= 0, got {steps}")
     src = x.detach().clone()
     if steps == 0 or src.numel() == 0:
         return src
-    batch, channels, height, width = x.shape
     num_dirs = planes.shape[1]
-    if batch > 65535:
-        raise ValueError(f"irnet_fast cupy backend: at most 65535 images per call, got {batch}")
-    reach = int(dirs.abs().max()) if num_dirs else 0  # how far one step reads
-    element = x.element_size()
     dst = torch.empty_like(src)
     with _runtime(x.device) as run:
-        limit = run.max_shared_bytes()
-        block = 1
-        while block < channels and block < _CHANNEL_BLOCKS[-1]:
-            block *= 2
-        groups = -(-channels // block)
-        if _walk_shared(height, width, 0, block, num_dirs, element) <= limit and \
-                batch * groups >= run.multiprocessor_count():
-            tile_h, tile_w, fused, halo_per_step, threads = height, width, steps, 0, _WALK_RESIDENT_THREADS
-        else:
-            tile_h = tile_w = _WALK_TILE
-            fused, halo_per_step, threads = _WALK_FUSED, reach, _WALK_THREADS
-            while block > 1 and _walk_shared(tile_h, tile_w, fused * reach, block, num_dirs, element) > limit:
-                block //= 2
-            while fused > 1 and _walk_shared(tile_h, tile_w, fused * reach, block, num_dirs, element) > limit:
-                fused -= 1
-            if _walk_shared(tile_h, tile_w, fused * reach, block, num_dirs, element) > limit:
-                raise ValueError(f"random_walk(): directions reaching {reach} pixels need more shared memory "
-                                 f"than a block has")
-        grid = (-(-height // tile_h) * -(-width // tile_w), -(-channels // block), batch)
+        plan = _WalkPlan(run, x, dirs, num_dirs, steps, buffers=2, acc_bytes=0)
         bufs = (run.array(src), run.array(dst))
         # with D == 0 the kernel reads neither planes nor dirs
         planes_arr = run.array(planes, placeholder=inv_norm)
@@ -368,16 +389,48 @@ def random_walk(x, planes, inv_norm, dirs, steps):
         inv_arr = run.array(inv_norm)
         launches, done = 0, 0
         while done < steps:
-            n = min(fused, steps - done)
-            halo = halo_per_step * n
+            n = min(plan.fused, steps - done)
             # (src, dst, planes, inv_norm, dirs, B, C, H, W, D, reach, tile_h, tile_w, halo, steps)
-            run.launch("walk_tiles_kernel", x.dtype, grid, (threads,), (
-                bufs[launches % 2], bufs[(launches + 1) % 2], planes_arr, inv_arr, dirs_arr, _i32(batch),
-                _i32(channels), _i32(height), _i32(width), _i32(num_dirs), _i32(reach), _i32(tile_h), _i32(tile_w),
-                _i32(halo), _i32(n)), shared_mem=_walk_shared(tile_h, tile_w, halo, block, num_dirs, element),
-                variant=block)
+            run.launch("walk_tiles_kernel", x.dtype, plan.grid, (plan.threads,), (
+                bufs[launches % 2], bufs[(launches + 1) % 2], planes_arr, inv_arr, dirs_arr) +
+                plan.sizes(x, num_dirs, n) + (_i32(n),), shared_mem=plan.shared(n), variant=plan.channel_block)
             launches, done = launches + 1, done + n
     return src if launches % 2 == 0 else dst
+
+
+def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
+    """``sum_k c_k T_k(P) x`` for x [B, C, h, w] (irnet_fast/ops/chebyshev.py), passes fused per
+    launch with chebyshev_tiles_kernel (see _WalkPlan); accumulated in the input dtype."""
+    coefficients = [float(c) for c in coefficients]
+    if not coefficients:
+        raise ValueError("random_walk_chebyshev(): coefficients expected at least one value (c_0), got none")
+    cur = x.detach().clone()
+    if cur.numel() == 0:
+        return cur
+    num_dirs, degree = planes.shape[1], len(coefficients) - 1
+    buffers = [cur] + [torch.empty_like(cur) for _ in range(3)]  # v_k, v_{k-1} in; the same out
+    result = torch.empty_like(cur)
+    coeffs = torch.tensor(coefficients, dtype=x.dtype, device=x.device)
+    with _runtime(x.device) as run:
+        plan = _WalkPlan(run, x, dirs, num_dirs, degree, buffers=2, acc_bytes=x.element_size())
+        arrays = [run.array(b) for b in buffers]
+        planes_arr = run.array(planes, placeholder=inv_norm)
+        dirs_arr = run.array(dirs, placeholder=_int_placeholder(x.device))
+        inv_arr, result_arr, coeffs_arr = run.array(inv_norm), run.array(result), run.array(coeffs)
+        done = 0
+        while True:  # degree 0 still launches once: it sets result = c_0 x
+            n = min(plan.fused, degree - done)
+            # (cur_in, prev_in, cur_out, prev_out, result, planes, inv_norm, dirs, coefficients,
+            #  B, C, H, W, D, reach, tile_h, tile_w, halo, first, passes)
+            run.launch("chebyshev_tiles_kernel", x.dtype, plan.grid, (plan.threads,), (
+                *arrays, result_arr, planes_arr, inv_arr, dirs_arr, coeffs_arr) +
+                plan.sizes(x, num_dirs, n) + (_i32(done), _i32(n)), shared_mem=plan.shared(n),
+                variant=plan.channel_block)
+            arrays = [arrays[2], arrays[3], arrays[0], arrays[1]]
+            done += n
+            if done >= degree:
+                break
+    return result
 
 
 _CENTROID_THREADS = 128

@@ -15,8 +15,8 @@ import numba
 import numpy as np
 import torch
 
-__all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "find_centroids",
-           "available"]
+__all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "random_walk_chebyshev",
+           "find_centroids", "available"]
 
 # The kernels are plain functions: affinity.py wraps them in an autograd.Function.
 DIFFERENTIABLE = False
@@ -210,6 +210,60 @@ def _walk_padded_kernel(buf_a, buf_b, planes, inv_norm, offsets, channels, heigh
                 out[t] *= inv[t]
 
 
+@numba.njit(**_JIT)
+def _chebyshev_padded_kernel(buf_a, buf_b, result, scratch, planes, inv_norm, offsets, coefficients, channels,
+                             height, width, pad, row_stride, chunk):
+    """``sum_k c_k T_k(P) x`` on the padded buffers of _walk_padded_kernel (kernels/random_walk.h).
+
+    buf_a holds v_0; pass k reads v_{k-1} and overwrites v_{k-2} (the other buffer) with
+    v_k = 2 P v_{k-1} - v_{k-2} (P v_0 for k = 1). The pass sums in float64 (``scratch``: one
+    float64 row band per unit, allocated once), rounds v_k to the storage dtype once and adds
+    c_k v_k to the float64 ``result``.
+    """
+    num_dirs = offsets.shape[0]
+    bands = (height + chunk - 1) // chunk
+    units = buf_a.shape[0] * bands
+    for k in range(1, coefficients.shape[0]):
+        if k % 2 == 1:
+            src = buf_a
+            dst = buf_b
+        else:
+            src = buf_b
+            dst = buf_a
+        coefficient = coefficients[k]
+        for u in numba.prange(units):
+            bc = u // bands
+            r0 = (u - bc * bands) * chunk
+            r1 = min(r0 + chunk, height)
+            img = bc // channels
+            q0 = (r0 + pad) * row_stride + pad
+            n = (r1 - r0 - 1) * row_stride + width
+            s_all = src[bc]
+            p_img = planes[img]
+            acc = scratch[u, :n]
+            centre = s_all[q0:q0 + n]
+            for t in range(n):
+                acc[t] = np.float64(centre[t])
+            for j in range(num_dirs):
+                o = offsets[j]
+                sf = p_img[j, q0:q0 + n]
+                sb = p_img[j, q0 - o:q0 - o + n]
+                yf = s_all[q0 + o:q0 + o + n]
+                yb = s_all[q0 - o:q0 - o + n]
+                for t in range(n):
+                    acc[t] += np.float64(sf[t]) * yf[t] + np.float64(sb[t]) * yb[t]
+            inv = inv_norm[img, q0:q0 + n]
+            out = dst[bc, q0:q0 + n]
+            res = result[bc, q0:q0 + n]
+            for t in range(n):
+                applied = acc[t] * inv[t]
+                if k == 1:
+                    out[t] = applied
+                else:
+                    out[t] = 2.0 * applied - out[t]
+                res[t] += coefficient * out[t]
+
+
 # ----------------------------------------------------------------------------------------------
 # backend interface (tensors validated by the caller: contiguous CPU, float32 or float64)
 # ----------------------------------------------------------------------------------------------
@@ -283,13 +337,9 @@ def _band_rows(channels_total: int, height: int, row_stride: int) -> int:
     return max(1, min(rows, per_thread, height))
 
 
-def random_walk(x, planes, inv_norm, dirs, steps):
-    """``steps`` normalised stencil steps of x [B, C, h, w] (walk_step_at, on padded buffers)."""
-    steps = int(steps)
-    if steps < 0:
-        raise ValueError(f"random_walk(): steps expected >= 0, got {steps}")
-    if steps == 0 or x.numel() == 0:
-        return x.detach().clone()
+def _padded_walk_arrays(x, planes, inv_norm, dirs):
+    """Zero-padded NumPy buffers of a walk: (buf_a with x, buf_b, planes, inv_norm, offsets,
+    layout dict); a padded grid is [h + 2 pad, w + 2 pad], flat per channel and per plane."""
     batch, channels, height, width = x.shape
     num_dirs = planes.shape[1]
     d = _np(dirs).astype(np.int64).reshape(num_dirs, 2)
@@ -300,7 +350,6 @@ def random_walk(x, planes, inv_norm, dirs, steps):
     padded_h = height + 2 * pad
     plane = padded_h * row_stride
     offsets = np.ascontiguousarray(d[:, 0] * row_stride + d[:, 1])
-
     xs, ps, ns = _np(x), _np(planes), _np(inv_norm)
     dtype = xs.dtype
     interior = (slice(None), slice(None), slice(pad, pad + height), slice(pad, pad + width))
@@ -311,14 +360,46 @@ def random_walk(x, planes, inv_norm, dirs, steps):
     planes_p[interior] = ps
     inv_p = np.zeros((batch, 1, padded_h, row_stride), dtype=dtype)
     inv_p[interior] = ns.reshape(batch, 1, height, width)
+    layout = dict(pad=pad, row_stride=row_stride, padded_h=padded_h, plane=plane, interior=interior,
+                  chunk=_band_rows(batch * channels, height, row_stride))
+    return (buf_a.reshape(batch * channels, plane), buf_b.reshape(batch * channels, plane),
+            planes_p.reshape(batch, num_dirs, plane), inv_p.reshape(batch, plane), offsets, layout)
 
-    _walk_padded_kernel(buf_a.reshape(batch * channels, plane), buf_b.reshape(batch * channels, plane),
-                        planes_p.reshape(batch, num_dirs, plane), inv_p.reshape(batch, plane),
-                        offsets, channels, height, width, pad, row_stride,
-                        _band_rows(batch * channels, height, row_stride), steps)
-    result = buf_a if steps % 2 == 0 else buf_b
-    result = result.reshape(batch, channels, padded_h, row_stride)[interior]
-    return torch.from_numpy(np.ascontiguousarray(result))
+
+def _interior(buf, shape, layout):
+    batch, channels = shape[:2]
+    return np.ascontiguousarray(buf.reshape(batch, channels, layout["padded_h"], layout["row_stride"])
+                                [layout["interior"]])
+
+
+def random_walk(x, planes, inv_norm, dirs, steps):
+    """``steps`` normalised stencil steps of x [B, C, h, w] (walk_step_at, on padded buffers)."""
+    steps = int(steps)
+    if steps < 0:
+        raise ValueError(f"random_walk(): steps expected >= 0, got {steps}")
+    if steps == 0 or x.numel() == 0:
+        return x.detach().clone()
+    batch, channels, height, width = x.shape
+    buf_a, buf_b, planes_p, inv_p, offsets, lay = _padded_walk_arrays(x, planes, inv_norm, dirs)
+    _walk_padded_kernel(buf_a, buf_b, planes_p, inv_p, offsets, channels, height, width, lay["pad"],
+                        lay["row_stride"], lay["chunk"], steps)
+    return torch.from_numpy(_interior(buf_a if steps % 2 == 0 else buf_b, x.shape, lay))
+
+
+def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
+    """``sum_k c_k T_k(P) x`` of x [B, C, h, w], one fused pass per degree (chebyshev_pass_at)."""
+    coefficients = np.ascontiguousarray(np.asarray(coefficients, dtype=np.float64).reshape(-1))
+    if x.numel() == 0:
+        return x.detach().clone()
+    batch, channels, height, width = x.shape
+    buf_a, buf_b, planes_p, inv_p, offsets, lay = _padded_walk_arrays(x, planes, inv_norm, dirs)
+    result = buf_a.astype(np.float64) * coefficients[0]
+    chunk = lay["chunk"]
+    bands = -(-height // chunk)
+    scratch = np.empty((batch * channels * bands, (chunk - 1) * lay["row_stride"] + width), dtype=np.float64)
+    _chebyshev_padded_kernel(buf_a, buf_b, result, scratch, planes_p, inv_p, offsets, coefficients, channels,
+                             height, width, lay["pad"], lay["row_stride"], chunk)
+    return torch.from_numpy(_interior(result, x.shape, lay).astype(buf_a.dtype))
 
 
 # ----------------------------------------------------------------------------------------------

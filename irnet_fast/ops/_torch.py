@@ -5,6 +5,8 @@ Interface (all tensors validated, contiguous, on one device, float32 or float64)
       both [B, D, H - rf, W - 2 rf]; affinity = 1 - max of edge along each path
   transition_stencil(edge[B,h,w], paths, lengths, beta) -> (planes[B,D,h,w], norm[B,h,w])
   random_walk(x[B,C,h,w], planes, inv_norm[B,h,w], dirs[D,2], steps) -> [B,C,h,w]
+  random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients) -> [B,C,h,w]: sum_k c_k T_k(P) x
+      (optional: backends without it get the recurrence over their single-step random_walk)
 Here path_affinity is differentiable through native autograd (DIFFERENTIABLE = True). Backends
 whose path_affinity is not (DIFFERENTIABLE = False: numba, cupy) also provide
   path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, width) -> grad_edge
@@ -86,39 +88,83 @@ def transition_stencil(edge, paths, lengths, beta):
     return planes, norm
 
 
+class _PaddedWalk:
+    """Zero-padded ping-pong buffers of a walk and its stencil, applied with shifted views.
+
+    ``buffers[i]`` are [B, C, H + 2P, W + 2P] in ``dtype``; ``apply(i, out)`` writes ``P v`` of
+    ``buffers[i]`` into ``out`` ([B, C, h, w] view). Planes are zero across the border, so every
+    shifted slice stays in bounds and off-grid neighbours weigh nothing.
+    """
+
+    def __init__(self, x, planes, inv_norm, dirs, dtype):
+        height, width = x.shape[-2:]
+        dirs_list = [tuple(d) for d in dirs.tolist()]
+        self.pad = pad = max([max(dy, abs(dx)) for dy, dx in dirs_list], default=0)
+        self.height, self.width = height, width
+        planes_p = F.pad(planes.to(dtype), (pad, pad, pad, pad)).unsqueeze(2)  # [B, D, 1, H+2P, W+2P]
+        self.inv = inv_norm.to(dtype).unsqueeze(1)
+        shifts = [(dy, dx) for dy, dx in dirs_list] + [(-dy, -dx) for dy, dx in dirs_list]
+        self.weights = ([self.window(planes_p[:, k], 0, 0) for k in range(len(dirs_list))] +   # S_k(p)
+                        [self.window(planes_p[:, k], -dy, -dx) for k, (dy, dx) in enumerate(dirs_list)])  # S_k(p - o_k)
+        self.buffers = [F.pad(x.to(dtype), (pad, pad, pad, pad)), F.pad(x.to(dtype), (pad, pad, pad, pad))]
+        self.neighbours = [[self.window(buf, dy, dx) for dy, dx in shifts] for buf in self.buffers]
+        # On the CPU one foreach call replaces 2 D Python-level ops per step (no GPU: there the
+        # fused foreach kernels must not see the same output twice).
+        self.fused = x.device.type == "cpu" and hasattr(torch, "_foreach_addcmul_") and bool(self.weights)
+
+    def window(self, t, dy, dx):
+        pad = self.pad
+        return t[..., pad + dy:pad + dy + self.height, pad + dx:pad + dx + self.width]
+
+    def interior(self, i):
+        return self.window(self.buffers[i], 0, 0)
+
+    def apply(self, i, out):
+        out.copy_(self.interior(i))
+        if self.fused:
+            torch._foreach_addcmul_([out] * len(self.weights), self.weights, self.neighbours[i])
+        else:
+            for weight, neighbour in zip(self.weights, self.neighbours[i]):
+                out.addcmul_(weight, neighbour)
+        out.mul_(self.inv)
+
+
 def random_walk(x, planes, inv_norm, dirs, steps):
-    batch, channels, height, width = x.shape
     if x.numel() == 0 or steps == 0:
         return x.clone()
-    dirs_list = [tuple(d) for d in dirs.tolist()]
-    pad = max([max(dy, abs(dx)) for dy, dx in dirs_list], default=0)
-    # zero padding keeps every shifted slice in bounds; planes are zero across the border
-    planes_p = F.pad(planes, (pad, pad, pad, pad)).unsqueeze(2)  # [B, D, 1, H+2P, W+2P]
-    inv = inv_norm.unsqueeze(1)
-
-    def window(t, dy, dx):
-        return t[..., pad + dy:pad + dy + height, pad + dx:pad + dx + width]
-
-    shifts = [(dy, dx) for dy, dx in dirs_list] + [(-dy, -dx) for dy, dx in dirs_list]
-    weights = ([window(planes_p[:, k], 0, 0) for k in range(len(dirs_list))] +   # S_k(p)
-               [window(planes_p[:, k], -dy, -dx) for k, (dy, dx) in enumerate(dirs_list)])  # S_k(p - o_k)
-    buffers = [F.pad(x, (pad, pad, pad, pad)), F.pad(x, (pad, pad, pad, pad))]
-    neighbours = [[window(buf, dy, dx) for dy, dx in shifts] for buf in buffers]
-    # On the CPU one foreach call replaces 2 D Python-level ops per step (no GPU: there the
-    # fused foreach kernels must not see the same output twice).
-    fused = x.device.type == "cpu" and hasattr(torch, "_foreach_addcmul_") and bool(weights)
+    walk = _PaddedWalk(x, planes, inv_norm, dirs, x.dtype)
     src = 0
     for _ in range(steps):
-        acc = window(buffers[1 - src], 0, 0)
-        acc.copy_(window(buffers[src], 0, 0))
-        if fused:
-            torch._foreach_addcmul_([acc] * len(weights), weights, neighbours[src])
-        else:
-            for weight, neighbour in zip(weights, neighbours[src]):
-                acc.addcmul_(weight, neighbour)
-        acc.mul_(inv)
+        walk.apply(src, walk.interior(1 - src))
         src = 1 - src
-    return window(buffers[src], 0, 0).contiguous()
+    return walk.interior(src).contiguous()
+
+
+def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
+    """``sum_k c_k T_k(P) x`` (kernels/random_walk.h): one pass per degree, v_{k+1} written over
+    v_{k-1}; float64 arithmetic for float32 inputs, each v_k rounded to the input dtype once."""
+    coefficients = [float(c) for c in coefficients]
+    if x.numel() == 0:
+        return x.clone()
+    work = torch.float64
+    walk = _PaddedWalk(x, planes, inv_norm, dirs, x.dtype)
+    walk.weights = [w.to(work) for w in walk.weights]
+    walk.inv = walk.inv.to(work)
+    walk.fused = False if x.dtype != work else walk.fused  # foreach needs one dtype
+    applied = torch.empty(x.shape, dtype=work, device=x.device)
+    result = x.to(work) * coefficients[0]
+    cur = 0
+    for k in range(1, len(coefficients)):
+        nxt = walk.interior(1 - cur)  # v_{k-2} (ignored for k == 1), becomes v_k
+        walk.apply(cur, applied)
+        if k == 1:
+            nxt.copy_(applied)
+        else:
+            nxt.copy_(applied.mul_(2).sub_(nxt))
+        if coefficients[k] != 0.0:
+            result.add_(nxt, alpha=coefficients[k])
+        cur = 1 - cur
+    return result.to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
-"""The random walk of IRNet without the dense N x N matrix (DESIGN.md, "stencil" form).
+"""The random walk of IRNet without the dense N x N matrix (the "stencil" form).
 
 One step is ``y'(p) = (y(p) + sum_k S_k(p) y(p + o_k) + sum_k S_k(p - o_k) y(p - o_k)) / d(p)``
 with ``S_k = affinity ** beta`` and ``d`` the column sums; ``2 ** exp_times`` steps equal the
-reference's ``x @ T ** (2 ** exp_times)``.
+reference's ``x @ T ** (2 ** exp_times)``. ``method="chebyshev"`` evaluates the same power in
+about ``sqrt(2 ** exp_times)`` passes (irnet_fast/ops/chebyshev.py, docs/chebyshev.md).
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple, Union
+from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,10 @@ from torch import Tensor, nn
 from .. import backends
 from .._checks import (check_beta, check_exp_times, check_finite, check_radius, check_same_device,
                        check_same_dtype, check_tensor, check_unit_interval)
+from .chebyshev import DEFAULT_TOL, chebyshev_coefficients, chebyshev_walk
 from .path_index import geometry, geometry_on
+
+METHODS = ("chebyshev", "steps")
 
 __all__ = ["transition_stencil", "transition_matrix", "random_walk", "propagate_to_edge", "RandomWalk"]
 
@@ -105,11 +109,17 @@ def _check_walk_pair(x, edge, *, op: str) -> None:
 
 
 def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence[Tensor]], radius: int = 5,
-                beta: float = 10, exp_times: int = 8, *, backend: str = "auto") -> Union[Tensor, List[Tensor]]:
+                beta: float = 10, exp_times: int = 8, *, backend: str = "auto", method: str = "chebyshev",
+                tol: Optional[float] = None) -> Union[Tensor, List[Tensor]]:
     r"""Propagate scores ``x`` along the boundary-aware random walk of IRNet.
 
     Computes ``(x * (1 - edge)) @ T ** (2 ** exp_times)`` per image, as the reference's
-    ``propagate_to_edge``, in ``O(2**exp_times * D * N * C)`` time and ``O(D * N)`` memory.
+    ``propagate_to_edge``, in ``O(passes * D * N * C)`` time and ``O(D * N)`` memory.
+    ``method="steps"`` makes ``2 ** exp_times`` passes; ``"chebyshev"`` evaluates the same power
+    by its truncated Chebyshev expansion in about ``sqrt(2 * 2**exp_times * log(1 / tol))``
+    passes (78 instead of 256 for float32 at exp_times 8, see :func:`chebyshev_coefficients`),
+    and falls back to steps where that saves nothing (exp_times <= 3 at the default tol).
+    The weights of float32 inputs are computed in float64 and rounded once.
 
     Args:
         x (Tensor[B, C, h, w] or list of Tensor[C_i, h_i, w_i]): scores (CAMs) at the boundary stride.
@@ -117,6 +127,9 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
         radius (int): search radius (5). beta (float): affinity exponent (10).
         exp_times (int): the transition is squared this many times: ``2**exp_times`` steps.
         backend (str): "auto" | "cuda" | "cupy" | "cpp" | "numba" | "torch".
+        method (str): "chebyshev" (default) or "steps" (the literal ``2**exp_times`` passes).
+        tol (float or None): Chebyshev truncation bound on ``||error||_2 / ||x * (1 - edge)||_2``;
+            None: 1e-5 for float32 (below the rounding noise of the steps), 1e-12 for float64.
 
     Returns:
         Tensor[B, C, h, w], or a list of Tensor[C_i, h_i, w_i] for list inputs (one batched call).
@@ -124,23 +137,71 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
     """
     op = "random_walk"
     radius, beta, exp_times = check_radius(radius, op=op), check_beta(beta, op=op), check_exp_times(exp_times, op=op)
+    method, tol = _check_method(method, tol, op=op)
     if isinstance(x, (list, tuple)):
-        return _random_walk_list(list(x), edge, radius, beta, exp_times, backend, op)
+        return _random_walk_list(list(x), edge, radius, beta, exp_times, backend, method, tol, op)
     _check_walk_pair(x, edge, op=op)
     impl = backends.implementation(backends.resolve(backend, x.device, op=op))
     if x.shape[0] == 0 or x.shape[1] == 0:
         return x.new_zeros(x.shape)
     with torch.no_grad():
-        planes, norm = _stencil(edge[:, 0].contiguous(), radius, beta, impl)
+        planes, inv_norm = _weights(edge[:, 0].contiguous(), radius, beta, impl)
         values = (x * (1 - edge)).contiguous()
-        return impl.random_walk(values, planes, torch.reciprocal(norm), _dirs(radius, x.device), 2 ** exp_times)
+        return _walk(impl, values, planes, inv_norm, _dirs(radius, x.device), 2 ** exp_times, method, tol)
 
 
 def _dirs(radius: int, device: torch.device) -> Tensor:
     return geometry_on(radius, device)[0][:, 0].contiguous()
 
 
-def _random_walk_list(xs, edges, radius, beta, exp_times, backend, op) -> List[Tensor]:
+def _check_method(method, tol, *, op: str):
+    if method not in METHODS:
+        raise ValueError(f"{op}(): method expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
+    if tol is not None:
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (0 <= float(tol) < float("inf")):
+            raise ValueError(f"{op}(): tol expected None or a finite number >= 0, got {tol!r}")
+        tol = float(tol)
+    return method, tol
+
+
+def walk_coefficients(steps: int, num_dirs: int, dtype: torch.dtype, method: str = "chebyshev",
+                      tol=None):
+    """The Chebyshev coefficients ``random_walk`` uses for ``steps`` steps, or None for plain steps.
+
+    Every weight is in [0, 1], so the column sums ``d(p)`` lie in [1, 1 + 2 num_dirs]: that bound
+    is the ``spread`` (one degree for every image, so a batch equals its images one by one).
+    """
+    if method == "steps":
+        return None
+    if tol is None:
+        tol = DEFAULT_TOL["float64" if dtype == torch.float64 else "float32"]
+    coefficients = chebyshev_coefficients(steps, tol, spread=1.0 + 2 * num_dirs)
+    return None if len(coefficients) - 1 >= steps else coefficients
+
+
+def _walk(impl, values: Tensor, planes: Tensor, inv_norm: Tensor, dirs: Tensor, steps: int, method: str,
+          tol) -> Tensor:
+    """``P ** steps`` of ``values`` on one backend: plain steps or the Chebyshev expansion."""
+    coefficients = walk_coefficients(steps, planes.shape[1], values.dtype, method, tol)
+    if coefficients is None:
+        return impl.random_walk(values, planes, inv_norm, dirs, steps)
+    fused = getattr(impl, "random_walk_chebyshev", None)
+    has_fused = getattr(impl, "has_random_walk_chebyshev", lambda device: fused is not None)
+    if fused is not None and has_fused(values.device):
+        return fused(values, planes, inv_norm, dirs, coefficients)
+    # no fused kernel on this backend: the recurrence over its single-step op
+    return chebyshev_walk(lambda v: impl.random_walk(v, planes, inv_norm, dirs, 1), values, coefficients)
+
+
+def _weights(edge_hw: Tensor, radius: int, beta: float, impl) -> Tuple[Tensor, Tensor]:
+    """Planes and inverse norm of a walk. float32 inputs get float64 weights (power and
+    normaliser), rounded once: float32 ``A ** beta`` leaves row sums ~1e-6 off 1, and hundreds
+    of passes compound that."""
+    planes, norm = _stencil(edge_hw.double() if edge_hw.dtype == torch.float32 else edge_hw, radius, beta, impl)
+    return planes.to(edge_hw.dtype), torch.reciprocal(norm).to(edge_hw.dtype)
+
+
+def _random_walk_list(xs, edges, radius, beta, exp_times, backend, method, tol, op) -> List[Tensor]:
     if not isinstance(edges, (list, tuple)) or len(edges) != len(xs):
         got = f"{len(edges)} items" if isinstance(edges, (list, tuple)) else type(edges).__name__
         raise ValueError(f"{op}(): edge expected a list of {len(xs)} boundary maps (one per x), got {got}")
@@ -167,24 +228,25 @@ def _random_walk_list(xs, edges, radius, beta, exp_times, backend, op) -> List[T
     with torch.no_grad():
         for i, (x, edge) in enumerate(zip(xs, edges)):
             c, h, w = x.shape
-            planes_i, norm_i = _stencil(edge.contiguous(), radius, beta, impl)
+            planes_i, inv_i = _weights(edge.contiguous(), radius, beta, impl)
             planes[i, :, :h, :w] = planes_i[0]
-            inv_norm[i, :h, :w] = torch.reciprocal(norm_i[0])
+            inv_norm[i, :h, :w] = inv_i[0]
             values[i, :c, :h, :w] = x * (1 - edge)
-        out = impl.random_walk(values, planes, inv_norm, _dirs(radius, device), 2 ** exp_times)
+        out = _walk(impl, values, planes, inv_norm, _dirs(radius, device), 2 ** exp_times, method, tol)
     return [out[i, :x.shape[0], :x.shape[1], :x.shape[2]].clone() for i, x in enumerate(xs)]
 
 
 def propagate_to_edge(x: Tensor, edge: Tensor, radius: int = 5, beta: float = 10, exp_times: int = 8, *,
-                      backend: str = "auto") -> Tensor:
+                      backend: str = "auto", method: str = "chebyshev", tol: Optional[float] = None) -> Tensor:
     """Drop-in replacement of the reference's ``propagate_to_edge``.
 
     Args:
         x (Tensor[C, h, w] or Tensor[K, I, h, w]): CAM scores at stride 4 (viewed as ``(C, h, w)``).
         edge (Tensor[1, h, w]): boundary probability in [0, 1].
+        method, tol: as :func:`random_walk` ("chebyshev" by default; "steps" for literal passes).
 
     Returns:
-        Tensor[C, 1, h, w], equal to the reference up to float rounding.
+        Tensor[C, 1, h, w], equal to the reference up to float rounding (and ``tol``).
     """
     op = "propagate_to_edge"
     if not isinstance(x, Tensor) or x.dim() < 2:
@@ -199,22 +261,26 @@ def propagate_to_edge(x: Tensor, edge: Tensor, radius: int = 5, beta: float = 10
                          f"got {tuple(edge.shape)}")
     channels = x.shape[:-2].numel()
     rw = random_walk(x.reshape(1, channels, height, width), edge.unsqueeze(0), radius, beta, exp_times,
-                     backend=backend)
+                     backend=backend, method=method, tol=tol)
     return rw.reshape(channels, 1, height, width)
 
 
 class RandomWalk(nn.Module):
     """Module twin of :func:`random_walk`."""
 
-    def __init__(self, radius: int = 5, beta: float = 10, exp_times: int = 8, *, backend: str = "auto"):
+    def __init__(self, radius: int = 5, beta: float = 10, exp_times: int = 8, *, backend: str = "auto",
+                 method: str = "chebyshev", tol: Optional[float] = None):
         super().__init__()
         self.radius = check_radius(radius, op="RandomWalk")
         self.beta = check_beta(beta, op="RandomWalk")
         self.exp_times = check_exp_times(exp_times, op="RandomWalk")
+        self.method, self.tol = _check_method(method, tol, op="RandomWalk")
         self.backend = backend
 
     def forward(self, x, edge):
-        return random_walk(x, edge, self.radius, self.beta, self.exp_times, backend=self.backend)
+        return random_walk(x, edge, self.radius, self.beta, self.exp_times, backend=self.backend,
+                           method=self.method, tol=self.tol)
 
     def extra_repr(self) -> str:
-        return f"radius={self.radius}, beta={self.beta}, exp_times={self.exp_times}, backend={self.backend!r}"
+        return (f"radius={self.radius}, beta={self.beta}, exp_times={self.exp_times}, backend={self.backend!r}, "
+                f"method={self.method!r}, tol={self.tol}")

@@ -3,6 +3,7 @@
 "cuda": the launchers of csrc/cuda (grids, offsets, batches) with their kernels, compiled for the
 emulator (torch.ops.irnet_fast_emu). "cupy": irnet_fast/ops/_cupy.py (argument packing, grids,
 outputs) launching the NVRTC kernel source on the emulator. Both must equal the CPU kernels.
+"gpu-cuda" and "gpu-cupy" run the same tests on a real GPU (skipped without one).
 """
 import pytest
 import torch
@@ -13,7 +14,7 @@ from irnet_fast.ops.path_index import geometry_on
 from ..emulator import EMU, EmulatedRuntime, cupy_emulated, needs_emu
 from ..helpers import boundary_map, cams, needs_ext
 
-pytestmark = [needs_emu, needs_ext]
+pytestmark = [needs_ext]
 CPU = torch.ops.irnet_fast
 DTYPES = [torch.float32, torch.float64]
 TOL = {torch.float32: dict(rtol=2e-5, atol=1e-6), torch.float64: dict(rtol=1e-12, atol=1e-14)}
@@ -26,17 +27,45 @@ class _CupyOps:
         return cupy_emulated(getattr(_cupy, name))
 
 
+class _OnGpu:
+    """Runs ``ops``'s functions on CUDA copies of the tensor arguments; results come back to the CPU."""
+
+    def __init__(self, ops):
+        self.ops = ops
+
+    def __getattr__(self, name):
+        function = getattr(self.ops, name)
+
+        def run(*args):
+            out = function(*[a.cuda() if isinstance(a, torch.Tensor) else a for a in args])
+            return tuple(o.cpu() for o in out) if isinstance(out, tuple) else out.cpu()
+        return run
+
+
 def _ops(kind):
-    return EMU if kind == "cuda" else _CupyOps()
+    return {"cuda": lambda: EMU, "cupy": _CupyOps, "gpu-cuda": lambda: _OnGpu(torch.ops.irnet_fast),
+            "gpu-cupy": lambda: _OnGpu(_cupy)}[kind]()
 
 
-KINDS = ["cuda", "cupy"]
+KINDS = [pytest.param("cuda", marks=needs_emu), pytest.param("cupy", marks=needs_emu),
+         pytest.param("gpu-cuda", marks=pytest.mark.needs_cuda), pytest.param("gpu-cupy", marks=pytest.mark.needs_cupy)]
+
+
+def _same_arithmetic(kind, dtype=torch.float64):
+    """Tolerance between two runs of the same per-pixel arithmetic: none under the emulator; on a
+    GPU nvcc may contract a * b + c into one rounding."""
+    return dict(rtol=0, atol=0) if not kind.startswith("gpu") else WALK_TOL[dtype]
+
+
+# the compiled launchers only: ops with an explicit launch plan
+COMPILED = [pytest.param("cuda", marks=needs_emu), pytest.param("gpu-cuda", marks=pytest.mark.needs_cuda)]
 
 
 # ------------------------------------------------------------------------------------------------
 # the emulator enforces GPU semantics
 # ------------------------------------------------------------------------------------------------
 
+@needs_emu
 def test_missing_syncthreads_fails_with_dynamic_and_static_shared_memory():
     x = torch.arange(1, 1001, dtype=torch.float32)
     expected = x + torch.stack([torch.roll(chunk, -1) for chunk in torch.cat([x, torch.zeros(24)]).view(-1, 64)])\
@@ -49,6 +78,7 @@ def test_missing_syncthreads_fails_with_dynamic_and_static_shared_memory():
             assert racy.isnan().any()
 
 
+@needs_emu
 def test_short_grid_leaves_outputs_unwritten():
     x = torch.arange(1000, dtype=torch.float32)
     assert torch.equal(EMU.selftest_copy(x, False), x)
@@ -56,6 +86,7 @@ def test_short_grid_leaves_outputs_unwritten():
     assert short[-40:].isnan().all() and torch.equal(short[:960], x[:960])
 
 
+@needs_emu
 def test_barrier_skipped_by_some_threads_is_an_error():
     with pytest.raises(RuntimeError, match="exited while .* wait at __syncthreads"):
         EMU.selftest_early_return_barrier(torch.ones(1000))
@@ -63,6 +94,7 @@ def test_barrier_skipped_by_some_threads_is_an_error():
     assert torch.equal(EMU.selftest_early_return_barrier(torch.ones(1024)), torch.ones(1024))
 
 
+@needs_emu
 def test_invalid_launch_configuration_is_an_error():
     with pytest.raises(RuntimeError, match="invalid configuration argument"):
         EMU.launch_packed("irnet_fast::kernels::find_centroids_kernel<float>", [0], [256], 0, "ppiii",
@@ -76,6 +108,7 @@ def test_invalid_launch_configuration_is_an_error():
 # the CuPy launch seam
 # ------------------------------------------------------------------------------------------------
 
+@needs_emu
 def test_emulator_knows_every_kernel_the_cupy_backend_compiles():
     names = set(EMU.kernel_names())
     for kernel, variant in _cupy._KERNELS:
@@ -90,6 +123,7 @@ def test_cupy_source_is_self_contained():
         assert f"void {kernel}(" in source
 
 
+@needs_emu
 def test_packed_arguments_must_match_the_kernel():
     with pytest.raises(RuntimeError, match="parameters expected types 'ppiii'"):
         EMU.launch_packed("irnet_fast::kernels::find_centroids_kernel<float>", [1], [32], 0, "ppiid",
@@ -238,29 +272,36 @@ def test_find_centroids(kind, size, dtype):
     ((0, 0), 1, 4),     # one resident tile per image: every step in one launch
 ])
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_fused_walk_plans(tile, fused, block, dtype):
+@pytest.mark.parametrize("kind", COMPILED)
+def test_fused_walk_plans(kind, tile, fused, block, dtype):
     x, planes, inv_norm, dirs = _walk_inputs(2, 3, (13, 19), dtype, seed=5)
     want = CPU.random_walk(x, planes, inv_norm, dirs, 12)
-    out = EMU.random_walk_tiled(x, planes, inv_norm, dirs, 12, *tile, fused, block)
+    out = _ops(kind).random_walk_tiled(x, planes, inv_norm, dirs, 12, *tile, fused, block)
     torch.testing.assert_close(out, want, **WALK_TOL[dtype])
 
 
-def test_fused_walk_equals_one_step_per_launch_exactly():
+@pytest.mark.parametrize("kind", COMPILED)
+def test_fused_walk_equals_one_step_per_launch_exactly(kind):
     """Fusing steps changes where the values live, not the arithmetic: bit-identical results."""
     x, planes, inv_norm, dirs = _walk_inputs(3, 5, (17, 23), torch.float32, seed=8)
-    one = EMU.random_walk_tiled(x, planes, inv_norm, dirs, 9, 32, 32, 1, 1)
+    ops = _ops(kind)
+    one = ops.random_walk_tiled(x, planes, inv_norm, dirs, 9, 32, 32, 1, 1)
     for plan in [(32, 32, 2, 4), (5, 6, 4, 8), (0, 0, 1, 2)]:
-        assert torch.equal(EMU.random_walk_tiled(x, planes, inv_norm, dirs, 9, *plan), one)
+        torch.testing.assert_close(ops.random_walk_tiled(x, planes, inv_norm, dirs, 9, *plan), one,
+                                   **_same_arithmetic(kind, torch.float32))
 
 
-def test_fused_walk_rejects_bad_plans():
+@pytest.mark.parametrize("kind", COMPILED)
+def test_fused_walk_rejects_bad_plans(kind):
     x, planes, inv_norm, dirs = _walk_inputs(1, 2, (6, 6), torch.float32)
+    ops = _ops(kind)
     with pytest.raises(RuntimeError, match="channel_block expected 1, 2, 4 or 8, got 3"):
-        EMU.random_walk_tiled(x, planes, inv_norm, dirs, 4, 8, 8, 1, 3)
+        ops.random_walk_tiled(x, planes, inv_norm, dirs, 4, 8, 8, 1, 3)
     with pytest.raises(RuntimeError, match="bytes of shared memory"):
-        EMU.random_walk_tiled(x, planes, inv_norm, dirs, 4, 256, 256, 1, 8)
+        ops.random_walk_tiled(x, planes, inv_norm, dirs, 4, 256, 256, 1, 8)
 
 
+@needs_emu
 def test_cupy_walk_resident_plan_when_the_images_fill_the_device():
     """132 (image, channel group) blocks fill the emulated device: one launch does every step."""
     x, planes, inv_norm, dirs = _walk_inputs(EMU.device_limits()[1], 2, (3, 4), torch.float64, seed=2)
@@ -271,6 +312,7 @@ def test_cupy_walk_resident_plan_when_the_images_fill_the_device():
     torch.testing.assert_close(EMU.random_walk(x, planes, inv_norm, dirs, 5), out, rtol=0, atol=0)
 
 
+@needs_emu
 def test_cupy_walk_default_plan_fuses_steps():
     x, planes, inv_norm, dirs = _walk_inputs(2, 3, (40, 35), torch.float32, seed=3)
     EmulatedRuntime.launches.clear()
@@ -278,3 +320,59 @@ def test_cupy_walk_default_plan_fuses_steps():
     grids = [launch[1] for launch in EmulatedRuntime.launches]
     assert grids == [(4, 1, 2)] * 3  # 2 x 2 tiles of 32, one group of 4 channels, 2 + 2 + 1 steps
     assert torch.equal(out, EMU.random_walk(x, planes, inv_norm, dirs, 5))
+
+
+# ------------------------------------------------------------------------------------------------
+# the fused Chebyshev walk (random_walk_chebyshev): passes fused per launch like the steps
+# ------------------------------------------------------------------------------------------------
+
+def _coefficients(steps, dtype):
+    from irnet_fast.ops.random_walk import walk_coefficients
+    return [float(c) for c in walk_coefficients(steps, 34, dtype)]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("size", [(1, 1), (3, 2), (13, 17), (20, 9)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_chebyshev_walk(kind, size, dtype):
+    x, planes, inv_norm, dirs = _walk_inputs(2, 3, size, dtype, seed=sum(size))
+    coefficients = _coefficients(256, dtype)
+    out = _ops(kind).random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients)
+    assert out.dtype == dtype and out.shape == x.shape
+    if dtype == torch.float64:  # the portable CPU op runs the same per-pixel pass
+        torch.testing.assert_close(out, CPU.random_walk_chebyshev_portable(x, planes, inv_norm, dirs, coefficients),
+                                   **_same_arithmetic(kind))
+    # float32 accumulates in float32 here (float64 on the CPU): the project's float32 criterion,
+    # 1e-3 of the largest score, against the float64 walk
+    want = CPU.random_walk_chebyshev(x.double(), planes.double(), inv_norm.double(), dirs, coefficients)
+    scale = float(want.abs().max())
+    torch.testing.assert_close(out.double(), want, rtol=0, atol=(1e-3 if dtype == torch.float32 else 1e-12) * scale)
+    steps = CPU.random_walk(x.double(), planes.double(), inv_norm.double(), dirs, 256)
+    torch.testing.assert_close(out.double(), steps, rtol=0, atol=1e-3 * scale)
+
+
+@pytest.mark.parametrize("tile,fused,block", [((32, 32), 2, 4), ((3, 5), 2, 2), ((1, 1), 3, 1), ((4, 7), 1, 8),
+                                              ((8, 8), 5, 2), ((0, 0), 1, 4)])
+@pytest.mark.parametrize("degree", [0, 1, 2, 7])
+@pytest.mark.parametrize("kind", COMPILED)
+def test_chebyshev_walk_plans(kind, tile, fused, block, degree):
+    x, planes, inv_norm, dirs = _walk_inputs(2, 3, (13, 19), torch.float64, seed=6)
+    coefficients = [0.5 ** k for k in range(degree + 1)]
+    want = CPU.random_walk_chebyshev_portable(x, planes, inv_norm, dirs, coefficients)
+    out = _ops(kind).random_walk_chebyshev_tiled(x, planes, inv_norm, dirs, coefficients, *tile, fused, block)
+    torch.testing.assert_close(out, want, **_same_arithmetic(kind))
+
+
+@needs_emu
+def test_cupy_chebyshev_default_and_resident_plans():
+    coefficients = _coefficients(64, torch.float64)
+    for batch, size, grids in [(2, (40, 35), None), (EMU.device_limits()[1], (3, 4), [(1, 1, 132)])]:
+        x, planes, inv_norm, dirs = _walk_inputs(batch, 2, size, torch.float64, seed=1)
+        EmulatedRuntime.launches.clear()
+        out = cupy_emulated(_cupy.random_walk_chebyshev)(x, planes, inv_norm, dirs, coefficients)
+        if grids is not None:
+            assert [launch[1] for launch in EmulatedRuntime.launches] == grids
+        else:
+            assert len(EmulatedRuntime.launches) == -(-(len(coefficients) - 1) // 2)
+        assert torch.equal(out, EMU.random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients))
+        assert torch.equal(out, CPU.random_walk_chebyshev_portable(x, planes, inv_norm, dirs, coefficients))

@@ -10,6 +10,7 @@ from irnet_fast.ops.path_index import geometry_on
 from ..helpers import BACKENDS, boundary_map, cams, needs_ext
 
 SIZES = [(1, 1), (2, 3), (3, 12), (13, 17), (20, 9), (7, 31)]
+METHODS = ["chebyshev", "steps"]
 
 
 def reference_walk(x, edge, **kw):
@@ -25,23 +26,25 @@ def rel_err(actual, expected):
 @pytest.mark.parametrize("backend,device", BACKENDS)
 @pytest.mark.parametrize("size", SIZES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_random_walk_matches_reference(backend, device, size, dtype):
+@pytest.mark.parametrize("method", METHODS)
+def test_random_walk_matches_reference(backend, device, size, dtype, method):
     edge = boundary_map(2, *size, seed=sum(size))
     x = cams(2, 3, *size, seed=7)
     expected = reference_walk(x, edge)
-    actual = ops.random_walk(x.to(device, dtype), edge.to(device, dtype), backend=backend)
+    actual = ops.random_walk(x.to(device, dtype), edge.to(device, dtype), backend=backend, method=method)
     assert actual.shape == x.shape and actual.dtype == dtype and actual.device.type == device
     assert rel_err(actual, expected) <= (1e-3 if dtype == torch.float32 else 1e-8)
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
-def test_float32_matches_float32_reference_and_labels(backend, device):
-    """The issue's criterion: float32 against the reference as users run it (float32, dense)."""
+@pytest.mark.parametrize("method", METHODS)
+def test_float32_matches_float32_reference_and_labels(backend, device, method):
+    """float32 against the reference as users run it (float32, dense)."""
     h, w = 24, 31
     edge = boundary_map(1, h, w, seed=3, dtype=torch.float32)[0]
     x = cams(1, 4, h, w, seed=4, dtype=torch.float32)[0]
     expected = reference.propagate_to_edge(x, edge)
-    actual = ops.propagate_to_edge(x.to(device), edge.to(device), backend=backend).cpu()
+    actual = ops.propagate_to_edge(x.to(device), edge.to(device), backend=backend, method=method).cpu()
     assert actual.shape == (4, 1, h, w)
     assert float((actual - expected).abs().max() / expected.abs().max()) <= 1e-3
     # REFERENCE.md 3 semantic post-processing: x4 bilinear, / max, background 0.25, argmax
@@ -53,21 +56,38 @@ def test_float32_matches_float32_reference_and_labels(backend, device):
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
-@pytest.mark.parametrize("radius,beta,exp_times", [(1, 10, 3), (2, 3.5, 0), (5, 10, 1), (7, 10, 5)])
-def test_random_walk_parameters(backend, device, radius, beta, exp_times):
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("radius,beta,exp_times", [(1, 10, 3), (2, 3.5, 0), (5, 10, 1), (7, 10, 5), (3, 10, 10),
+                                                   (5, 10, 3)])
+def test_random_walk_parameters(backend, device, radius, beta, exp_times, method):
     edge = boundary_map(1, 11, 14, seed=radius)
     x = cams(1, 2, 11, 14)
     expected = reference_walk(x, edge, radius=radius, beta=beta, exp_times=exp_times)
-    actual = ops.random_walk(x.to(device), edge.to(device), radius, beta, exp_times, backend=backend)
+    actual = ops.random_walk(x.to(device), edge.to(device), radius, beta, exp_times, backend=backend, method=method)
     assert rel_err(actual, expected) <= 1e-8
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
-def test_list_of_sizes_matches_single_images(backend, device):
+@pytest.mark.parametrize("tol", [1e-3, 1e-6])
+def test_chebyshev_float64_within_tol(backend, device, tol):
+    """The documented bound: ||chebyshev - steps||_2 <= tol ||x (1 - edge)||_2 (float64)."""
+    edge = boundary_map(2, 19, 23, seed=8)
+    x = cams(2, 3, 19, 23, seed=9)
+    steps = ops.random_walk(x.to(device), edge.to(device), exp_times=8, backend=backend, method="steps").cpu()
+    cheb = ops.random_walk(x.to(device), edge.to(device), exp_times=8, backend=backend, tol=tol).cpu()
+    assert float((cheb - steps).norm()) <= tol * float((x * (1 - edge)).norm())
+    assert float((cheb - steps).norm()) > 0  # the truncation is real: fewer passes than 256
+    from irnet_fast.ops.random_walk import walk_coefficients
+    assert len(walk_coefficients(256, 34, torch.float64, "chebyshev", tol)) - 1 < 100
+
+
+@pytest.mark.parametrize("backend,device", BACKENDS)
+@pytest.mark.parametrize("method", METHODS)
+def test_list_of_sizes_matches_single_images(backend, device, method):
     shapes = [(3, 9, 12), (1, 15, 7), (3, 1, 1), (2, 12, 12)]
     xs = [cams(1, c, h, w, seed=i)[0].to(device) for i, (c, h, w) in enumerate(shapes)]
     edges = [boundary_map(1, h, w, seed=i)[0].to(device) for i, (_, h, w) in enumerate(shapes)]
-    outs = ops.random_walk(xs, edges, backend=backend)
+    outs = ops.random_walk(xs, edges, backend=backend, method=method)
     assert isinstance(outs, list) and len(outs) == len(xs)
     for x, edge, out in zip(xs, edges, outs):
         assert out.shape == x.shape
@@ -155,13 +175,76 @@ def test_compiled_ops_opcheck():
 
 
 @pytest.mark.parametrize("backend,device", BACKENDS)
-def test_large_batch_equals_single_images(backend, device):
-    """Many (image, channel group) pairs take the cpp kernel's barrier-free path; one image the
-    row-parallel path. Both must give the same numbers as the reference."""
+@pytest.mark.parametrize("method", METHODS)
+def test_large_batch_equals_single_images(backend, device, method):
+    """Many (image, channel group) units in a batch; one image splits its channels into groups.
+    Both must give the same numbers as the reference, and each other."""
     edge = boundary_map(6, 9, 11, seed=11)
     x = cams(6, 7, 9, 11, seed=12)
-    batch = ops.random_walk(x.to(device), edge.to(device), backend=backend)
+    batch = ops.random_walk(x.to(device), edge.to(device), backend=backend, method=method)
     assert rel_err(batch, reference_walk(x, edge)) <= 1e-8
     for i in (0, 5):
-        single = ops.random_walk(x[i:i + 1].to(device), edge[i:i + 1].to(device), backend=backend)
+        single = ops.random_walk(x[i:i + 1].to(device), edge[i:i + 1].to(device), backend=backend, method=method)
         torch.testing.assert_close(single[0], batch[i], rtol=1e-12, atol=1e-14)
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_portable_chebyshev_runs_the_header_arithmetic(dtype):
+    """random_walk_chebyshev_portable runs kernels::chebyshev_pass_at (the GPU form) pixel by pixel;
+    the vectorised CPU kernel must agree (it keeps v_k in float64 where the GPU form rounds each
+    v_k to float32: a few float32 ulps apart)."""
+    from irnet_fast.ops.random_walk import walk_coefficients
+    edge = boundary_map(2, 10, 13, seed=9)
+    x = cams(2, 3, 10, 13)
+    paths, lengths = geometry_on(5, torch.device("cpu"))
+    planes, norm = torch.ops.irnet_fast.transition_stencil(edge[:, 0].contiguous(), paths, lengths, 10.0)
+    values = (x * (1 - edge)).contiguous().to(dtype)
+    planes, inv = planes.to(dtype), (1 / norm).to(dtype)
+    dirs = paths[:, 0].contiguous()
+    coefficients = walk_coefficients(256, 34, dtype).tolist()
+    portable = torch.ops.irnet_fast.random_walk_chebyshev_portable(values, planes, inv, dirs, coefficients)
+    fast = torch.ops.irnet_fast.random_walk_chebyshev(values, planes, inv, dirs, coefficients)
+    assert portable.dtype == fast.dtype == dtype
+    assert rel_err(portable, reference_walk(x, edge)) <= (1e-4 if dtype == torch.float32 else 1e-10)
+    assert rel_err(fast, portable.double()) <= (1e-5 if dtype == torch.float32 else 1e-13)
+    torch.library.opcheck(torch.ops.irnet_fast.random_walk_chebyshev.default,
+                          (values, planes, inv, dirs, coefficients[:9]))
+    torch.library.opcheck(torch.ops.irnet_fast.random_walk_chebyshev_portable.default,
+                          (values, planes, inv, dirs, coefficients[:9]))
+
+
+def test_method_and_tol_errors():
+    edge = boundary_map(1, 5, 6)
+    x = cams(1, 2, 5, 6)
+    with pytest.raises(ValueError, match=r"random_walk\(\): method expected one of 'chebyshev', 'steps', got 'fast'"):
+        ops.random_walk(x, edge, method="fast")
+    with pytest.raises(ValueError, match=r"random_walk\(\): tol expected None or a finite number >= 0, got -1"):
+        ops.random_walk(x, edge, tol=-1)
+    with pytest.raises(ValueError, match="RandomWalk"):
+        ops.RandomWalk(method="dense")
+    module = ops.RandomWalk(exp_times=6, method="steps")
+    assert "method='steps'" in repr(module)
+    torch.testing.assert_close(module(x, edge), ops.random_walk(x, edge, exp_times=6, method="steps"))
+
+
+def test_generic_chebyshev_path_matches_fused(monkeypatch):
+    """Backends without a fused kernel (cuda and cupy today) run the recurrence over their
+    single-step op; on the torch backend both forms must agree."""
+    from irnet_fast.ops import _torch
+    edge = boundary_map(2, 12, 9, seed=4)
+    x = cams(2, 3, 12, 9, seed=5)
+    fused = ops.random_walk(x, edge, backend="torch")
+    monkeypatch.delattr(_torch, "random_walk_chebyshev")
+    generic = ops.random_walk(x, edge, backend="torch")
+    torch.testing.assert_close(generic, fused, rtol=1e-12, atol=1e-14)
+    assert rel_err(generic, reference_walk(x, edge)) <= 1e-8
+
+
+def test_compat_propagate_to_edge_methods():
+    from irnet_fast.compat import indexing
+    edge = boundary_map(1, 9, 8, seed=6)[0]
+    x = cams(1, 3, 9, 8, seed=6)[0]
+    expected = reference.propagate_to_edge(x, edge)
+    for method in METHODS:
+        assert rel_err(indexing.propagate_to_edge(x, edge, method=method), expected[:, 0].unsqueeze(1)) <= 1e-8
