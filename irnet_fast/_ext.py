@@ -68,6 +68,9 @@ def _register_python_side() -> None:
         torch.library.register_fake(lib + name)(lambda x, planes, inv_norm, dirs, steps: torch.empty_like(x))
     for name in ("random_walk_chebyshev", "random_walk_chebyshev_portable"):
         torch.library.register_fake(lib + name)(lambda x, planes, inv_norm, dirs, coefficients: torch.empty_like(x))
+    # the explicit-plan walks (CUDA kernels only)
+    torch.library.register_fake(lib + "random_walk_tiled")(lambda x, *args: torch.empty_like(x))
+    torch.library.register_fake(lib + "random_walk_chebyshev_tiled")(lambda x, *args: torch.empty_like(x))
 
 
 if HAS_CPP:
