@@ -42,6 +42,14 @@ class EmulatedRuntime:
         if device.type != "cpu":
             raise ValueError(f"the emulated runtime runs on CPU tensors, got {device}")
 
+    @staticmethod
+    def empty(shape, *, dtype, device):
+        """Kernel outputs start as 0xFF bytes (NaN), as cuda::new_output makes them under the emulator."""
+        out = torch.empty(shape, dtype=dtype, device=device)
+        if out.numel():
+            out.view(torch.uint8).fill_(255)
+        return out
+
     def __enter__(self):
         return self
 

@@ -132,7 +132,7 @@ at::Tensor walk(const char* op, const at::Tensor& x_in, const at::Tensor& planes
   if (src.numel() == 0 || steps == 0) return src;
   const auto planes = planes_in.contiguous(), inv_norm = inv_norm_in.contiguous(), dirs = dirs_in.contiguous();
   const int64_t B = src.size(0), C = src.size(1), H = src.size(2), W = src.size(3), D = planes.size(1);
-  const Launches l = plan_launches(op, src, dirs, D, steps, SharedLayout{2, src.element_size(), 0, D}, plan, choose);
+  const Launches l = plan_launches(op, src, dirs, D, steps, SharedLayout{2, (size_t)src.element_size(), 0, D}, plan, choose);
   auto dst = cuda::new_output(src.sizes(), src.options());
   int64_t launches = 0;
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "random_walk_cuda", [&] {

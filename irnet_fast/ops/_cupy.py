@@ -218,6 +218,12 @@ class _CupyRuntime:
 _runtime = _CupyRuntime
 
 
+def _output(shape, dtype, device) -> torch.Tensor:
+    """A kernel output; the runtime's ``empty`` when it has one (the emulated runtime fills it
+    with NaN, so that elements no thread writes show)."""
+    return getattr(_runtime, "empty", torch.empty)(tuple(shape), dtype=dtype, device=device)
+
+
 @contextlib.contextmanager
 def use_runtime(factory):
     """Run this backend's kernels through ``factory(device)`` instead of CuPy (for tests)."""
@@ -263,8 +269,8 @@ def path_affinity(edge, paths, lengths, radius_floor):
     if crop_h < 0 or crop_w < 0:
         raise ValueError(f"path_affinity(): edge of size {height}x{width} is smaller than the search "
                          f"window (radius_floor {radius_floor})")
-    affinity = torch.empty((batch, num_dirs, crop_h, crop_w), dtype=edge.dtype, device=edge.device)
-    argmax = torch.empty((batch, num_dirs, crop_h, crop_w), dtype=torch.uint8, device=edge.device)
+    affinity = _output((batch, num_dirs, crop_h, crop_w), edge.dtype, edge.device)
+    argmax = _output((batch, num_dirs, crop_h, crop_w), torch.uint8, edge.device)
     total = affinity.numel()
     if total == 0:
         return affinity, argmax
@@ -283,7 +289,7 @@ def path_affinity_backward(grad, argmax, paths, lengths, radius_floor, height, w
     height, width = int(height), int(width)
     batch, num_dirs, crop_h, crop_w = grad.shape
     max_len = paths.shape[1]
-    grad_edge = torch.empty((batch, height, width), dtype=grad.dtype, device=grad.device)
+    grad_edge = _output((batch, height, width), grad.dtype, grad.device)
     total = grad_edge.numel()
     if total == 0:
         return grad_edge
@@ -303,8 +309,8 @@ def transition_stencil(edge, paths, lengths, beta):
     """edge [B, h, w] -> (planes [B, D, h, w], norm [B, h, w])."""
     batch, height, width = edge.shape
     num_dirs, max_len = paths.shape[0], paths.shape[1]
-    planes = torch.empty((batch, num_dirs, height, width), dtype=edge.dtype, device=edge.device)
-    norm = torch.empty((batch, height, width), dtype=edge.dtype, device=edge.device)
+    planes = _output((batch, num_dirs, height, width), edge.dtype, edge.device)
+    norm = _output((batch, height, width), edge.dtype, edge.device)
     if norm.numel() == 0:
         return planes, norm
     dirs = paths[:, 0, :].contiguous()  # [D, 2] destinations
@@ -379,7 +385,7 @@ def random_walk(x, planes, inv_norm, dirs, steps):
     if steps == 0 or src.numel() == 0:
         return src
     num_dirs = planes.shape[1]
-    dst = torch.empty_like(src)
+    dst = _output(src.shape, src.dtype, src.device)
     with _runtime(x.device) as run:
         plan = _WalkPlan(run, x, dirs, num_dirs, steps, buffers=2, acc_bytes=0)
         bufs = (run.array(src), run.array(dst))
@@ -408,8 +414,8 @@ def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
     if cur.numel() == 0:
         return cur
     num_dirs, degree = planes.shape[1], len(coefficients) - 1
-    buffers = [cur] + [torch.empty_like(cur) for _ in range(3)]  # v_k, v_{k-1} in; the same out
-    result = torch.empty_like(cur)
+    buffers = [cur] + [_output(cur.shape, cur.dtype, cur.device) for _ in range(3)]  # v_k, v_{k-1} in and out
+    result = _output(cur.shape, cur.dtype, cur.device)
     coeffs = torch.tensor(coefficients, dtype=x.dtype, device=x.device)
     with _runtime(x.device) as run:
         plan = _WalkPlan(run, x, dirs, num_dirs, degree, buffers=2, acc_bytes=x.element_size())
@@ -439,7 +445,7 @@ _CENTROID_THREADS = 128
 def find_centroids(displacement, iterations):
     """displacement [2, h, w] float32/float64 -> refined centroids [2, h, w] int32."""
     _, height, width = displacement.shape
-    out = torch.empty((2, height, width), dtype=torch.int32, device=displacement.device)
+    out = _output((2, height, width), torch.int32, displacement.device)
     if height * width == 0:
         return out
     with _runtime(displacement.device) as run:

@@ -104,7 +104,7 @@ def find_centroids_with_refinement(displacement: Array, iterations: int = 300, *
     Args:
         displacement (array or Tensor[2, h, w], float32 or float64): (dy, dx) per pixel, in pixels.
         iterations (int): refinement steps (300 in IRNet).
-        backend (str): "auto" | "cuda" | "cpp" | "numba" | "torch" (cupy falls back to torch).
+        backend (str): "auto" | "cuda" | "cupy" | "cpp" | "numba" | "torch".
 
     Returns:
         int32 centroids ``(2, h, w)`` (row, column): a NumPy array for NumPy input, else a tensor on
@@ -122,11 +122,6 @@ def find_centroids_with_refinement(displacement: Array, iterations: int = 300, *
     check_finite(field, op=op, name="displacement")
     name = backends.resolve(backend, field.device, op=op)
     impl = backends.implementation(name)
-    if not hasattr(impl, "find_centroids"):  # the CuPy backend has no instance kernels
-        if backend not in (None, "auto"):
-            raise RuntimeError(f"{op}(): backend '{name}' does not implement this op; use backend='cuda' "
-                               f"or 'torch'")
-        impl = backends.implementation("torch")
     with torch.no_grad():
         out = impl.find_centroids(field.contiguous(), int(iterations))
     return out.numpy() if as_numpy else out

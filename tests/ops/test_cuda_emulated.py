@@ -376,3 +376,16 @@ def test_cupy_chebyshev_default_and_resident_plans():
             assert len(EmulatedRuntime.launches) == -(-(len(coefficients) - 1) // 2)
         assert torch.equal(out, EMU.random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients))
         assert torch.equal(out, CPU.random_walk_chebyshev_portable(x, planes, inv_norm, dirs, coefficients))
+
+
+@needs_emu
+def test_a_launcher_with_a_grid_one_tile_short_fails(monkeypatch):
+    """The seam catches launch bugs in the backend's own code: drop the last tile of the grid."""
+    edge = boundary_map(2, 20, 70, seed=1)[:, 0].contiguous()
+    paths, lengths = geometry_on(5, torch.device("cpu"))
+    want = CPU.path_affinity(edge, paths, lengths, 4)[0]
+    assert torch.equal(cupy_emulated(_cupy.path_affinity)(edge, paths, lengths, 4)[0], want)
+    grid = _cupy._affinity_grid
+    monkeypatch.setattr(_cupy, "_affinity_grid", lambda h, w, b: (grid(h, w, b)[0] - 1, b))
+    short = cupy_emulated(_cupy.path_affinity)(edge, paths, lengths, 4)[0]
+    assert short.isnan().any() and not torch.equal(short, want)
