@@ -40,13 +40,18 @@ GPU_RW_CASES = (dict(batch=16, channels=21, size=(94, 125)), dict(batch=1, chann
 
 CPU_BACKENDS = ("cpp", "numba", "torch")
 GPU_BACKENDS = ("cuda", "cupy")
+#: ``<backend>`` runs the default Chebyshev evaluation, ``<backend>:steps`` the 256 literal steps.
+STEP_METHODS = tuple(f"{b}:steps" for b in CPU_BACKENDS)
 #: Random-walk methods in the order of the tables; the last three are the baselines.
-RW_METHODS = CPU_BACKENDS + ("scipy_csr", "torch_sparse_csr", "reference")
+RW_METHODS = CPU_BACKENDS + STEP_METHODS + ("scipy_csr", "torch_sparse_csr", "reference")
 AFFINITY_METHODS = CPU_BACKENDS + ("reference",)
 AFFINITY_MODES = ("fwd", "fwd+bwd")
 
 METHOD_LABELS = {
-    "cpp": "cpp (irnet_fast)", "numba": "numba (irnet_fast)", "torch": "torch (irnet_fast)",
+    "cpp": "cpp (irnet_fast), Chebyshev", "numba": "numba (irnet_fast), Chebyshev",
+    "torch": "torch (irnet_fast), Chebyshev",
+    "cpp:steps": "cpp (irnet_fast), 256 steps", "numba:steps": "numba (irnet_fast), 256 steps",
+    "torch:steps": "torch (irnet_fast), 256 steps",
     "cuda": "cuda (irnet_fast)", "cupy": "cupy (irnet_fast)",
     "scipy_csr": "SciPy CSR, 256 steps", "torch_sparse_csr": "torch sparse CSR, 256 steps",
     "reference": "dense reference",
@@ -80,7 +85,14 @@ def backend_available(name: str) -> bool:
         return False
 
 
+def split_method(method: str) -> Tuple[str, str]:
+    """``"cpp:steps"`` -> ``("cpp", "steps")``; a bare backend runs the default (Chebyshev)."""
+    backend, _, walk = method.partition(":")
+    return backend, walk or "chebyshev"
+
+
 def method_available(method: str) -> bool:
+    method = split_method(method)[0]
     if method in CPU_BACKENDS + GPU_BACKENDS:
         return backend_available(method)
     if method == "scipy_csr":
@@ -150,7 +162,8 @@ def prepare_random_walk(method: str, size: Sequence[int], *, batch: int = 1, cha
                         device="cpu", steps: int = STEPS, inputs=None) -> Case:
     """One random walk (radius 5, beta 10, exp_times 8) of ``batch`` images of ``size``.
 
-    ``method``: an irnet_fast backend (cpp, numba, torch, cuda, cupy), ``scipy_csr`` or
+    ``method``: an irnet_fast backend (cpp, numba, torch, cuda, cupy; ``<backend>:steps`` for the
+    literal 256 steps instead of the default Chebyshev evaluation), ``scipy_csr`` or
     ``torch_sparse_csr`` (256 sparse steps with T built by ``transition_matrix``; the build is
     the untimed set-up) or ``reference`` (the dense ``_reference.propagate_to_edge``).
     The sparse baselines and the reference handle one image (batch 1). ``inputs``: ``(x, edge)``
@@ -161,9 +174,10 @@ def prepare_random_walk(method: str, size: Sequence[int], *, batch: int = 1, cha
     height, width = size
     num = height * width
     info = {"N": num, "B": batch, "C": channels}
-    if method in CPU_BACKENDS + GPU_BACKENDS:
+    backend, walk = split_method(method)
+    if backend in CPU_BACKENDS + GPU_BACKENDS:
         def run():
-            return random_walk(x, edge, RADIUS, BETA, EXP_TIMES, backend=method)
+            return random_walk(x, edge, RADIUS, BETA, EXP_TIMES, backend=backend, method=walk)
         return Case(run, 0.0, info, _cuda_sync(device))
     if batch != 1:
         raise ValueError(f"{method} handles one image, got batch {batch}")
@@ -246,6 +260,87 @@ def prepare_affinity(method: str, mode: str, *, batch: int = AFFINITY_BATCH, siz
             out.sum().backward()
             return edge.grad
     return Case(run, setup_s, info, _cuda_sync(device))
+
+
+#: find_centroids_with_refinement: a VOC image at stride 4, the reference's 300 iterations.
+CENTROID_SIZE, CENTROID_ITERATIONS = (94, 125), 300
+CENTROID_FIELDS = ("clean", "noisy")
+CENTROID_METHODS = ("reference",) + CPU_BACKENDS
+
+
+def centroid_field(height: int, width: int, kind: str = "clean", *, seed: int = 0, centres: int = 5):
+    """A displacement field [2, h, w] float32 like IRNet's.
+
+    ``clean``: every pixel points at the nearest of ``centres`` instance centres (gain 0.6-1), with
+    a little smooth noise: trajectories reach a fixed point or a 2-cycle within a few iterations.
+    ``noisy``: the instances are discs of radius ~h/6 pointing at their centres, and smooth noise of
+    about 0.3 px per step lies inside and outside them (a trained IRNet drives the background
+    displacement towards 0, never to exactly 0): most pixels run all iterations.
+    """
+    import numpy as np
+    from scipy import ndimage
+    if kind not in CENTROID_FIELDS:
+        raise ValueError(f"centroid_field(): kind expected one of {CENTROID_FIELDS}, got {kind!r}")
+    rng = np.random.default_rng(seed)
+    cy, cx = rng.uniform(0, height - 1, centres), rng.uniform(0, width - 1, centres)
+    yy, xx = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
+    dist2 = (yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2
+    near = dist2.argmin(0)
+    gain = rng.uniform(0.6, 1.0, centres)[near]
+    field = np.stack([(cy[near] - yy) * gain, (cx[near] - xx) * gain])
+    if kind == "clean":
+        field += ndimage.gaussian_filter(rng.standard_normal(field.shape), (0, 2, 2)) * 2
+    else:
+        inside = dist2.min(0) <= (max(height, width) / 6.0) ** 2
+        noise = ndimage.gaussian_filter(rng.standard_normal(field.shape), (0, 3, 3))
+        noise *= 0.3 / max(float(np.abs(noise).std()), 1e-12)
+        field = np.where(inside[None], field * 0.3, 0.0) + noise
+    return field.astype(np.float32)
+
+
+def prepare_centroids(method: str, kind: str, *, size: Sequence[int] = CENTROID_SIZE,
+                      iterations: int = CENTROID_ITERATIONS) -> Case:
+    """``find_centroids_with_refinement`` of a ``kind`` field; ``method``: a backend or ``reference``
+    (the NumPy transcription)."""
+    from irnet_fast.ops import _reference, find_centroids_with_refinement
+    field = centroid_field(*size, kind)
+    info = {"N": size[0] * size[1], "iterations": iterations, "field": kind}
+    if method == "reference":
+        return Case(lambda: _reference.find_centroids_with_refinement(field, iterations), 0.0, info)
+    tensor = torch.from_numpy(field)
+    return Case(lambda: find_centroids_with_refinement(tensor, iterations, backend=method), 0.0, info)
+
+
+_BUSY_LOOP = ("import torch, time\n"
+              "torch.set_num_threads({threads})\n"
+              "a = torch.rand(256, 256)\n"
+              "while True:\n"
+              "    b = a @ a\n")
+
+
+class BusyProcesses:
+    """Context manager: ``count`` processes, each a ``threads``-thread torch loop of ``a @ a`` on a
+    256x256 matrix (what data-loader transforms or a second pipeline shard do to the cores),
+    started on entry and killed on exit."""
+
+    def __init__(self, count: int = 2, threads: int = 2):
+        self.count, self.threads, self.procs = count, threads, []
+
+    def __enter__(self):
+        import subprocess
+        import sys
+        code = _BUSY_LOOP.format(threads=self.threads)
+        self.procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.DEVNULL) for _ in range(self.count)]
+        time.sleep(1.5)  # imports done, loops running
+        return self
+
+    def __exit__(self, *exc):
+        for proc in self.procs:
+            proc.kill()
+        for proc in self.procs:
+            proc.wait()
+        self.procs = []
 
 
 def as_numpy(result):

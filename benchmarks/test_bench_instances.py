@@ -1,7 +1,8 @@
 """find_centroids_with_refinement at 94x125 (a VOC image at stride 4), 300 iterations: the NumPy
-reference against every backend present, on a displacement field like IRNet's (pixels pointing to
-a few instance centres, with smooth noise). Every backend's result is checked against the
-reference's, which is computed once at import.
+reference against every backend present, on the two fields of ``benchmarks.cases.centroid_field``
+(``clean``: pixels point at a few instance centres, most trajectories end early; ``noisy``: smooth
+noise inside and outside the instances, most pixels run every iteration). Every backend's result
+is checked against the reference's.
 
     pytest benchmarks/test_bench_instances.py --benchmark-enable
 """
@@ -20,41 +21,36 @@ GROUP = f"find_centroids {cases.size_label(SIZE)} x{ITERATIONS}"
 
 
 def displacement_field(height: int, width: int, *, seed: int = 0, centres: int = 5) -> np.ndarray:
-    from scipy import ndimage
-    rng = np.random.default_rng(seed)
-    cy, cx = rng.uniform(0, height - 1, centres), rng.uniform(0, width - 1, centres)
-    yy, xx = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64), indexing="ij")
-    near = ((yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2).argmin(0)
-    gain = rng.uniform(0.6, 1.0, centres)[near]
-    field = np.stack([(cy[near] - yy) * gain, (cx[near] - xx) * gain])
-    field += ndimage.gaussian_filter(rng.standard_normal(field.shape), (0, 2, 2)) * 2
-    return field.astype(np.float32)
+    """The clean field of :func:`benchmarks.cases.centroid_field`."""
+    return cases.centroid_field(height, width, "clean", seed=seed, centres=centres)
 
 
 FIELD = displacement_field(*SIZE)
 
 
+_EXPECTED = {}
+
+
+def reference_centroids(kind: str) -> np.ndarray:
+    """The NumPy reference's centroids of a field (computed once per field)."""
+    if kind not in _EXPECTED:
+        from irnet_fast.ops import _reference
+        _EXPECTED[kind] = _reference.find_centroids_with_refinement(cases.centroid_field(*SIZE, kind), ITERATIONS)
+    return _EXPECTED[kind]
+
+
 @pytest.fixture(scope="module")
 def expected():
-    from irnet_fast.ops import _reference
-    return _reference.find_centroids_with_refinement(FIELD, ITERATIONS)
+    return reference_centroids("clean")
 
 
-@pytest.mark.parametrize("method", ("reference",) + cases.CPU_BACKENDS)
-def test_find_centroids(benchmark, method, expected):
+@pytest.mark.parametrize("method", cases.CENTROID_METHODS)
+@pytest.mark.parametrize("kind", cases.CENTROID_FIELDS)
+def test_find_centroids(benchmark, method, kind):
     skip_unless_available(method)
-    from irnet_fast.ops import _reference, find_centroids_with_refinement
-    if method == "reference":
-        def fn():
-            return _reference.find_centroids_with_refinement(FIELD, ITERATIONS)
-    else:
-        field = torch.from_numpy(FIELD)
-
-        def fn():
-            return find_centroids_with_refinement(field, ITERATIONS, backend=method)
-    case = cases.Case(fn, info={"N": SIZE[0] * SIZE[1], "iterations": ITERATIONS})
-    result = run_benchmark(benchmark, case, group=GROUP)
-    assert np.array_equal(cases.as_numpy(result), expected)
+    case = cases.prepare_centroids(method, kind, size=SIZE, iterations=ITERATIONS)
+    result = run_benchmark(benchmark, case, group=f"{GROUP} {kind} field")
+    assert np.array_equal(cases.as_numpy(result), reference_centroids(kind))
 
 
 @pytest.mark.needs_cuda

@@ -23,36 +23,89 @@
 namespace irnet_fast {
 namespace {
 
-constexpr int kBlock = 16;  // pixels refined together: independent chains fill the vector lanes
 // Pixels per task at least: tasks are handed out one at a time (threads.h), so pixels that stop
 // early (most of a clean field) and pixels that run all iterations balance across the threads.
 constexpr int64_t kGrain = 256;
 
-// Pixels [begin, end) of one image (flat raster index), kBlock at a time, each lane with the
-// per-pixel arithmetic of kernels::refine_centroid. A lane that is done (fixed point or 2-cycle,
-// kernels::centroid_advance) keeps its result; the block stops when all lanes are done.
-template <int N, typename T>
-IRNET_INLINE void centroid_block(const T* d0, const T* d1, int height, int width, int iterations,
-                                 int* out_y, int* out_x, int64_t first) {
-  float cy[N], cx[N], py[N], px[N];
-  bool done[N];
-  for (int j = 0; j < N; ++j) {
-    cy[j] = py[j] = (float)((first + j) / width);
-    cx[j] = px[j] = (float)((first + j) % width);
-    done[j] = false;
-  }
-  for (int i = 0; i < iterations; ++i) {
-    int all_done = 1;
-    for (int j = 0; j < N; ++j) {
-      kernels::centroid_advance(d0, d1, height, width, iterations - 1 - i, i > 0, cy[j], cx[j], py[j], px[j],
-                                done[j]);
-      all_done &= (int)done[j];
+// kLanes pixels in vector registers: the lane-wise form of kernels::centroid_advance, the same
+// IEEE operations in the same order (contraction is off in this file), so every lane is bit for
+// bit what the scalar function computes; the four bilinear samples are gathers across lanes.
+typedef double v8d __attribute__((vector_size(64)));
+typedef float v8f __attribute__((vector_size(32)));
+typedef int v8i __attribute__((vector_size(32)));
+constexpr int kLanes = 8;
+
+template <typename T>
+IRNET_INLINE v8d gather(const T* d, v8i index) {
+  v8d out;
+  for (int l = 0; l < kLanes; ++l) out[l] = (double)d[index[l]];
+  return out;
+}
+
+template <typename T>
+IRNET_INLINE v8d sample(const T* d, v8i uu, v8i du, v8i ud, v8i dd, v8d fy, v8d fx, v8d gy, v8d gx) {
+  const v8d t1 = (gather(d, uu) * fy) * fx, t2 = (gather(d, du) * gy) * fx;
+  const v8d t3 = (gather(d, ud) * fy) * gx, t4 = (gather(d, dd) * gy) * gx;
+  return ((t1 + t2) + t3) + t4;
+}
+
+IRNET_INLINE v8f clip(v8f v, float hi) {
+  const v8f zero = v8f{} , top = v8f{} + hi;
+  v = v < zero ? zero : v;
+  return v > top ? top : v;
+}
+
+// V vectors of kLanes pixels each: independent chains that overlap the gathers' latency.
+template <int V, typename T>
+IRNET_INLINE void centroid_vector(const T* d0, const T* d1, int height, int width, int iterations, int* out_y,
+                                  int* out_x, int64_t first) {
+  v8f cy[V], cx[V], py[V], px[V];
+  v8i done[V];  // all bits set in a finished lane
+  for (int v = 0; v < V; ++v) {
+    for (int l = 0; l < kLanes; ++l) {
+      cy[v][l] = (float)((first + v * kLanes + l) / width);
+      cx[v][l] = (float)((first + v * kLanes + l) % width);
     }
-    if (all_done) break;
+    py[v] = cy[v];
+    px[v] = cx[v];
+    done[v] = v8i{};
   }
-  for (int j = 0; j < N; ++j) {
-    out_y[first + j] = IRNET_RINT_F2I(cy[j]);
-    out_x[first + j] = IRNET_RINT_F2I(cx[j]);
+  const float max_y = (float)(height - 1), max_x = (float)(width - 1);
+  for (int i = 0; i < iterations; ++i) {
+    const v8i odd = v8i{} - (int)((iterations - 1 - i) & 1);
+    v8i all_done = v8i{} - 1;
+    for (int v = 0; v < V; ++v) {
+      const v8i dy = __builtin_convertvector(cy[v], v8i), dx = __builtin_convertvector(cx[v], v8i);  // truncation
+      const v8i uy = dy - (__builtin_convertvector(dy, v8f) < cy[v]);
+      const v8i ux = dx - (__builtin_convertvector(dx, v8f) < cx[v]);
+      const v8d fy = __builtin_convertvector(cy[v], v8d) - __builtin_convertvector(dy, v8d);
+      const v8d fx = __builtin_convertvector(cx[v], v8d) - __builtin_convertvector(dx, v8d);
+      const v8d gy = 1.0 - fy, gx = 1.0 - fx;
+      const v8i uu = uy * width + ux, du = dy * width + ux, ud = uy * width + dx, dd = dy * width + dx;
+      const v8d sy = sample(d0, uu, du, ud, dd, fy, fx, gy, gx);
+      const v8d sx = sample(d1, uu, du, ud, dd, fy, fx, gy, gx);
+      const v8f ny = clip(__builtin_convertvector(__builtin_convertvector(cy[v], v8d) + sy, v8f), max_y);
+      const v8f nx = clip(__builtin_convertvector(__builtin_convertvector(cx[v], v8d) + sx, v8f), max_x);
+      const v8i moved = (ny != cy[v]) | (nx != cx[v]);
+      const v8i cycle = (i > 0) ? ((ny == py[v]) & (nx == px[v])) : v8i{};
+      const v8i take_new = moved & ~done[v] & ~(cycle & odd);
+      const v8i keep_previous = ~take_new | cycle;
+      done[v] = done[v] | ~moved | cycle;
+      py[v] = keep_previous ? py[v] : cy[v];
+      px[v] = keep_previous ? px[v] : cx[v];
+      cy[v] = take_new ? ny : cy[v];
+      cx[v] = take_new ? nx : cx[v];
+      all_done &= done[v];
+    }
+    bool finished = true;
+    for (int l = 0; l < kLanes; ++l) finished = finished && all_done[l];
+    if (finished) break;
+  }
+  for (int v = 0; v < V; ++v) {
+    for (int l = 0; l < kLanes; ++l) {
+      out_y[first + v * kLanes + l] = IRNET_RINT_F2I(cy[v][l]);
+      out_x[first + v * kLanes + l] = IRNET_RINT_F2I(cx[v][l]);
+    }
   }
 }
 
@@ -60,9 +113,12 @@ IRNET_INLINE void centroid_block(const T* d0, const T* d1, int height, int width
   IRNET_CLONES void centroid_rows_any(const T* d0, const T* d1, int height, int width, int iterations,         \
                                       int* out_y, int* out_x, int64_t begin, int64_t end) {                    \
     int64_t p = begin;                                                                                         \
-    for (; p + kBlock <= end; p += kBlock)                                                                     \
-      centroid_block<kBlock>(d0, d1, height, width, iterations, out_y, out_x, p);                              \
-    for (; p < end; ++p) centroid_block<1>(d0, d1, height, width, iterations, out_y, out_x, p);                \
+    for (; p + 2 * kLanes <= end; p += 2 * kLanes)                                                             \
+      centroid_vector<2>(d0, d1, height, width, iterations, out_y, out_x, p);                                  \
+    for (; p + kLanes <= end; p += kLanes) centroid_vector<1>(d0, d1, height, width, iterations, out_y, out_x, p); \
+    for (; p < end; ++p)                                                                                       \
+      kernels::refine_centroid(d0, d1, height, width, iterations, (int)(p / width), (int)(p % width),          \
+                               out_y + p, out_x + p);                                                          \
   }
 IRNET_CENTROID_CLONES(float)
 IRNET_CENTROID_CLONES(double)

@@ -216,6 +216,34 @@ WalkUnits plan_units(int64_t B, int64_t C, double work) {
   return units;
 }
 
+// Temporal blocking: `group` passes of one unit sweep the rows together, pass j + 1 running
+// pad + 1 rows behind pass j, so a row's planes and values are reused by every pass of the group
+// while they are still in the L2 cache (the walk is bound by streaming the D planes otherwise).
+// The lag makes the two ping-pong buffers safe: pass j + 1 at row r needs pass j's rows up to
+// r + pad, which are done, and it overwrites row r of the buffer that pass j reads only at rows
+// > r (steps: pass j's source; Chebyshev: v_{k-1}, read by pass k at rows >= r + 1).
+template <typename F>
+void wavefront(int64_t passes, int64_t rows, int64_t pad, int64_t group, const F& row_fn) {
+  const int64_t lag = pad + 1;
+  for (int64_t p0 = 0; p0 < passes; p0 += group) {
+    const int64_t g = std::min(group, passes - p0);
+    for (int64_t t = 0; t < rows + (g - 1) * lag; ++t) {
+      for (int64_t j = 0; j < g; ++j) {
+        const int64_t row = t - j * lag;
+        if (row >= 0 && row < rows) row_fn(p0 + j, row);
+      }
+    }
+  }
+}
+
+// Passes per wavefront: as many as keep (pass count x lag) rows of planes and values within
+// about half of a 1 MB L2, at least 2 (then L3 still serves the rows of the second pass).
+int64_t wave_group(const PaddedLayout& layout, int64_t num_dirs, int64_t weight_bytes, int64_t value_bytes_per_col) {
+  const double row_bytes = (double)layout.row_stride * ((num_dirs + 1) * weight_bytes + value_bytes_per_col);
+  const double per_pass = row_bytes * (layout.pad + 1);
+  return std::max<int64_t>(2, std::min<int64_t>(8, (int64_t)(512.0 * 1024 / std::max(per_pass, 1.0))));
+}
+
 PaddedLayout padded_layout(const at::Tensor& dirs, int64_t D, int64_t h, int64_t w, int64_t lanes,
                            std::vector<int64_t>* offsets) {
   const int* dir_ptr = dirs.data_ptr<int>();
@@ -257,16 +285,13 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
     int channels;
     units.unit(u, &b, &c0, &channels);
     const int64_t chan = (b * C + c0) * layout.plane;
-    T* from = a;
-    T* to = b_buf;
-    for (int64_t step = 0; step < steps; ++step) {
-      for (int64_t i = 0; i < h; ++i) {
-        walk_row_any(from + chan, to + chan, planes_ptr + b * D * layout.plane, inv_ptr + b * layout.plane,
-                     offsets.data(), D, layout.plane, layout.plane, (i + pad) * layout.row_stride + pad,
-                     layout.blocks, channels);
-      }
-      std::swap(from, to);
-    }
+    wavefront(steps, h, pad, wave_group(layout, D, sizeof(T), channels * 2 * sizeof(T)), [&](int64_t step, int64_t i) {
+      const T* from = (step % 2 == 0) ? a : b_buf;
+      T* to = (step % 2 == 0) ? b_buf : a;
+      walk_row_any(from + chan, to + chan, planes_ptr + b * D * layout.plane, inv_ptr + b * layout.plane,
+                   offsets.data(), D, layout.plane, layout.plane, (i + pad) * layout.row_stride + pad,
+                   layout.blocks, channels);
+    });
   });
   auto& result = (steps % 2 == 0) ? src : dst;
   return result.narrow(2, pad, h).narrow(3, pad, w).contiguous();
@@ -300,15 +325,15 @@ at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at
     int channels;
     units.unit(u, &b, &c0, &channels);
     const int64_t chan = (b * C + c0) * layout.plane;
-    for (int64_t k = 1; k <= degree; ++k) {
+    const int64_t group = wave_group(layout, D, sizeof(T), channels * 3 * sizeof(double));
+    wavefront(degree, h, pad, group, [&](int64_t pass, int64_t i) {
+      const int64_t k = pass + 1;
       const double* cur = (k % 2 == 1) ? a : b_buf;  // v_{k-1}
       double* prev = (k % 2 == 1) ? b_buf : a;       // v_{k-2}, becomes v_k
-      for (int64_t i = 0; i < h; ++i) {
-        chebyshev_row_any(cur + chan, prev + chan, r + chan, planes_ptr + b * D * layout.plane,
-                          inv_ptr + b * layout.plane, offsets.data(), D, layout.plane,
-                          (i + pad) * layout.row_stride + pad, layout.blocks, coefficients[k], k == 1, channels);
-      }
-    }
+      chebyshev_row_any(cur + chan, prev + chan, r + chan, planes_ptr + b * D * layout.plane,
+                        inv_ptr + b * layout.plane, offsets.data(), D, layout.plane,
+                        (i + pad) * layout.row_stride + pad, layout.blocks, coefficients[k], k == 1, channels);
+    });
   });
   return result.narrow(2, pad, h).narrow(3, pad, w).to(x.scalar_type()).contiguous();
 }

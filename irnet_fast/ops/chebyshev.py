@@ -48,6 +48,7 @@ def chebyshev_coefficients(n: int, tol: float = 1e-5, *, spread: float = 1.0) ->
     ``sqrt(n log(1 / tol))``.
 
     The binomials are taken in log space in float64 (``n = 2 ** 12`` and beyond do not overflow).
+    Terms below ``exp(-750)`` of the largest are not formed (they are 0 in float64).
     Where the bound needs every term, the exact expansion (``d = n``) comes back: it costs as many
     passes as ``n`` plain steps, so apply ``P`` ``n`` times instead (``random_walk`` does).
 
@@ -66,10 +67,12 @@ def chebyshev_coefficients(n: int, tol: float = 1e-5, *, spread: float = 1.0) ->
     """
     _check(n, tol, spread, "chebyshev_coefficients")
     n = int(n)
-    k = np.arange(n % 2, n + 1, 2)  # the degrees present
+    # the degrees present; beyond sqrt(2 n 750) the terms are below exp(-750), zero in float64
+    k = np.arange(n % 2, min(n, int(math.sqrt(2.0 * n * 750.0)) + 2) + 1, 2)
     j = (n - k) // 2
-    log_binom = np.array([math.lgamma(n + 1) - math.lgamma(i + 1) - math.lgamma(n - i + 1) for i in j.tolist()],
-                         dtype=np.float64)
+    # log C(n, j) relative to the centre, from C(n, j - 1) / C(n, j) = j / (n - j + 1)
+    steps = np.log(j[:-1].astype(np.float64)) - np.log((n - j[:-1] + 1).astype(np.float64))
+    log_binom = np.concatenate([[0.0], np.cumsum(steps)])
     c = np.exp(log_binom - log_binom.max())  # the factor 2 ** (1 - n) goes in the normalisation
     if n % 2 == 0:
         c[0] *= 0.5  # c_0 counts T_0 once

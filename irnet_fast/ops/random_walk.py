@@ -7,6 +7,7 @@ about ``sqrt(2 ** exp_times)`` passes (irnet_fast/ops/chebyshev.py, docs/chebysh
 """
 from __future__ import annotations
 
+import numbers
 from typing import List, Optional, Sequence, Tuple, Union
 
 import torch
@@ -118,8 +119,11 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
     ``method="steps"`` makes ``2 ** exp_times`` passes; ``"chebyshev"`` evaluates the same power
     by its truncated Chebyshev expansion in about ``sqrt(2 * 2**exp_times * log(1 / tol))``
     passes (78 instead of 256 for float32 at exp_times 8, see :func:`chebyshev_coefficients`),
-    and falls back to steps where that saves nothing (exp_times <= 3 at the default tol).
-    The weights of float32 inputs are computed in float64 and rounded once.
+    and falls back to steps where that saves nothing (exp_times <= 4 for float32, <= 5 for
+    float64 at the default tol). The weights of float32 inputs are computed in float64 and
+    rounded once; the Chebyshev passes sum in float64, so float32 results are closer to float64
+    than the reference's own float32 walk (about 6e-6 against 7e-5 of the max at 94x125; the
+    float32 steps: 1.5e-4). docs/chebyshev.md has the derivation.
 
     Args:
         x (Tensor[B, C, h, w] or list of Tensor[C_i, h_i, w_i]): scores (CAMs) at the boundary stride.
@@ -158,7 +162,7 @@ def _check_method(method, tol, *, op: str):
     if method not in METHODS:
         raise ValueError(f"{op}(): method expected one of {', '.join(map(repr, METHODS))}, got {method!r}")
     if tol is not None:
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not (0 <= float(tol) < float("inf")):
+        if isinstance(tol, bool) or not isinstance(tol, numbers.Real) or not (0 <= float(tol) < float("inf")):
             raise ValueError(f"{op}(): tol expected None or a finite number >= 0, got {tol!r}")
         tol = float(tol)
     return method, tol
@@ -189,8 +193,11 @@ def _walk(impl, values: Tensor, planes: Tensor, inv_norm: Tensor, dirs: Tensor, 
     has_fused = getattr(impl, "has_random_walk_chebyshev", lambda device: fused is not None)
     if fused is not None and has_fused(values.device):
         return fused(values, planes, inv_norm, dirs, coefficients)
-    # no fused kernel on this backend: the recurrence over its single-step op
-    return chebyshev_walk(lambda v: impl.random_walk(v, planes, inv_norm, dirs, 1), values, coefficients)
+    # no fused kernel on this backend: the recurrence over its single-step op, in float64 as the
+    # fused kernels sum (the recurrence amplifies float32 rounding)
+    planes64, inv64 = planes.double(), inv_norm.double()
+    out = chebyshev_walk(lambda v: impl.random_walk(v, planes64, inv64, dirs, 1), values.double(), coefficients)
+    return out.to(values.dtype)
 
 
 def _weights(edge_hw: Tensor, radius: int, beta: float, impl) -> Tuple[Tensor, Tensor]:
