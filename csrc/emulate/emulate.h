@@ -19,6 +19,8 @@
 #error "emulate.h is for the emulated test build (-DIRNET_FAST_EMULATE_CUDA)"
 #endif
 
+#include <math.h>  // the device math functions (pow, ...), global as in CUDA
+
 #include <cstddef>
 #include <cstdint>
 #include <tuple>
