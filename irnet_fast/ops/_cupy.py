@@ -201,10 +201,12 @@ class _CupyRuntime:
         return self.cupy.from_dlpack(tensor.detach())
 
     def max_shared_bytes(self) -> int:
-        return int(self.cupy.cuda.Device(self.index).attributes["MaxSharedMemoryPerBlockOptin"])
+        """Dynamic shared memory a block may use with the opt-in attribute that launch() sets."""
+        props = torch.cuda.get_device_properties(self.index)
+        return int(getattr(props, "shared_memory_per_block_optin", 48 * 1024))
 
     def multiprocessor_count(self) -> int:
-        return int(self.cupy.cuda.Device(self.index).attributes["MultiProcessorCount"])
+        return int(torch.cuda.get_device_properties(self.index).multi_processor_count)
 
     def launch(self, kernel: str, dtype: torch.dtype, grid: Tuple[int, ...], block: Tuple[int, ...], args,
                shared_mem: int = 0, variant: Optional[int] = None) -> None:
