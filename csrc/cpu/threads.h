@@ -1,26 +1,35 @@
 // Worker threads for CPU kernels made of long independent units (an image's channel group for all
 // walk passes, a block of pixels for all centroid iterations).
 //
-// Why not an OpenMP team: GNU OpenMP threads spin while they wait (at a barrier, or for the next
-// parallel region), and a barrier per walk step waits for the slowest thread every step. On a busy
-// machine (data-loader processes, a second job) a thread that loses its core stalls the others at
-// every barrier and spinning waiters take cores from everyone: measured 18 ms -> 1.7 s for the walk
-// with two busy processes on 2 cores. Here each thread takes whole units from a shared counter and
-// runs them to the end; the only synchronisation is the final join, which blocks without spinning.
+// Why whole units: GNU OpenMP threads spin while they wait, and a barrier per walk step waits for
+// the slowest thread every step. On a busy machine (data-loader processes, a second job) a thread
+// that loses its core stalls the others at every barrier, and the spinning waiters take cores from
+// everyone: measured 18 ms -> 1.7 s for the walk with two busy processes on 2 cores. Here each
+// thread takes whole units from a shared counter and runs them to the end: one parallel region,
+// no barrier but its end.
+//
+// Why still OpenMP: torch's own ops (the copies and fills around a kernel) run on the same OpenMP
+// pool, whose workers then spin for milliseconds waiting for more work. Threads of our own would
+// compete with those spinning workers for the cores (measured: 5x the CPU time of one thread);
+// a region on the same pool puts the spinning workers to work instead.
 #pragma once
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#ifdef _OPENMP
+#include <omp.h>
+#else
 #include <thread>
 #include <vector>
+#endif
 
 namespace irnet_fast {
 
 // Threads worth starting for `units` independent units of `work` elementary operations in all:
 // at most torch's intra-op thread count and the number of units, and none beyond the first
-// unless each thread gets at least `min_work_per_thread` (a thread start costs ~20 us).
+// unless each thread gets at least `min_work_per_thread` (waking a thread costs microseconds).
 inline int threads_for(int64_t units, double work, double min_work_per_thread = 4e5) {
   int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   threads = std::min<int64_t>(threads, std::max<int64_t>(1, units));
@@ -29,11 +38,15 @@ inline int threads_for(int64_t units, double work, double min_work_per_thread = 
 }
 
 // Calls fn(unit) for every unit in [0, units), on `threads` threads (the caller is one of them).
+// Inside a parallel region already (a caller's at::parallel_for) it runs on the calling thread.
 // Units are handed out in order, one at a time, so the threads stay balanced even when units
 // differ in cost or a thread runs slower for a while. fn must not throw.
 template <typename F>
 void run_units(int64_t units, int threads, const F& fn) {
   if (units <= 0) return;
+#ifdef _OPENMP
+  if (omp_in_parallel()) threads = 1;
+#endif
   if (threads <= 1 || units == 1) {
     for (int64_t u = 0; u < units; ++u) fn(u);
     return;
@@ -45,11 +58,16 @@ void run_units(int64_t units, int threads, const F& fn) {
       fn(u);
     }
   };
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+  worker();
+#else
   std::vector<std::thread> team;
   team.reserve(threads - 1);
   for (int t = 1; t < threads; ++t) team.emplace_back(worker);
   worker();
   for (auto& thread : team) thread.join();
+#endif
 }
 
 // at::parallel_for's shape on run_units: fn(begin, end) over chunks of [0, n) of at least

@@ -1,8 +1,9 @@
 // Path affinity arithmetic: max of the boundary map along a straight path (REFERENCE.md 2).
-// Header-only, no includes beyond common.h, so NVRTC (CuPy) compiles it as it is.
+// Header-only, no includes beyond common.h and random_walk.h, so NVRTC (CuPy) compiles it as it is.
 #pragma once
 #include "common.h"
-#include "random_walk.h"  // walk_step_at and the Chebyshev pass, for the files that include only this
+// walk_step_at and the Chebyshev pass, for the files that include only this header
+#include "random_walk.h"
 
 namespace irnet_fast {
 namespace kernels {
