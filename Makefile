@@ -7,11 +7,12 @@ PY        := $(VENV)/bin/python
 PIP       := $(VENV)/bin/pip
 TORCH_PIN ?= torch==2.14.1 torchvision==0.29.1
 CUDA_HOME ?= $(shell [ -x /usr/local/cuda/bin/nvcc ] && echo /usr/local/cuda)
-SOURCES   := $(wildcard csrc/*.cpp csrc/*.h csrc/kernels/*.h csrc/kernels/*.cuh csrc/cpu/*.cpp csrc/cuda/*.cu)
+SOURCES   := $(wildcard csrc/*.cpp csrc/*.h csrc/kernels/*.h csrc/kernels/*.cuh csrc/cpu/*.cpp csrc/cuda/*.cu csrc/cuda/*.h)
+EMU_SOURCES := $(SOURCES) $(wildcard csrc/emulate/*)
 # ninja from the venv must be on PATH for a parallel build
 BUILD_ENV := PATH="$(CURDIR)/$(VENV)/bin:$$PATH" CUDA_HOME="$(CUDA_HOME)" MAX_JOBS=2
 
-.PHONY: setup build test test-fast install-check demo bench bench-quick gpu-check cmake sanitize clean
+.PHONY: setup build emulated test test-fast install-check demo bench bench-quick gpu-check cmake sanitize clean
 
 setup: $(VENV)/.deps $(VENV)/.built
 
@@ -30,7 +31,15 @@ $(VENV)/.built: $(VENV)/.deps setup.py $(SOURCES)
 
 build: $(VENV)/.built
 
-test: setup
+# The test extension irnet_fast._C_emu: the CUDA launchers and kernels on the CPU SIMT emulator
+# (csrc/emulate), so the tests run every CUDA kernel and the CuPy launch path without a GPU.
+$(VENV)/.emulated: $(VENV)/.deps setup.py $(EMU_SOURCES)
+	$(BUILD_ENV) IRNET_FAST_EMULATED=1 $(PY) setup.py -q build_ext --inplace
+	touch $@
+
+emulated: $(VENV)/.emulated
+
+test: setup $(VENV)/.emulated
 	$(PY) -m pytest tests -q
 	NUMBA_DISABLE_JIT=1 $(PY) -m pytest tests/ops -q -k "numba and not large_batch and not float32_matches and not list_of_sizes"
 	$(MAKE) install-check
@@ -76,4 +85,4 @@ cmake: $(VENV)/.deps
 	./build-cmake/irnet_fast_smoke
 
 clean:
-	rm -rf build build-cmake build-sanitize *.egg-info irnet_fast/_C*.so $(VENV)/.built
+	rm -rf build build-cmake build-sanitize *.egg-info irnet_fast/_C*.so $(VENV)/.built $(VENV)/.emulated

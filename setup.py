@@ -4,6 +4,9 @@ Environment:
   FORCE_CUDA=1          build the CUDA kernels (fails clearly without a CUDA toolkit)
   FORCE_ONLY_CPU=1      skip the CUDA kernels even when a toolkit is present
   IRNET_FAST_NO_EXT=1   no compiled extension at all (pure Python: numba / torch backends)
+  IRNET_FAST_EMULATED=1 build only the test extension irnet_fast._C_emu instead: the CUDA
+                        launchers and kernels compiled as host C++ on a SIMT emulator
+                        (csrc/emulate), registered as torch.ops.irnet_fast_emu (make test does this)
 """
 import glob
 import os
@@ -57,7 +60,35 @@ def _cuda_home():
     return next((g for g in tried if _is_toolkit(g)), None), tried
 
 
+def _emulated_extension():
+    """irnet_fast._C_emu: every csrc/cuda/*.cu (and the emulator's self-tests) as host C++."""
+    from torch.utils import cpp_extension
+
+    # .cu files go to nvcc in torch's build; a one-line .cpp that includes each keeps g++ on them
+    wrappers = os.path.join(ROOT, "build", "emulate_src")
+    os.makedirs(wrappers, exist_ok=True)
+    sources = [os.path.relpath(p, ROOT) for p in sorted(glob.glob(os.path.join(ROOT, "csrc", "emulate", "*.cpp")))]
+    for cu in sorted(glob.glob(os.path.join(ROOT, "csrc", "cuda", "*.cu")) +
+                     glob.glob(os.path.join(ROOT, "csrc", "emulate", "*.cu"))):
+        wrapper = os.path.join(wrappers, os.path.basename(cu)[:-3] + "_emu.cpp")
+        text = f'#include "{cu}"\n'
+        if not os.path.exists(wrapper) or open(wrapper).read() != text:
+            with open(wrapper, "w") as handle:
+                handle.write(text)
+        sources.append(os.path.relpath(wrapper, ROOT))
+    # -O1: the tests' inputs are small, a lean build keeps make test fast
+    cxx = ["-O1", "-g0", "-fopenmp", "-Wno-psabi", "-DIRNET_FAST_EMULATE_CUDA"]
+    print("irnet_fast: building _C_emu (CUDA kernels on the CPU emulator, for the tests)")
+    ext = cpp_extension.CppExtension("irnet_fast._C_emu", sources, include_dirs=[os.path.join(ROOT, "csrc")],
+                                     extra_compile_args={"cxx": cxx}, extra_link_args=["-fopenmp"])
+    build_ext = cpp_extension.BuildExtension.with_options(use_ninja=shutil.which("ninja") is not None,
+                                                          no_python_abi_suffix=False)
+    return [ext], {"build_ext": build_ext}
+
+
 def _extensions():
+    if _flag("IRNET_FAST_EMULATED"):
+        return _emulated_extension()
     if _flag("IRNET_FAST_NO_EXT"):
         print("irnet_fast: IRNET_FAST_NO_EXT=1, building without the compiled extension")
         return [], {}

@@ -1,8 +1,9 @@
-// Defensive checks of the compiled ops' arguments. The Python wrappers validate first with
-// friendlier messages; these keep a direct torch.ops call from reaching a kernel with bad input:
-// besides dtypes and shapes they check every value a kernel indexes with (path points, lengths,
-// arg-max indices, grid sizes, iteration counts), so no argument can make a kernel read or write
-// out of bounds.
+// Defensive checks of the compiled ops' arguments, CPU and CUDA launchers alike (`cuda`: whether
+// the tensors must be CUDA tensors; false for the CPU kernels and the emulated CUDA build). The
+// Python wrappers validate first with friendlier messages; these keep a direct torch.ops call from
+// reaching a kernel with bad input: besides dtypes and shapes they check every value a kernel
+// indexes with (path points, lengths, arg-max indices, grid sizes, iteration counts), so no
+// argument can make a kernel read or write out of bounds.
 #pragma once
 #include <ATen/core/Tensor.h>
 #include <c10/util/Exception.h>
@@ -114,17 +115,6 @@ inline void check_affinity_args(const char* op, const at::Tensor& edge, const at
   check_path_args(op, edge, paths, lengths, cuda, radius_floor);
 }
 
-inline void check_backward_args(const char* op, const at::Tensor& grad, const at::Tensor& argmax,
-                                const at::Tensor& paths, const at::Tensor& lengths, bool cuda) {
-  check_floating(op, "grad", grad, 4);
-  check_device(op, "grad", grad, cuda);
-  TORCH_CHECK(argmax.sizes() == grad.sizes() && argmax.scalar_type() == at::kByte, op,
-              ": argmax expected uint8 of shape ", grad.sizes(), ", got ", argmax.sizes(), " ", argmax.scalar_type());
-  TORCH_CHECK(argmax.device() == grad.device(), op, ": argmax expected on ", grad.device(), ", got ", argmax.device());
-  check_geometry(op, paths, lengths, grad.device());
-  TORCH_CHECK(grad.size(1) == paths.size(0), op, ": grad expected ", paths.size(0), " directions, got ", grad.size(1));
-}
-
 // The backward's output grid must be the one the forward cropped from, and every arg-max index
 // must name a point of its path.
 inline void check_backward_values(const char* op, const at::Tensor& grad, const at::Tensor& argmax,
@@ -146,6 +136,20 @@ inline void check_backward_values(const char* op, const at::Tensor& grad, const 
     TORCH_CHECK(lp[k] < np[k], op, ": argmax of direction ", k, " expected < lengths[", k, "] = ", np[k], ", got ",
                 int(lp[k]));
   }
+
+inline void check_backward_args(const char* op, const at::Tensor& grad, const at::Tensor& argmax,
+                                const at::Tensor& paths, const at::Tensor& lengths, int64_t radius_floor,
+                                int64_t height, int64_t width, bool cuda) {
+  check_floating(op, "grad", grad, 4);
+  check_device(op, "grad", grad, cuda);
+  TORCH_CHECK(argmax.sizes() == grad.sizes() && argmax.scalar_type() == at::kByte, op,
+              ": argmax expected uint8 of shape ", grad.sizes(), ", got ", argmax.sizes(), " ", argmax.scalar_type());
+  TORCH_CHECK(argmax.device() == grad.device(), op, ": argmax expected on ", grad.device(), ", got ", argmax.device());
+  check_geometry(op, paths, lengths, grad.device());
+  TORCH_CHECK(grad.size(1) == paths.size(0), op, ": grad expected ", paths.size(0), " directions, got ", grad.size(1));
+  check_backward_values(op, grad, argmax, paths, lengths, radius_floor, height, width);
+}
+
 }
 
 inline void check_walk_args(const char* op, const at::Tensor& x, const at::Tensor& planes,
@@ -179,6 +183,10 @@ inline void check_centroid_args(const char* op, const at::Tensor& displacement, 
   check_grid(op, "displacement", displacement.size(1), displacement.size(2));
   TORCH_CHECK(displacement.numel() == 0 || displacement.isfinite().all().item<bool>(), op,
               ": displacement expected finite values, got NaN or infinity");
+}
+
+inline void check_coefficients(const char* op, c10::ArrayRef<double> coefficients) {
+  TORCH_CHECK(!coefficients.empty(), op, ": coefficients expected at least one value (c_0), got none");
 }
 
 }  // namespace irnet_fast

@@ -148,8 +148,8 @@ std::tuple<at::Tensor, at::Tensor> path_affinity_cpu(const at::Tensor& edge_in, 
 at::Tensor path_affinity_backward_cpu(const at::Tensor& grad, const at::Tensor& argmax_in,
                                       const at::Tensor& paths, const at::Tensor& lengths,
                                       int64_t radius_floor, int64_t height, int64_t width) {
-  check_backward_args("path_affinity_backward_cpu", grad, argmax_in, paths, lengths, /*cuda=*/false);
-  check_backward_values("path_affinity_backward_cpu", grad, argmax_in, paths, lengths, radius_floor, height, width);
+  check_backward_args("path_affinity_backward_cpu", grad, argmax_in, paths, lengths, radius_floor, height, width,
+                      /*cuda=*/false);
   const auto argmax = argmax_in.contiguous();
   const int64_t B = grad.size(0), D = grad.size(1), crop_h = grad.size(2), crop_w = grad.size(3);
   const int64_t max_len = paths.size(1);
@@ -242,8 +242,8 @@ std::tuple<at::Tensor, at::Tensor> path_affinity_portable_cpu(const at::Tensor& 
 at::Tensor path_affinity_backward_portable_cpu(const at::Tensor& grad_in, const at::Tensor& argmax_in,
                                                const at::Tensor& paths, const at::Tensor& lengths,
                                                int64_t radius_floor, int64_t height, int64_t width) {
-  check_backward_args("path_affinity_backward_portable_cpu", grad_in, argmax_in, paths, lengths, false);
-  check_backward_values("path_affinity_backward_portable_cpu", grad_in, argmax_in, paths, lengths, radius_floor, height, width);
+  check_backward_args("path_affinity_backward_portable_cpu", grad_in, argmax_in, paths, lengths, radius_floor, height, width,
+                      false);
   const auto grad = grad_in.contiguous();
   const auto argmax = argmax_in.contiguous();
   const int64_t B = grad.size(0), D = grad.size(1), crop_h = grad.size(2), crop_w = grad.size(3);

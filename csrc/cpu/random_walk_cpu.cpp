@@ -338,10 +338,6 @@ at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at
   return result.narrow(2, pad, h).narrow(3, pad, w).to(x.scalar_type()).contiguous();
 }
 
-void check_coefficients(const char* op, c10::ArrayRef<double> coefficients) {
-  TORCH_CHECK(!coefficients.empty(), op, ": coefficients expected at least one value (c_0), got none");
-}
-
 at::Tensor random_walk_chebyshev_cpu(const at::Tensor& x_in, const at::Tensor& planes_in,
                                      const at::Tensor& inv_norm_in, const at::Tensor& dirs_in,
                                      c10::ArrayRef<double> coefficients) {

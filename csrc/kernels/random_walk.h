@@ -21,26 +21,44 @@ namespace irnet_fast {
 namespace kernels {
 
 // (P v)(p) = inv_norm(p) * (v(p) + sum_k S_k(p) v(p + o_k) + sum_k S_k(p - o_k) v(p - o_k)),
-// summed in acc_t: the self loop, then forward and backward neighbour per direction.
-template <typename scalar_t, typename acc_t>
-IRNET_HD acc_t walk_apply_at(const scalar_t* values, const scalar_t* planes, const scalar_t* inv_norm,
-                             const int* dirs, int num_dirs, int height, int width, int y, int x) {
+// summed in acc_t: the self loop, then forward and backward neighbour per direction; for CB
+// channels at once (each plane value loaded once for all of them). The values are read through
+// their own layout (the image, or a tile of it in GPU shared memory): channel c of pixel (y, x)
+// at values[c * channel_stride + at], rows value_width apart.
+template <typename scalar_t, typename acc_t, int CB>
+IRNET_HD void walk_apply_channels(const scalar_t* values, long long channel_stride, int value_width, long long at,
+                                  const scalar_t* planes, const scalar_t* inv_norm, const int* dirs, int num_dirs,
+                                  int height, int width, int y, int x, acc_t* out) {
   const long long plane = (long long)height * width;
   const long long p = (long long)y * width + x;
-  acc_t acc = (acc_t)values[p];
+  acc_t acc[CB];
+  for (int c = 0; c < CB; ++c) acc[c] = (acc_t)values[c * channel_stride + at];
   for (int k = 0; k < num_dirs; ++k) {
     const int dy = dirs[2 * k], dx = dirs[2 * k + 1];
+    const long long offset = (long long)dy * value_width + dx;
     const int fy = y + dy, fx = x + dx;
     if (fy < height && fx >= 0 && fx < width) {
-      acc += (acc_t)planes[k * plane + p] * (acc_t)values[(long long)fy * width + fx];
+      const acc_t s = (acc_t)planes[k * plane + p];
+      for (int c = 0; c < CB; ++c) acc[c] += s * (acc_t)values[c * channel_stride + at + offset];
     }
     const int by = y - dy, bx = x - dx;
     if (by >= 0 && bx >= 0 && bx < width) {
-      const long long q = (long long)by * width + bx;
-      acc += (acc_t)planes[k * plane + q] * (acc_t)values[q];
+      const acc_t s = (acc_t)planes[k * plane + (long long)by * width + bx];
+      for (int c = 0; c < CB; ++c) acc[c] += s * (acc_t)values[c * channel_stride + at - offset];
     }
   }
-  return acc * (acc_t)inv_norm[p];
+  const acc_t inv = (acc_t)inv_norm[p];
+  for (int c = 0; c < CB; ++c) out[c] = acc[c] * inv;
+}
+
+// (P v)(p) of one channel stored as the image itself.
+template <typename scalar_t, typename acc_t>
+IRNET_HD acc_t walk_apply_at(const scalar_t* values, const scalar_t* planes, const scalar_t* inv_norm,
+                             const int* dirs, int num_dirs, int height, int width, int y, int x) {
+  acc_t out;
+  walk_apply_channels<scalar_t, acc_t, 1>(values, 0, width, (long long)y * width + x, planes, inv_norm, dirs,
+                                          num_dirs, height, width, y, x, &out);
+  return out;
 }
 
 // One plain random-walk step at pixel (y, x) of one channel, in the storage type.

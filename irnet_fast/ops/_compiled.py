@@ -74,6 +74,10 @@ def _chebyshev_fake(x, planes, inv_norm, dirs, coefficients):
     return torch.empty_like(x)
 
 
+def _tiled_fake(x, *plan):
+    return torch.empty_like(x)
+
+
 def _centroids_fake(displacement, iterations):
     return displacement.new_empty(displacement.shape, dtype=torch.int32)
 
@@ -85,7 +89,10 @@ FAKES = {
     "random_walk": _walk_fake, "_random_walk_portable": _walk_fake,
     "random_walk_chebyshev": _chebyshev_fake, "_random_walk_chebyshev_portable": _chebyshev_fake,
     "find_centroids": _centroids_fake,
+    "random_walk_tiled": _tiled_fake, "random_walk_chebyshev_tiled": _tiled_fake,
 }
+# explicit-plan walks for benchmarks and tests: defined only in a build with the CUDA kernels
+_CUDA_ONLY = ("random_walk_tiled", "random_walk_chebyshev_tiled")
 
 
 # --- autograd of path_affinity ------------------------------------------------------------------
@@ -102,6 +109,8 @@ def _affinity_backward(ctx, grad_affinity, _grad_argmax):
 
 def _register() -> None:
     for name, fake in FAKES.items():
+        if name in _CUDA_ONLY and not _ext.HAS_CUDA:
+            continue
         torch.library.register_fake(_LIB + name)(fake)
     torch.library.register_autograd(_LIB + "path_affinity", _affinity_backward, setup_context=_affinity_setup)
 

@@ -59,7 +59,7 @@ def find_centroids_with_refinement(displacement: Array, iterations: int = 300, *
         displacement (array or Tensor[2, h, w], floating): (dy, dx) per pixel, in pixels (float16 and
             bfloat16 are computed in float32).
         iterations (int): refinement steps (300 in IRNet).
-        backend (str): "auto" | "cuda" | "cpp" | "numba" | "torch" (cupy falls back to torch).
+        backend (str): "auto" | "cuda" | "cupy" | "cpp" | "numba" | "torch".
 
     Returns:
         int32 centroids ``(2, h, w)`` (row, column): a NumPy array for NumPy input, else a tensor on
@@ -79,11 +79,6 @@ def find_centroids_with_refinement(displacement: Array, iterations: int = 300, *
     check_finite(field, op=op, name="displacement")
     name = backends.resolve(backend, field.device, op=op)
     impl = _dispatch.implementation(name)
-    if not hasattr(impl, "find_centroids"):  # the CuPy backend has no instance kernels
-        if backend not in (None, "auto"):
-            raise RuntimeError(f"{op}(): backend '{name}' does not implement this op; use backend='cuda' "
-                               f"or 'torch'")
-        impl = _dispatch.implementation("torch")
     with torch.no_grad():
         out = impl.find_centroids(field.contiguous(), int(iterations))
     return out.numpy() if as_numpy else out
