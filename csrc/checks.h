@@ -136,6 +136,7 @@ inline void check_backward_values(const char* op, const at::Tensor& grad, const 
     TORCH_CHECK(lp[k] < np[k], op, ": argmax of direction ", k, " expected < lengths[", k, "] = ", np[k], ", got ",
                 int(lp[k]));
   }
+}
 
 inline void check_backward_args(const char* op, const at::Tensor& grad, const at::Tensor& argmax,
                                 const at::Tensor& paths, const at::Tensor& lengths, int64_t radius_floor,
@@ -148,8 +149,6 @@ inline void check_backward_args(const char* op, const at::Tensor& grad, const at
   check_geometry(op, paths, lengths, grad.device());
   TORCH_CHECK(grad.size(1) == paths.size(0), op, ": grad expected ", paths.size(0), " directions, got ", grad.size(1));
   check_backward_values(op, grad, argmax, paths, lengths, radius_floor, height, width);
-}
-
 }
 
 inline void check_walk_args(const char* op, const at::Tensor& x, const at::Tensor& planes,

@@ -91,8 +91,8 @@ FAKES = {
     "find_centroids": _centroids_fake,
     "random_walk_tiled": _tiled_fake, "random_walk_chebyshev_tiled": _tiled_fake,
 }
-# explicit-plan walks for benchmarks and tests: defined only in a build with the CUDA kernels
-_CUDA_ONLY = ("random_walk_tiled", "random_walk_chebyshev_tiled")
+# the explicit-plan walks (random_walk_tiled, random_walk_chebyshev_tiled) have CUDA kernels only
+CUDA_ONLY = ("random_walk_tiled", "random_walk_chebyshev_tiled")
 
 
 # --- autograd of path_affinity ------------------------------------------------------------------
@@ -109,8 +109,6 @@ def _affinity_backward(ctx, grad_affinity, _grad_argmax):
 
 def _register() -> None:
     for name, fake in FAKES.items():
-        if name in _CUDA_ONLY and not _ext.HAS_CUDA:
-            continue
         torch.library.register_fake(_LIB + name)(fake)
     torch.library.register_autograd(_LIB + "path_affinity", _affinity_backward, setup_context=_affinity_setup)
 

@@ -162,7 +162,7 @@ def test_path_affinity_forward_and_backward(kind, radius, size, dtype):
     grad = torch.randn(affinity.shape, dtype=dtype, generator=torch.Generator().manual_seed(3))
     grad_edge = _backward(ops)(grad, argmax, paths, lengths, rf, *size)
     # the portable CPU op gathers in the kernel's order (exact); the fast one scatters (rounding)
-    assert torch.equal(grad_edge, CPU.path_affinity_backward_portable(grad, argmax, paths, lengths, rf, *size))
+    assert torch.equal(grad_edge, CPU._path_affinity_backward_portable(grad, argmax, paths, lengths, rf, *size))
     torch.testing.assert_close(grad_edge, CPU._path_affinity_backward(grad, argmax, paths, lengths, rf, *size),
                                **TOL[dtype])
 
@@ -343,7 +343,7 @@ def test_chebyshev_walk(kind, size, dtype):
     out = _ops(kind).random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients)
     assert out.dtype == dtype and out.shape == x.shape
     if dtype == torch.float64:  # the portable CPU op runs the same per-pixel pass
-        torch.testing.assert_close(out, CPU.random_walk_chebyshev_portable(x, planes, inv_norm, dirs, coefficients),
+        torch.testing.assert_close(out, CPU._random_walk_chebyshev_portable(x, planes, inv_norm, dirs, coefficients),
                                    **_same_arithmetic(kind))
     # float32 accumulates in float32 here (float64 on the CPU): the project's float32 criterion,
     # 1e-3 of the largest score, against the float64 walk
@@ -361,7 +361,7 @@ def test_chebyshev_walk(kind, size, dtype):
 def test_chebyshev_walk_plans(kind, tile, fused, block, degree):
     x, planes, inv_norm, dirs = _walk_inputs(2, 3, (13, 19), torch.float64, seed=6)
     coefficients = [0.5 ** k for k in range(degree + 1)]
-    want = CPU.random_walk_chebyshev_portable(x, planes, inv_norm, dirs, coefficients)
+    want = CPU._random_walk_chebyshev_portable(x, planes, inv_norm, dirs, coefficients)
     out = _ops(kind).random_walk_chebyshev_tiled(x, planes, inv_norm, dirs, coefficients, *tile, fused, block)
     torch.testing.assert_close(out, want, **_same_arithmetic(kind))
 
@@ -378,7 +378,7 @@ def test_cupy_chebyshev_default_and_resident_plans():
         else:
             assert len(EmulatedRuntime.launches) == -(-(len(coefficients) - 1) // 2)
         assert torch.equal(out, EMU.random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients))
-        assert torch.equal(out, CPU.random_walk_chebyshev_portable(x, planes, inv_norm, dirs, coefficients))
+        assert torch.equal(out, CPU._random_walk_chebyshev_portable(x, planes, inv_norm, dirs, coefficients))
 
 
 @needs_emu

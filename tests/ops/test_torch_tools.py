@@ -8,7 +8,7 @@ import torch
 
 import irnet_fast
 from irnet_fast import _ext, backends, ops
-from irnet_fast.ops import _reference
+from irnet_fast.ops import _compiled, _reference
 from irnet_fast.ops.path_index import geometry, geometry_on
 
 from ..helpers import BACKENDS, boundary_map, cams, needs_ext
@@ -93,7 +93,7 @@ def _opcheck_args():
 def test_opcheck_every_compiled_op():
     args = _opcheck_args()
     registered = {name.split("::")[1] for name in torch._C._dispatch_get_all_op_names()
-                  if name.startswith("irnet_fast::")}
+                  if name.startswith("irnet_fast::")} - set(_compiled.CUDA_ONLY)  # no CPU kernel to check
     assert registered == set(COMPILED_OPS) == set(args)
     for name in COMPILED_OPS:
         torch.library.opcheck(getattr(torch.ops.irnet_fast, name).default, args[name])
