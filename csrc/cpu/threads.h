@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #ifdef _OPENMP
 #include <omp.h>
@@ -29,8 +30,9 @@ namespace irnet_fast {
 
 // Threads worth starting for `units` independent units of `work` elementary operations in all:
 // at most torch's intra-op thread count and the number of units, and none beyond the first
-// unless each thread gets at least `min_work_per_thread` (waking a thread costs microseconds).
-inline int threads_for(int64_t units, double work, double min_work_per_thread = 4e5) {
+// unless each thread gets at least `min_work_per_thread` (~2 ms on one core: waking a thread costs
+// microseconds on a quiet machine, but a scheduling round, milliseconds, on a busy one).
+inline int threads_for(int64_t units, double work, double min_work_per_thread = 1e7) {
   int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   threads = std::min<int64_t>(threads, std::max<int64_t>(1, units));
   threads = std::min<int64_t>(threads, std::max<int64_t>(1, (int64_t)(work / min_work_per_thread)));
@@ -80,6 +82,24 @@ void parallel_chunks(int64_t n, int64_t grain, double work, const F& fn) {
   const int64_t chunk = std::max<int64_t>(std::max<int64_t>(grain, 1), (n + 4 * threads - 1) / (4 * threads));
   const int64_t chunks = (n + chunk - 1) / chunk;
   run_units(chunks, threads, [&](int64_t c) { fn(c * chunk, std::min(n, (c + 1) * chunk)); });
+}
+
+// parallel_chunks for work whose cost the caller cannot estimate (centroids stop early on clean
+// fields): the calling thread runs the first chunk alone and timed, and wakes the other threads
+// only if the rest would take longer than `serial_budget_s` on its own.
+template <typename F>
+void parallel_chunks_probed(int64_t n, int64_t grain, double max_work, double serial_budget_s, const F& fn) {
+  if (n <= 0) return;
+  const int threads = threads_for((n + grain - 1) / std::max<int64_t>(grain, 1), max_work);
+  const int64_t chunk = std::max<int64_t>(std::max<int64_t>(grain, 1), (n + 8 * threads - 1) / (8 * threads));
+  const auto start = std::chrono::steady_clock::now();
+  fn(0, std::min(n, chunk));
+  if (chunk >= n) return;
+  const double first_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const int64_t rest = n - chunk, chunks = (rest + chunk - 1) / chunk;
+  const bool parallel = threads > 1 && first_s * (double)rest / (double)chunk > serial_budget_s;
+  run_units(chunks, parallel ? threads : 1,
+            [&](int64_t c) { fn(chunk + c * chunk, std::min(n, chunk + (c + 1) * chunk)); });
 }
 
 }  // namespace irnet_fast
