@@ -81,8 +81,6 @@ def config_from_args(args: argparse.Namespace):
     cfg = cfg.override(flags).override(Config.parse_cli(args.overrides))
     if cfg.backbone_weights and not Path(cfg.backbone_weights).is_file():
         raise InputFileNotFoundError(f"backbone weights file not found: {cfg.backbone_weights}")
-    if cfg.num_workers < 0:
-        raise InputValueError(f"--workers expected >= 0, got {cfg.num_workers}")
     if cfg.dataset == "coco" and not cfg.coco_ann_file:
         raise InputValueError("dataset coco needs --coco-ann-file (the instances JSON of the image folder)")
     if not Path(cfg.dataset_root).exists():

@@ -85,7 +85,7 @@ def test_pipeline_command_errors(capsys, tmp_path, dataset):
     _fails(capsys, ["tune", "--data-root", str(dataset), "--set", "cam.batchsize=3", *out],
            "config error: unknown config key 'cam.batchsize'")
     _fails(capsys, ["make-cam", "--dataset", "coco", "--data-root", str(dataset), *out], "needs --coco-ann-file")
-    _fails(capsys, ["make-cam", "--data-root", str(dataset), "--workers", "-1", *out], "--workers expected >= 0")
+    _fails(capsys, ["make-cam", "--data-root", str(dataset), "--workers", "-1", *out], "config key 'num_workers': expected an integer >= 0, got -1")
     _fails(capsys, ["make-cam", "--data-root", str(dataset), "--config", str(tmp_path / "c.toml"), *out],
            "config file not found")
 
