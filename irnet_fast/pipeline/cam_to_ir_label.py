@@ -70,5 +70,4 @@ def cam_to_ir_label(cfg: Config, *, progress: bool = True, limit: Optional[int] 
 
         return run_images("cam_to_ir_label", source.ids, label_dir, info,
                           is_done=lambda n: is_valid_png(label_dir / f"{n}.png"), load=load, process=process,
-                          progress=progress, num_workers=cfg.num_workers, limit=limit,
-                          upstream=("make_cam",))
+                          progress=progress, num_workers=cfg.num_workers, limit=limit)

@@ -28,6 +28,7 @@ from ..errors import InputError, InputValueError
 from .checkpoint import load_weights
 from .checkpoint import read_state_dict as load_state_dict_file
 from .config import Config
+from . import steps
 from .distributed import DistInfo
 
 __all__ = ["build_source", "LogContext", "Progress", "StepSummary", "StepFailed", "run_images", "step_ids", "infer_source", "MergedSource", "inference_model",
@@ -244,7 +245,7 @@ def failed_images(out_root: Path, step: str) -> Dict[str, str]:
 def run_images(step: str, names: Sequence[str], out_dir: Path, info: DistInfo, *,
                is_done: Callable[[str], bool], load: Callable[[str], Any],
                process: Callable[[List[Tuple[str, Any]]], None], progress: bool = True, num_workers: int = 0,
-               chunk: int = 1, limit: Optional[int] = None, upstream: Sequence[str] = ()) -> StepSummary:
+               chunk: int = 1, limit: Optional[int] = None) -> StepSummary:
     """The per-image loop of a step (module docstring).
 
     Args:
@@ -254,10 +255,10 @@ def run_images(step: str, names: Sequence[str], out_dir: Path, info: DistInfo, *
         process([(name, loaded), ...]): does the work of a chunk and writes its outputs atomically.
         chunk: images per ``process`` call (batching across images).
         limit: process at most this many images in this call (the rest stays for a later run).
-        upstream: the steps whose outputs this one reads; an image that fails here and that one of
-            them reported as failed is listed with that step's reason, so a failure is carried
-            through the pipeline under its cause. Such images are still attempted (the input may
-            have been repaired since).
+
+    An image that fails here and that a step producing its inputs (:func:`.steps.producers`)
+    reported as failed is listed with that step's reason, so a failure is carried through the
+    pipeline under its cause. Such images are still attempted (the input may have been repaired).
 
     Returns the summary over all processes. Raises :class:`StepFailed` when images were attempted
     and every one failed.
@@ -267,7 +268,7 @@ def run_images(step: str, names: Sequence[str], out_dir: Path, info: DistInfo, *
     for folder in (out_root, Path(out_dir)):
         remove_stale_temporaries(folder)
     earlier: Dict[str, str] = {}
-    for producer in upstream:
+    for producer in steps.producers(step):
         for name, reason in failed_images(out_root, producer).items():
             earlier.setdefault(name, f"failed in {producer}: {reason}")
     mine = list(names)[info.rank::info.world_size]

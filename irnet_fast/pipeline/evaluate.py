@@ -28,6 +28,7 @@ from ..data.voc import load_label_png
 from ..errors import InputFileNotFoundError
 from ..metrics import ConfusionMatrix, InstanceAP, cam_to_label
 from .config import Config
+from . import steps
 from .distributed import barrier, init_distributed
 from .inference import upsample_scores
 from .make_cam import load_cam_file
@@ -41,10 +42,12 @@ logger = logging.getLogger("irnet_fast.pipeline")
 
 def _inputs(cfg: Config, folder: Path, names: Sequence[str], suffix: str, step: str,
             producer: str) -> Tuple[List[str], List[Path], List[str]]:
-    """The ids and files to evaluate. Images that ``producer`` reported as failed are left out with
-    a warning (their count goes in the result); any other missing file is an error."""
-    producer_step = producer.split()[0]
-    failed = failed_images(Path(cfg.out_dir), producer_step)
+    """The ids and files to evaluate. Images that a step producing them (:func:`.steps.producers`)
+    reported as failed are left out with a warning (their count goes in the result); any other
+    missing file is an error that says to run ``producer``."""
+    failed = {}
+    for name in steps.producers(step):
+        failed.update(failed_images(Path(cfg.out_dir), name))
     kept, paths, excluded, missing = [], [], [], []
     for name in names:
         path = folder / f"{name}{suffix}"
@@ -58,13 +61,12 @@ def _inputs(cfg: Config, folder: Path, names: Sequence[str], suffix: str, step: 
     if missing:
         shown = ", ".join(str(p) for p in missing[:3])
         raise InputFileNotFoundError(f"{step}: {len(missing)} of {len(names)} input files missing (e.g. {shown}); "
-                                f"run {producer} first")
+                                     f"run {producer} first")
     if excluded:
-        logger.warning("%s: %d of %d images left out: %s reported them as failed (see %s.summary.json), "
-                       "e.g. %s", step, len(excluded), len(names), producer_step, producer_step,
-                       ", ".join(excluded[:3]))
+        logger.warning("%s: %d of %d images left out: earlier steps reported them as failed (see their "
+                       "summary.json), e.g. %s", step, len(excluded), len(names), ", ".join(excluded[:3]))
     if not kept:
-        raise InputFileNotFoundError(f"{step}: no image to evaluate: {producer_step} failed on all {len(names)}")
+        raise InputFileNotFoundError(f"{step}: no image to evaluate: every one failed in an earlier step")
     return kept, paths, excluded
 
 

@@ -73,4 +73,4 @@ def make_ins_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Opt
         return run_images("make_ins_seg", source.ids, ins_dir, info,
                           is_done=lambda n: is_valid_npz(ins_dir / f"{n}.npz", INSTANCE_KEYS), load=load,
                           process=process, progress=progress, num_workers=cfg.num_workers,
-                          chunk=cfg.walk_batch, limit=limit, upstream=("make_cam",))
+                          chunk=cfg.walk_batch, limit=limit)

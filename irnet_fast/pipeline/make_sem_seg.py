@@ -58,4 +58,4 @@ def make_sem_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Opt
 
         return run_images("make_sem_seg", source.ids, sem_dir, info, is_done=is_done, load=load, process=process,
                           progress=progress, num_workers=cfg.num_workers, chunk=cfg.walk_batch,
-                          limit=limit, upstream=("make_cam",))
+                          limit=limit)

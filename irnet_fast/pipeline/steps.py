@@ -17,7 +17,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import InputValueError
 
-__all__ = ["Arg", "Step", "STEPS", "DEFAULT_ORDER", "EXTRA", "get", "step_table"]
+__all__ = ["Arg", "Step", "STEPS", "DEFAULT_ORDER", "EXTRA", "get", "producers", "step_table"]
 
 
 def _floats(text: str) -> List[float]:
@@ -113,6 +113,15 @@ def get(name: str) -> Step:
     if step is None:
         raise InputValueError(f"unknown step {name!r}: expected one of {', '.join(_BY_NAME)}")
     return step
+
+
+def producers(name: str) -> Tuple[str, ...]:
+    """The per-image steps that write the per-image files ``name`` reads (``make_cam`` for
+    ``cam_to_ir_label``): whose failures on an image explain a missing input of that image. None
+    for a name outside the registry."""
+    step = _BY_NAME.get(str(name).replace("-", "_"))
+    reads = {p for p in step.inputs if "<id>" in p} if step else set()
+    return tuple(s.name for s in STEPS if s.kind == "images" and reads & {o.split()[0] for o in s.outputs})
 
 
 def step_table() -> str:
