@@ -44,8 +44,9 @@ def _pipeline_options() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(add_help=False)
     g = p.add_argument_group("pipeline options (override the config; defaults are the paper's)")
     g.add_argument("--config", metavar="FILE", help="TOML file of config keys (flat or [cam]-style tables)")
-    g.add_argument("--dataset", choices=("voc12", "coco", "synthetic"),
+    g.add_argument("--dataset", choices=("voc12", "coco", "cityscapes", "synthetic"),
                    help="dataset kind: voc12 (a VOC 2012 devkit), coco (2014 images + instances JSON), "
+                        "cityscapes (the folder holding leftImg8bit/ and gtFine/), "
                         "synthetic (a generated VOC-layout folder, see make-synthetic)")
     g.add_argument("--data-root", metavar="PATH", help="VOC devkit folder (holding JPEGImages) or COCO image folder")
     g.add_argument("--coco-ann-file", metavar="JSON", help="COCO instances JSON (dataset coco)")
@@ -144,10 +145,16 @@ def _cmd_make_synthetic(args) -> int:
 
 
 def _cmd_demo(args) -> int:
-    from . import demo
+    if args.dataset == "cityscapes":
+        from . import demo_cityscapes as demo
+    else:
+        from . import demo
     summary = demo.run(args.out, quick=args.quick, images=args.images, progress=not args.quiet, device=args.device)
     _print(demo.format_table(summary))
-    _print(f"report: {Path(args.out) / 'report.md'}   figures: {Path(args.out) / 'summary.json'}")
+    if args.dataset == "cityscapes":
+        _print(f"summary: {Path(args.out) / 'summary.json'}")
+    else:
+        _print(f"report: {Path(args.out) / 'report.md'}   figures: {Path(args.out) / 'summary.json'}")
     return 0
 
 
@@ -231,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    "OUT/report.md (PNG panels per image).")
     p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default demo_out)")
     p.add_argument("--quick", action="store_true", help="CI-sized run: few small images, few epochs")
+    p.add_argument("--dataset", choices=("voc12", "cityscapes"), default="voc12",
+                   help="voc12: generated VOC-layout shapes (default); cityscapes: generated street scenes "
+                        "in the Cityscapes layout")
     p.add_argument("--images", type=int, metavar="N", help="number of training images (default 256)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")

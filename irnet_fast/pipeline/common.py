@@ -38,7 +38,7 @@ logger = logging.getLogger("irnet_fast.pipeline")
 
 
 def build_source(cfg: Config, split: str):
-    """The image source of ``cfg.dataset`` (``VOC12`` of ``split``, or ``COCO2014``)."""
+    """The image source of ``cfg.dataset`` (``VOC12`` or ``Cityscapes`` of ``split``, or ``COCO2014``)."""
     if cfg.dataset == "voc12":
         from ..data.voc import VOC12
         return VOC12(cfg.dataset_root, split, cfg.labels_file)
@@ -47,7 +47,13 @@ def build_source(cfg: Config, split: str):
         if not cfg.coco_ann_file:
             raise InputValueError("dataset 'coco' needs coco_ann_file (the instances JSON of dataset_root)")
         return COCO2014(cfg.dataset_root, cfg.coco_ann_file, drop_unlabeled=True)
-    raise InputValueError(f"unknown dataset {cfg.dataset!r}: expected 'voc12' (also for the synthetic data) or 'coco'")
+    if cfg.dataset == "cityscapes":
+        from ..data.cityscapes import Cityscapes
+        labels = cfg.labels_file or (Path(cfg.out_dir) / "cityscapes_labels" /
+                                     f"{split}_min{cfg.cityscapes_min_pixels}.json")
+        return Cityscapes(cfg.dataset_root, split, labels, min_pixels=cfg.cityscapes_min_pixels)
+    raise InputValueError(f"unknown dataset {cfg.dataset!r}: expected 'voc12' (also for the synthetic data), "
+                          "'coco' or 'cityscapes'")
 
 
 def step_ids(source, *more_sources) -> List[str]:
@@ -77,6 +83,8 @@ class MergedSource:
         self.sources = sources
         self.num_classes = sources[0].num_classes
         self.class_names = sources[0].class_names
+        self.has_background = getattr(sources[0], "has_background", True)
+        self.instance_classes = getattr(sources[0], "instance_classes", None)
         self.ids = step_ids(*sources)
         self._owner = {}
         for src in reversed(sources):

@@ -39,10 +39,16 @@ class Config:
     """The pipeline configuration. Defaults are the reference implementation's (docs/algorithm.md, "Training").
 
     Data:
-        dataset: ``"voc12"`` (a VOC 2012 devkit; the synthetic data is one too) or ``"coco"``.
-        dataset_root: the VOC devkit folder (holding ``JPEGImages``); for COCO the image folder.
+        dataset: ``"voc12"`` (a VOC 2012 devkit; the synthetic data is one too), ``"coco"`` or
+            ``"cityscapes"`` (the official layout; splits are folders of ``leftImg8bit/``).
+        dataset_root: the VOC devkit folder (holding ``JPEGImages``); for COCO the image folder;
+            for Cityscapes the folder holding ``leftImg8bit/`` and ``gtFine/``.
         coco_ann_file: COCO only: the instances JSON of ``dataset_root``.
-        labels_file: optional image-level labels file (e.g. for the SBD ``train_aug`` list).
+        labels_file: optional image-level labels file (e.g. for the SBD ``train_aug`` list). For
+            Cityscapes, without one, each split's labels are extracted once from its ``gtFine``
+            masks into ``<out_dir>/cityscapes_labels/<split>_min<N>.json``.
+        cityscapes_min_pixels: Cityscapes only: a class is in an image's image-level label when it
+            covers at least this many pixels of ``gtFine`` (1000, about a 32 x 32 patch).
         cam_split / irn_split: the training lists (``train_aug`` in the paper).
         mean_shift_split: the list the displacement mean shift is measured on after IRNet
             training (the reference's ``infer_list``, ``train``).
@@ -81,7 +87,8 @@ class Config:
     irn_pad_to (512, the reference: IRNet inference zero-pads an image side of at most this
     size to exactly this size, as the reference's ``EdgeDisplacement`` pads to its 512 crop, and a
     longer side, which the reference cannot handle, to the next multiple of 16; 0 pads every side
-    only to the multiple of 16), walk_batch (images per random-walk call), save_rw_scores (keep the float16 random-walk maps
+    only to the multiple of 16; Cityscapes images, 2048 x 1024, are multiples of 16 and larger
+    than 512, so either value leaves them unpadded: full resolution, no 512 padding), walk_batch (images per random-walk call), save_rw_scores (keep the float16 random-walk maps
     for the ``tune`` step), backend (ops backend: auto, cuda, cupy, cpp, numba, torch).
 
     Runtime: num_workers (DataLoader workers per process), seed (data order, augmentation,
@@ -94,6 +101,7 @@ class Config:
     dataset_root: str = "VOC2012"
     coco_ann_file: Optional[str] = None
     labels_file: Optional[str] = None
+    cityscapes_min_pixels: int = 1000
     cam_split: str = "train_aug"
     irn_split: str = "train_aug"
     mean_shift_split: str = "train"
@@ -277,7 +285,8 @@ def _device(v) -> bool:
 
 
 _RULES: Dict[str, Tuple[Any, str]] = {
-    "dataset": (_one_of("voc12", "coco"), "one of 'voc12', 'coco'"),
+    "dataset": (_one_of("voc12", "coco", "cityscapes"), "one of 'voc12', 'coco', 'cityscapes'"),
+    "cityscapes_min_pixels": (_at_least(1), "an integer >= 1"),
     "bn_calibration_batches": (_at_least(0), "an integer >= 0"),
     "momentum": (lambda v: math.isfinite(v) and 0.0 <= v < 1.0, "a number in [0, 1)"),
     "poly_power": (_non_negative, "a finite number >= 0"),

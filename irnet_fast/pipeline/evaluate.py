@@ -70,10 +70,21 @@ def _inputs(cfg: Config, folder: Path, names: Sequence[str], suffix: str, step: 
     return kept, paths, excluded
 
 
-def _semantic(conf: ConfusionMatrix, class_names: Sequence[str], **extra) -> Dict:
+def _miou(conf: ConfusionMatrix, source) -> float:
+    """mIoU over the classes; with background for a dataset that has one (VOC, COCO), over the
+    classes alone for one that has none (Cityscapes: a pixel left at 0 is a miss of its class)."""
+    if getattr(source, "has_background", True):
+        return conf.miou()
+    iou = conf.iou()[1:]
+    return float(np.mean(iou[~np.isnan(iou)])) if (~np.isnan(iou)).any() else float("nan")
+
+
+def _semantic(conf: ConfusionMatrix, source, **extra) -> Dict:
     iou = conf.iou()
-    names = ["background"] + list(class_names)
-    return {"miou": 100 * conf.miou(), "pixel_accuracy": 100 * conf.pixel_accuracy(),
+    names = ["background"] + list(source.class_names)
+    if not getattr(source, "has_background", True):
+        names, iou = names[1:], iou[1:]
+    return {"miou": 100 * _miou(conf, source), "pixel_accuracy": 100 * conf.pixel_accuracy(),
             "iou": {n: (None if np.isnan(v) else 100 * float(v)) for n, v in zip(names, iou)}, **extra}
 
 
@@ -105,8 +116,8 @@ def eval_cam(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress
                 conf.update(cam_to_label(cams["high_res"], cams["keys"], t), gt)
             bar.update(i + 1)
         bar.close()
-        per = [{"threshold": t, "miou": 100 * c.miou()} for t, c in zip(thresholds, confs)]
-        return _semantic(confs[0], source.class_names, threshold=thresholds[0], images=len(paths),
+        per = [{"threshold": t, "miou": 100 * _miou(c, source)} for t, c in zip(thresholds, confs)]
+        return _semantic(confs[0], source, threshold=thresholds[0], images=len(paths),
                          failed_upstream=len(excluded), sweep=per)
     return _main_only(cfg, "eval_cam", run)
 
@@ -131,7 +142,7 @@ def eval_ir_label(cfg: Config, progress: bool = False) -> Dict:
             conf.update(label[sure], gt[sure])
             bar.update(i + 1)
         bar.close()
-        return _semantic(conf, source.class_names, images=len(paths), failed_upstream=len(excluded),
+        return _semantic(conf, source, images=len(paths), failed_upstream=len(excluded),
                          precision=100 * correct / max(confident, 1), coverage=100 * confident / max(valid, 1))
     return _main_only(cfg, "eval_ir_label", run)
 
@@ -148,16 +159,22 @@ def eval_sem_seg(cfg: Config, progress: bool = False) -> Dict:
             conf.update(load_label_png(path), source.seg_label(name))
             bar.update(i + 1)
         bar.close()
-        return _semantic(conf, source.class_names, images=len(paths), failed_upstream=len(excluded))
+        return _semantic(conf, source, images=len(paths), failed_upstream=len(excluded))
     return _main_only(cfg, "eval_sem_seg", run)
 
 
 def eval_ins_seg(cfg: Config, progress: bool = False) -> Dict:
-    """Instance mask AP (percent) at IoU 0.5 and 0.7 of ``ins_seg/<id>.npz``, per class and mean."""
+    """Instance mask AP (percent) at IoU 0.5 and 0.7 of ``ins_seg/<id>.npz``, per class and mean.
+
+    Cityscapes: its own AP instead (:mod:`irnet_fast.cityscapes_eval`): ``map`` over IoU
+    0.5:0.95 and ``map50`` over the 8 instance classes, per class ``ap`` and ``ap50``, by the
+    official ``cityscapesscripts`` evaluator when it is installed (``evaluator`` says which)."""
     def run():
         source = infer_source(cfg)
         names, paths, excluded = _inputs(cfg, Path(cfg.out_dir) / "ins_seg", source.ids, ".npz", "eval_ins_seg",
                                          "make_ins_seg")
+        if cfg.dataset == "cityscapes":
+            return _cityscapes_ins(source, names, paths, excluded, progress)
         ap = InstanceAP(source.num_classes, (0.5, 0.7))
         bar = Progress(progress, "eval_ins_seg", len(paths))
         for i, (name, path) in enumerate(zip(names, paths)):
@@ -174,6 +191,30 @@ def eval_ins_seg(cfg: Config, progress: bool = False) -> Dict:
                 "failed_upstream": len(excluded),
                 "ap50": per_class(res["ap"][0.5]), "ap70": per_class(res["ap"][0.7])}
     return _main_only(cfg, "eval_ins_seg", run)
+
+
+def _cityscapes_ins(source, names, paths, excluded, progress: bool) -> Dict:
+    from ..cityscapes_eval import CityscapesInstanceAP, has_cityscapesscripts, official_instance_ap
+    official = has_cityscapesscripts()
+    ours = CityscapesInstanceAP()
+    records = []
+    bar = Progress(progress, "eval_ins_seg", len(paths))
+    for i, (name, path) in enumerate(zip(names, paths)):
+        pred = load_npz(path, INSTANCE_KEYS)
+        if official:
+            records.append((source.gt_path(name, "instanceIds"), pred["mask"], pred["class"], pred["score"]))
+        else:
+            ours.update(pred["mask"], pred["class"], pred["score"], source.instance_ids(name))
+        bar.update(i + 1)
+    bar.close()
+    res = official_instance_ap(records) if official else ours.compute()
+
+    def pct(v):
+        return None if np.isnan(v) else 100 * float(v)
+    return {"map": pct(res["map"]), "map50": pct(res["map50"]), "images": len(paths),
+            "failed_upstream": len(excluded),
+            "evaluator": "cityscapesscripts" if official else "irnet_fast (transcription of cityscapesscripts)",
+            "ap": {n: pct(v) for n, v in res["ap"].items()}, "ap50": {n: pct(v) for n, v in res["ap50"].items()}}
 
 
 def tune(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress: bool = False) -> Dict:
@@ -194,7 +235,7 @@ def tune(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress: bo
                 conf.update(cam_to_label(up.numpy(), saved["keys"], t), gt)
             bar.update(i + 1)
         bar.close()
-        sweep = [{"threshold": t, "miou": 100 * c.miou()} for t, c in zip(thresholds, confs)]
+        sweep = [{"threshold": t, "miou": 100 * _miou(c, source)} for t, c in zip(thresholds, confs)]
         best = max(sweep, key=lambda r: -1.0 if np.isnan(r["miou"]) else r["miou"])
         return {"best_threshold": best["threshold"], "best_miou": best["miou"], "sweep": sweep,
                 "current_threshold": cfg.sem_seg_bg_thres, "images": len(paths), "failed_upstream": len(excluded)}

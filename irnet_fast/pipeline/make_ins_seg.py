@@ -1,6 +1,7 @@
 """``make_ins_seg``: instance pseudo labels (docs/algorithm.md, "Instances").
 
-Per image: IRNet inference (boundary and displacement at stride 4); centroids by
+Per image (the CAMs of the classes with instances only, where the dataset says which: Cityscapes):
+IRNet inference (boundary and displacement at stride 4); centroids by
 ``find_centroids_with_refinement`` (``centroid_iterations``); clusters by ``cluster_centroids``
 (``centroid_thres``); the CAMs split per cluster ``(K, U, h, w)`` and propagated by the random
 walk; upsampled, divided by the global max, a background channel of ``ins_seg_bg_thres``, argmax;
@@ -26,7 +27,7 @@ from .make_cam import load_cam_file
 from .inference import irn_and_cam, load_edge_displacement, upsample_scores, walk
 from .common import LogContext, StepSummary, infer_source, run_images
 
-__all__ = ["make_ins_seg", "INSTANCE_KEYS", "instances_from_walk"]
+__all__ = ["make_ins_seg", "INSTANCE_KEYS", "instances_from_walk", "instance_cams"]
 
 INSTANCE_KEYS = ("score", "mask", "class")
 
@@ -44,6 +45,15 @@ def instances_from_walk(rw: torch.Tensor, keys: np.ndarray, num_clusters: int, s
                            max_fragment_size=height * width * cfg.min_instance_fraction)
 
 
+def instance_cams(cams: Dict[str, np.ndarray], classes) -> Dict[str, np.ndarray]:
+    """The CAM file's arrays restricted to the classes that have instances (all when ``classes`` is
+    None: VOC, COCO; Cityscapes' 8 of its 19 classes: road or sky make no instances)."""
+    if classes is None:
+        return cams
+    keep = np.isin(cams["keys"], np.asarray(classes, np.int64))
+    return {k: (v[keep] if k in ("keys", "cam", "high_res") else v) for k, v in cams.items()}
+
+
 def make_ins_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Optional[int] = None) -> StepSummary:
     """Writes ``<out_dir>/ins_seg/<id>.npz`` for ``infer_split`` from the CAM files and IRNet."""
     info = init_distributed(cfg.device)
@@ -52,9 +62,10 @@ def make_ins_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Opt
     with LogContext(out / "make_ins_seg.log", info, progress):
         source = infer_source(cfg)
         model = load_edge_displacement(cfg, weights, info.device)
+        classes = getattr(source, "instance_classes", None)
 
         def load(name: str):
-            return source.load_image(name), load_cam_file(cam_dir / f"{name}.npz")
+            return source.load_image(name), instance_cams(load_cam_file(cam_dir / f"{name}.npz"), classes)
 
         def process(items) -> None:
             edges, scores, clusters = [], [], []
