@@ -89,7 +89,7 @@ class CityscapesInstanceAP:
             # (instance id, pixel count) in increasing id order, groups included
             gts = [(int(v), int(c), k) for k, (v, c) in enumerate(zip(uniq, counts)) if _label_id(v) == lab.id]
             per[lab.id] = (gts, [])
-        flat = masks.reshape(masks.shape[0], -1)
+        flat = masks.reshape(masks.shape[0], ids.size)
         for m, cls, conf in zip(flat, classes, scores):
             label_id = self._train_to_id.get(int(cls))
             if label_id not in per:
