@@ -33,8 +33,8 @@ METRICS = (("cam_miou", "CAM mIoU (19 classes)"), ("ir_label_precision", "IR-lab
            ("ins_ap", "instance AP (0.5:0.95)"), ("ins_ap50", "instance AP50"))
 
 # (number of training images, image size (H, W), CAM epochs, IRNet epochs)
-_FULL = (192, (96, 192), 14, 8)
-_QUICK = (96, (80, 160), 10, 8)
+_FULL = (192, (96, 192), 16, 8)
+_QUICK = (96, (64, 128), 12, 8)
 
 
 def demo_config(out: Path, *, quick: bool = False, device: str = "cpu", size: Optional[Tuple[int, int]] = None,

@@ -32,8 +32,8 @@ def test_info_and_argument_errors(capsys):
     with pytest.raises(SystemExit):
         cli.main(["nonsense"])
     with pytest.raises(SystemExit) as exc:
-        cli.main(["make-cam", "--dataset", "cityscapes"])
-    assert exc.value.code == 2 and "invalid choice: 'cityscapes'" in capsys.readouterr().err
+        cli.main(["make-cam", "--dataset", "kitti"])
+    assert exc.value.code == 2 and "invalid choice: 'kitti'" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["demo", "--images", "3"])
     assert "--images expected >= 16" in capsys.readouterr().err

@@ -7,14 +7,14 @@
     gtFine/<split>/<city>/<city>_000000_<frame>_gtFine_instanceIds.png  16-bit instance ids
     synthetic_cityscapes.json                                          the parameters
 
-Each scene is wide (2:1 by default, like Cityscapes): sky at the top (in most scenes), a band of
+Each scene is wide (2:1 by default, like Cityscapes): sky at the top (in about half), a band of
 buildings and trees with a random skyline, a sidewalk strip (often) and the road (lane marks) at
 the bottom, sometimes terrain instead of road and the ego vehicle's bonnet (void) in the last
-rows. Cars (0-3, apart from each other) stand on the road and persons (0-3) on the sidewalk or the
-road; both are instances (label id * 1000 + k); now and then a group of persons is labelled as a
+rows. Cars (1-3 in about half of the scenes, apart from each other) stand on the road and persons
+(1-3 in about half) on the sidewalk or the road; both are instances (label id * 1000 + k); now and then a group of persons is labelled as a
 group (the id 24 alone), as Cityscapes does for crowds. Every class has its own colours and
-texture with per-scene jitter; classes are not in every scene, so image-level labels say
-something.
+texture with per-scene jitter; each class is in about half of the scenes, so that the image-level
+labels tell the classes apart.
 
 Everything is a function of ``seed`` (scene ``i`` of split ``s`` draws from
 ``default_rng([seed, s, i])``); files are written atomically; a finished dataset with the same
@@ -60,20 +60,24 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
     lab = np.zeros((h, w), np.uint8)
     img = np.zeros((h, w, 3), np.float32)
     horizon = int(h * rng.uniform(0.42, 0.55))
-    has_sky = rng.random() < 0.8
-    # background band: blocks of building or vegetation along x, each with its own top
+    # each class is in about half of the scenes, so that image-level labels tell them apart
+    has_sky = rng.random() < 0.55
+    kinds = [k for k, p in ((BUILDING, 0.55), (VEGETATION, 0.5)) if rng.random() < p]
+    kinds = kinds or [BUILDING if rng.random() < 0.5 else VEGETATION]
+    # background band: blocks of the chosen kinds along x, each with its own top
     x = 0
-    lab[:horizon] = SKY if has_sky else BUILDING
+    lab[:horizon] = SKY if has_sky else kinds[0]
     while x < w:
-        bw = int(w * rng.uniform(0.12, 0.3))
-        kind = BUILDING if rng.random() < 0.65 else VEGETATION
-        top = int(h * rng.uniform(0.04, 0.3)) if has_sky else 0
-        lab[top:horizon, x:x + bw] = kind
+        bw = int(w * rng.uniform(0.15, 0.35))
+        top = int(h * rng.uniform(0.05, 0.3)) if has_sky else 0
+        lab[top:horizon, x:x + bw] = kinds[int(rng.integers(len(kinds)))]
         x += bw
-    sidewalk = int(h * rng.uniform(0.07, 0.13)) if rng.random() < 0.7 else 0
-    ground = ROAD if rng.random() < 0.9 else TERRAIN
+    sidewalk = int(h * rng.uniform(0.08, 0.14)) if rng.random() < 0.5 else 0
+    ground = ROAD if rng.random() < 0.6 else TERRAIN
     lab[horizon:horizon + sidewalk] = SIDEWALK
     lab[horizon + sidewalk:] = ground
+    if ground == ROAD and rng.random() < 0.3:  # a verge of terrain beside the road
+        lab[horizon + sidewalk:, int(w * rng.uniform(0.75, 0.9)):] = TERRAIN
     ego = int(h * 0.06) if rng.random() < 0.4 else 0
     # textures of the stuff classes
     tint = rng.uniform(0.85, 1.15)
@@ -86,7 +90,8 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
     road[(np.abs(xx - w / 2) < max(1, w // 80)) & ((yy % 10) < 5) & (yy > horizon + sidewalk)] = 230
     side = np.array([200, 150, 190]) * tint + 0 * img
     side[((xx.astype(int) // 6 + yy.astype(int) // 6) % 2) == 0] *= 0.85
-    terrain = np.array([150, 200, 110]) * tint + _noise(rng, h, w, 20)
+    terrain = np.array([185, 160, 90]) * tint + _noise(rng, h, w, 20)
+    terrain[(yy.astype(int) % 4) == 0] *= 0.8
     for cls, tex in ((SKY, sky), (BUILDING, building), (VEGETATION, veg), (ROAD, road), (SIDEWALK, side),
                      (TERRAIN, terrain)):
         img[lab == cls] = tex[lab == cls]
@@ -94,8 +99,8 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
     # cars on the road: boxes with windows and wheels, kept apart so each is its own blob
     taken = np.zeros(w, bool)
     base = horizon + sidewalk
-    for k in range(int(rng.integers(0, 4))):
-        cw = int(w * rng.uniform(0.13, 0.22))
+    for k in range(int(rng.integers(1, 4)) if rng.random() < 0.55 else 0):
+        cw = int(w * rng.uniform(0.14, 0.24))
         ch = max(4, int(cw * rng.uniform(0.45, 0.6)))
         for _ in range(10):
             x0 = int(rng.integers(0, max(1, w - cw)))
@@ -118,10 +123,10 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
         lab[box] = CAR
         inst[box] = CAR * 1000 + k
     # persons: ellipses with a head, on the sidewalk or the road
-    group = rng.random() < 0.15
-    for k in range(int(rng.integers(0, 4))):
-        ph = int(h * rng.uniform(0.16, 0.3))
-        pw = max(2, int(ph * 0.32))
+    group = rng.random() < 0.1
+    for k in range(int(rng.integers(1, 4)) if rng.random() < 0.5 else 0):
+        ph = int(h * rng.uniform(0.25, 0.42))
+        pw = max(2, int(ph * 0.36))
         x0 = int(rng.integers(0, max(1, w - pw)))
         y1 = int(min(h - ego - 1, horizon + rng.uniform(0.05, 0.6) * (h - ego - horizon)))
         cy, cx = y1 - ph / 2, x0 + pw / 2
@@ -139,12 +144,12 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
     return np.clip(img, 0, 255).astype(np.uint8), lab, inst
 
 
-def generate(root: PathLike, num_train: int = 64, num_val: int = 0, size: Tuple[int, int] = (96, 192),
+def generate(root: PathLike, num_train: int = 64, num_val: int = 0, size: Tuple[int, int] = (64, 128),
              seed: int = 0, overwrite: bool = False) -> Path:
     """Writes the dataset (module docstring) and returns ``Path(root)``."""
     root = Path(root)
     params: Dict = {"num_train": int(num_train), "num_val": int(num_val), "size": [int(s) for s in size],
-                    "seed": int(seed), "version": 1}
+                    "seed": int(seed), "version": 2}
     meta = root / "synthetic_cityscapes.json"
     if not overwrite and meta.is_file():
         try:
