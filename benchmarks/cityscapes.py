@@ -12,7 +12,8 @@ the model and the inputs):
    channels on the 256x512 stride-4 map (cpp, radius 5, beta 10, 256 steps), the upsampling x4,
    normalisation and argmax at 2048x1024. Its peak minus case 1's is what the walk and the rest
    add above the network.
-3. The walk alone (the same inputs): its peak above the inputs.
+3. The walk alone (the same inputs), and with 3 channels (the case of ``benchmarks.label_generation``,
+   for the ratio between the two in one run): its peak above the inputs.
 4. ``cam_to_ir_label`` on one image: ``ir_label`` with the dense CRF at 2048x1024 (two passes,
    ``CLASSES`` CAM channels at full resolution; pydensecrf2).
 5. The ``make_ins_seg`` step after IRNet: centroids (300 iterations) and clusters of a
@@ -104,7 +105,7 @@ def _run_child(spec: Dict[str, Any]) -> Dict[str, Any]:
     torch.set_grad_enabled(False)
     dev = torch.device("cpu")
     op = spec["op"]
-    image, cam, edge = _inputs(INSTANCE_CLASSES if op == "ins_seg" else CLASSES)
+    image, cam, edge = _inputs(spec.get("channels") or (INSTANCE_CLASSES if op == "ins_seg" else CLASSES))
     keys = np.arange(cam.shape[0], dtype=np.int64)
 
     def walk(scores, edges):
@@ -166,7 +167,8 @@ def measure(quick: bool, command: str) -> Dict[str, Any]:
     backbone = "resnet18" if quick else "resnet50"
     reps = dict(min_repeats=1 if quick else 2, max_repeats=3 if quick else 5, target_s=5.0 if quick else 20.0)
     specs = [dict(op="irnet", backbone=backbone, **reps), dict(op="sem_seg", backbone=backbone, **reps),
-             dict(op="walk", min_repeats=3, max_repeats=10, target_s=3.0), dict(op="ir_label", **reps),
+             dict(op="walk", min_repeats=3, max_repeats=10, target_s=3.0),
+             dict(op="walk", channels=3, min_repeats=3, max_repeats=10, target_s=3.0), dict(op="ir_label", **reps),
              dict(op="ins_seg", **reps)]
     started = _dt.datetime.now(_dt.timezone.utc)
     load_start = os.getloadavg()
@@ -182,7 +184,7 @@ def _ms(v: float) -> str:
 
 
 def render(run: Dict[str, Any]) -> List[str]:
-    res = {r["spec"]["op"]: r for r in run["results"]}
+    res = {r["spec"]["op"] + str(r["spec"].get("channels") or ""): r for r in run["results"]}
     failed = [f"{op}: {r['error']}" for op, r in res.items() if "error" in r]
     ls, le = run["load_start"], run["load_end"]
     lines = [START, "## Cityscapes at full resolution (2048x1024, CPU)", "",
@@ -215,6 +217,7 @@ def render(run: Dict[str, Any]) -> List[str]:
                            ("rest", "upsample x4, normalise, argmax")):
             row(f"&nbsp;&nbsp;{text}", sem, part)
     row(f"random walk alone ({CLASSES} channels, 256x512, cpp)", walk)
+    row("random walk alone (3 channels, 256x512, cpp)", res.get("walk3"))
     row(f"cam_to_ir_label: ir_label with the dense CRF ({CLASSES} channels)", irl)
     row("make_ins_seg after IRNet (centroids, clusters, walk, instances)", ins)
     if ins and "error" not in ins:
@@ -233,6 +236,12 @@ def render(run: Dict[str, Any]) -> List[str]:
                   f"{wt:.2f} s in the step ({statistics.median(walk['times_s']):.2f} s alone), the step's peak "
                   f"{sem['peak_mb']:.0f} MB against IRNet's {irn['peak_mb']:.0f} MB: {above:+.0f} MB (the walk alone: "
                   f"{walk['peak_mb']:.0f} MB above its inputs) - **{'met' if ok else 'not met'}**."]
+        w3 = res.get("walk3")
+        if w3 and "error" not in w3:
+            ratio = statistics.median(walk["times_s"]) / statistics.median(w3["times_s"])
+            lines += ["", f"Side by side in this run, the walk of {CLASSES} channels took {ratio:.2f}x the time of 3 "
+                      "channels (the case `benchmarks.label_generation` measures; see its table above for that "
+                      "case's time on its machine and load)."]
         if irl and ins and "error" not in irl and "error" not in ins:
             lines += ["", f"Whole per-image steps: make_sem_seg {statistics.median(sem['times_s']):.1f} s; "
                       f"make_ins_seg {statistics.median(irn['times_s']) + statistics.median(ins['times_s']):.1f} s "

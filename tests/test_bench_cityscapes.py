@@ -10,7 +10,9 @@ def _res(op, times, peak, **parts):
 
 
 def _run(walk_s, step_peak):
-    results = [_res("irnet", [4.0, 5.0], 1000.0), _res("walk", [0.5, 0.7, 0.6], 40.0),
+    walk3 = _res("walk", [0.2, 0.2, 0.2], 10.0)
+    walk3["spec"]["channels"] = 3
+    results = [_res("irnet", [4.0, 5.0], 1000.0), _res("walk", [0.5, 0.7, 0.6], 40.0), walk3,
                _res("sem_seg", [5.0], step_peak, irnet=[4.0], walk=[walk_s], rest=[0.2]),
                _res("ir_label", [30.0], 900.0),
                _res("ins_seg", [2.0], 500.0, centroids=[0.1], clusters=[0.1], walk=[1.0], instances=[0.8],
@@ -23,6 +25,7 @@ def _run(walk_s, step_peak):
 def test_target_line_and_section(tmp_path):
     text = "\n".join(bc.render(_run(0.8, 1250.0)))
     assert "0.80 s in the step (0.60 s alone)" in text and "+250 MB" in text and "**met**" in text
+    assert "took 3.00x the time of 3 channels" in text
     assert "loaded machine" in text and "make_ins_seg 6.5 s (IRNet + the rest)" in text
     assert "**not met**" in "\n".join(bc.render(_run(1.2, 1250.0)))
     assert "**not met**" in "\n".join(bc.render(_run(0.8, 1300.0)))

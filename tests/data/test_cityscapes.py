@@ -139,3 +139,22 @@ def test_synthetic_layout(tmp_path):
     before = (root / "leftImg8bit" / "train").stat().st_mtime_ns
     assert generate(root, num_train=6, num_val=2, size=(32, 64), seed=1) == root  # finished: not rewritten
     assert (root / "leftImg8bit" / "train").stat().st_mtime_ns == before
+
+
+def test_pipeline_source_and_config(root, tmp_path):
+    from irnet_fast.pipeline import Config
+    from irnet_fast.pipeline.common import build_source
+    from irnet_fast.pipeline.config import ConfigError
+    cfg = Config(dataset="cityscapes", dataset_root=str(root), out_dir=str(tmp_path / "out"), cityscapes_min_pixels=3)
+    src = build_source(cfg, "train")
+    assert isinstance(src, Cityscapes) and src.ids == ["aachen_000000_000019", "zurich_000001_000019"]
+    written = tmp_path / "out" / "cityscapes_labels" / "train_min3.json"
+    assert json.loads(written.read_text())["zurich_000001_000019"] == ["road", "sky", "car"]
+    given = tmp_path / "given.json"
+    given.write_text(json.dumps({"aachen_000000_000019": [], "zurich_000001_000019": ["bus"]}))
+    src = build_source(cfg.override(labels_file=str(given)), "train")
+    assert [cs.TRAIN_CLASSES[i] for i in np.flatnonzero(src.label("zurich_000001_000019"))] == ["bus"]
+    with pytest.raises(ConfigError, match="cityscapes_min_pixels"):
+        cfg.override(cityscapes_min_pixels=0)
+    with pytest.raises(ConfigError, match="'cityscapes'"):
+        cfg.override(dataset="kitti")
