@@ -199,8 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
                                    + ", ".join(registry.DEFAULT_ORDER)
                                    + f" (and, on request, {', '.join(registry.EXTRA)}).")
     p.add_argument("--steps", metavar="A,B,...", help="exactly these steps, e.g. make_sem_seg,eval_sem_seg")
-    p.add_argument("--from", dest="start", metavar="STEP", help="first step of the range (default train_cam)")
-    p.add_argument("--to", dest="stop", metavar="STEP", help="last step of the range (default eval_ins_seg)")
+    p.add_argument("--from", dest="start", metavar="STEP", help=f"first step of the range (default {registry.DEFAULT_ORDER[0]})")
+    p.add_argument("--to", dest="stop", metavar="STEP", help=f"last step of the range (default {registry.DEFAULT_ORDER[-1]})")
     p.add_argument("--no-resume", action="store_true", help="retrain even when weights or checkpoints exist")
     p.set_defaults(func=_cmd_run)
 
