@@ -1,14 +1,21 @@
 """``irnet-fast demo``: the whole method on generated data, on the CPU, in minutes.
 
-Generates the synthetic VOC-layout dataset (textured shapes, several instances per image, some
-touching or of the same class), then runs every step of the pipeline exactly as for PASCAL VOC,
-with a ResNet-18 trained from scratch (no pretrained weights exist offline; IRNet's frozen
-backbone starts from the trained CAM network's, ``irn_init_from_cam``). Pseudo labels are made
-and evaluated on the training images, as the paper does. Writes ``OUT/summary.json`` (keys
-``cam_miou``, ``ir_label_precision``, ``ir_label_coverage``, ``sem_miou``, ``ins_map50``,
-``ins_map70`` in percent, and ``seconds`` per step) and ``OUT/report.md`` with PNG panels. ``cam_miou`` is the CAMs' mIoU at
-their best background threshold (swept 0.05 .. 0.95 against the ground truth), so the random walk's
-gain over the CAMs is measured against the most favourable CAM baseline.
+Generates the synthetic VOC-layout dataset in its ``part`` style (bodies of no class, told apart
+only by a class-specific part on a fifth of the object, with touching and occluding instances,
+several classes per image and clutter: CAMs find the parts, and the random walk has to spread
+them over the bodies), a training split and a held-out ``val`` split, then runs every default
+step of the pipeline exactly as for PASCAL VOC, with a ResNet-18 trained from scratch (no
+pretrained weights exist offline; IRNet's frozen backbone and the final DeepLab's backbone start
+from the trained CAM network's, ``irn_init_from_cam``, ``deeplab_init_from_cam``). Pseudo labels
+are made and evaluated on the training images, as the paper does; the final models, trained on
+them, are evaluated on the held-out images. Writes ``OUT/summary.json`` (keys ``cam_miou``,
+``ir_label_precision``, ``ir_label_coverage``, ``sem_miou``, ``ins_map50``, ``ins_map70`` on the
+training images, ``val_sem_miou`` (DeepLab) and, when the registry has the instance network's
+evaluation ``eval_ins``, ``val_ins_map50`` / ``val_ins_map70`` on the held-out images, all in
+percent, and ``seconds`` per step) and ``OUT/report.md`` with PNG panels of training images (every
+stage) and of held-out images (the final models beside the ground truth). ``cam_miou`` is the
+CAMs' mIoU at their best background threshold (swept 0.05 .. 0.95 against the ground truth), so
+the random walk's gain over the CAMs is measured against the most favourable CAM baseline.
 Re-running with the same ``OUT`` reuses what is already there.
 """
 from __future__ import annotations

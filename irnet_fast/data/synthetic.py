@@ -12,15 +12,28 @@
     synthetic.json                   the generation parameters and each image's instance classes
 
 Classes are the first ``num_classes`` VOC classes (ids 1..K; image-level labels therefore come
-from the XML exactly as for real VOC). Each class has its own pair of saturated colours, its own
-texture (stripes, checks, spots, rings, ...) and its own shape, with per-instance jitter of size,
-rotation, texture period and brightness; backgrounds are smooth grey-ish noise. Images hold 1 to
-4 instances, often two of the same class, some touching or occluding each other (every instance
-keeps at least 40% of its area visible). Instances of one class are kept apart (a gap of 6% of the
-image side), while instances of different classes may touch or overlap: from image-level labels
-IRNet learns class boundaries, and its displacement field has nothing to separate two touching
-instances of one class with (a limitation of the method, not something a demo should hide or
-dwell on).
+from the XML exactly as for real VOC). Two styles:
+
+- ``style="part"`` (the default) shows the problem IRNet solves. In photos a classifier fires on
+  the most discriminative part of an object (a face, a wheel) and its CAMs cover a fraction of
+  it. Here an object is a body of no class (a random shape and a random, moderately saturated
+  colour drawn from one distribution for every class, with smooth shading and a dark outline)
+  that carries a class-specific part: a disc of a fifth of the body's area on its long axis,
+  towards one end, with the class's pair of saturated colours and texture (:data:`CLASS_STYLES`).
+  Bodies therefore stand out from the background and from their neighbours by visible edges,
+  never by their class; the part is the only sign of it. Backgrounds carry clutter: up to two
+  decoy bodies without a part and a few small plain blobs. An occluded instance keeps at least
+  70% of its part visible.
+- ``style="texture"`` (the earlier data): each class has its own colours, texture and shape over
+  the whole object, so CAMs already cover most of each object.
+
+In both, instances get per-instance jitter of size, rotation, texture period and brightness;
+backgrounds are smooth grey-ish noise. Images hold 1 to 4 instances, often two of the same class,
+some touching or occluding each other (every instance keeps at least 40% of its area visible).
+Instances of one class are kept apart (a gap of 6% of the image side), while instances of
+different classes may touch or overlap: from image-level labels IRNet learns class boundaries,
+and its displacement field has nothing to separate two touching instances of one class with (a
+limitation of the method, not something a demo should hide or dwell on).
 
 Everything is a function of ``seed`` (image ``i`` draws from ``default_rng([seed, i])``), so the
 same seed gives the same bytes. Files are written atomically (temporary file + ``os.replace``).
@@ -67,6 +80,7 @@ _FORMAT_VERSION = 3
 STYLES = ("part", "texture")
 # style "part"
 _PART_FRACTION = 0.2  # of the body's area
+_PART_OFFSET = 0.35  # centre of the part on the long axis, in half-lengths from the body's centre
 _MIN_PART_VISIBLE = 0.7  # an occluded instance keeps most of its part, the only sign of its class
 _OUTLINE = 1  # pixels of the dark outline of every body
 _BODY_NOISE = 4.0
@@ -148,7 +162,7 @@ def _plain_body(rng, u, a, h, w) -> np.ndarray:
     every class) with smooth shading, so that it stands out from the grey background, but never by
     its class."""
     import colorsys
-    rgb = np.asarray(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.35, 0.7), rng.uniform(0.5, 0.85))) * 255
+    rgb = np.asarray(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.55), rng.uniform(0.45, 0.85))) * 255
     shade = rng.uniform(0.9, 1.1) * (1 + 0.12 * (u / max(a, 1.0)))[..., None]
     return rgb[None, None] * shade + rng.normal(0, _BODY_NOISE, (h, w, 3))
 
@@ -159,11 +173,13 @@ def _darken_outline(colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return colour
 
 
-def _part(mask: np.ndarray, u: np.ndarray) -> np.ndarray:
-    """The class-specific part: the end of the body beyond the 80th percentile of ``u`` (a fifth)."""
+def _part(mask: np.ndarray, u: np.ndarray, v: np.ndarray, a: float) -> np.ndarray:
+    """The class-specific part: a disc of a fifth of the body's area, centred on the body's long
+    axis towards one end (a compact "head", as big as a few cells of the CAM network's grid)."""
     if not mask.any():
         return mask
-    return mask & (u >= np.quantile(u[mask], 1.0 - _PART_FRACTION))
+    r = np.sqrt(_PART_FRACTION * mask.sum() / np.pi)
+    return mask & ((u - _PART_OFFSET * a) ** 2 + v * v <= r * r)
 
 
 def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int, max_instances: int,
@@ -190,13 +206,16 @@ def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int, m
         col_a, col_b, texture, shape, period = _style(cls)
         for _attempt in range(25):
             if style == "part":
-                mask, u, v, a, b, centre = _placement(rng, yy, xx, h, w, _SHAPES, (0.14, 0.3), classes, centres, cls,
+                mask, u, v, a, b, centre = _placement(rng, yy, xx, h, w, _SHAPES, (0.16, 0.32), classes, centres, cls,
                                                       turn=2 * np.pi)  # the part may face any way
             else:
                 mask, u, v, a, b, centre = _placement(rng, yy, xx, h, w, shape, (0.12, 0.28), classes, centres, cls)
             area = int(mask.sum())
             if area < _MIN_PIXELS / _MIN_VISIBLE:
                 continue
+            part = _part(mask, u, v, a) if style == "part" else mask
+            if part.sum() < 0.5 * _PART_FRACTION * area:
+                continue  # the part would be cut off by the image border
             if same_class_zone[cls].any() and (mask & same_class_zone[cls]).any():
                 continue  # instances of one class never touch (see the module docstring)
             cand = inst.copy()
@@ -211,12 +230,10 @@ def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int, m
         t = _texture(texture, u + rng.uniform(0, p), v + rng.uniform(0, p), p)[..., None]
         pattern = np.asarray(col_a, np.float64) * (1 - t) + np.asarray(col_b, np.float64) * t
         if style == "part":
-            part = _part(mask, u)
             colour = _plain_body(rng, u, a, h, w)
             colour[part] = pattern[part] + rng.normal(0, _BODY_NOISE, (int(part.sum()), 3))
             colour = _darken_outline(colour, mask)
         else:
-            part = mask
             shade = rng.uniform(0.85, 1.15) * (1 + 0.15 * (u / max(a, 1.0)))[..., None]
             colour = pattern * shade + rng.normal(0, 8, (h, w, 3))
         img[mask] = colour[mask]

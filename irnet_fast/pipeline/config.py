@@ -46,6 +46,9 @@ class Config:
         cam_split / irn_split: the training lists (``train_aug`` in the paper).
         mean_shift_split: the list the displacement mean shift is measured on after IRNet
             training (the reference's ``infer_list``, ``train``).
+        heldout_dataset_root / heldout_coco_ann_file: COCO only: the held-out images the final
+            models are evaluated on (val2014 and its instances JSON); VOC uses a split of
+            ``dataset_root`` instead (``deeplab_eval_split``).
         out_dir: checkpoints, logs and weights go here.
 
     Model: backbone (``resnet50`` in the paper), backbone_weights (a local torchvision ImageNet
@@ -112,6 +115,8 @@ class Config:
     irn_split: str = "train_aug"
     mean_shift_split: str = "train"
     infer_split: str = "train"
+    heldout_dataset_root: Optional[str] = None
+    heldout_coco_ann_file: Optional[str] = None
     out_dir: str = "result"
     # --- model ---------------------------------------------------------------------------------
     backbone: str = "resnet50"

@@ -9,7 +9,8 @@ the weights is redone), then the main process writes ``<out_dir>/eval_sem.json``
 ``pixel_accuracy`` and per-class ``iou`` (percent), ``split``, ``images``, ``failed``.
 
 The split must be held out: the step refuses a split that shares an image with the training
-split ``infer_split`` (the pseudo labels DeepLab learned from).
+split ``infer_split`` (the pseudo labels DeepLab learned from). On COCO the held-out images are
+``heldout_dataset_root`` with ``heldout_coco_ann_file`` (val2014).
 """
 from __future__ import annotations
 
@@ -25,9 +26,8 @@ from .._io import atomic_write_json, is_valid_png, save_label_png
 from ..crf import crf_inference_prob
 from ..data.transforms import pil_rescale
 from ..data.voc import InferenceDataset, load_label_png
-from ..errors import InputValueError
 from ..metrics import ConfusionMatrix
-from .common import LogContext, build_source, inference_model, run_images
+from .common import LogContext, held_out_source, inference_model, run_images
 from .config import Config
 from .distributed import barrier, init_distributed
 from .evaluate import _semantic
@@ -67,16 +67,6 @@ def predict_semantic(model: torch.nn.Module, image: np.ndarray, scales: Sequence
     return crf_inference_prob(image, probs) if crf else probs
 
 
-def _check_held_out(cfg: Config, eval_ids: Sequence[str]) -> None:
-    if cfg.deeplab_eval_split == cfg.infer_split:
-        raise InputValueError(f"eval_sem: deeplab_eval_split {cfg.deeplab_eval_split!r} is the training split "
-                              f"(infer_split): evaluate on a held-out split, e.g. val")
-    shared = set(eval_ids) & set(build_source(cfg, cfg.infer_split).ids)
-    if shared:
-        raise InputValueError(f"eval_sem: deeplab_eval_split {cfg.deeplab_eval_split!r} shares {len(shared)} images "
-                              f"with the training split {cfg.infer_split!r} (e.g. {sorted(shared)[0]}): not held out")
-
-
 def eval_sem(cfg: Config, *, weights=None, progress: bool = True, limit: Optional[int] = None) -> dict:
     """Predicts ``deeplab_eval_split`` with DeepLab (``weights`` or ``<out_dir>/deeplab.pth``) and
     writes its mIoU against the ground truth to ``<out_dir>/eval_sem.json`` (module docstring)."""
@@ -84,8 +74,7 @@ def eval_sem(cfg: Config, *, weights=None, progress: bool = True, limit: Optiona
     out = Path(cfg.out_dir)
     pred_dir = out / "sem_pred"
     with LogContext(out / "eval_sem.log", info, progress):
-        source = build_source(cfg, cfg.deeplab_eval_split)
-        _check_held_out(cfg, source.ids)
+        source = held_out_source(cfg, cfg.deeplab_eval_split, "eval_sem")
         weights_path = Path(weights) if weights else out / "deeplab.pth"
         model = load_deeplab(cfg, source.num_classes, weights_path, info.device)
         made_after = weights_path.stat().st_mtime

@@ -132,5 +132,5 @@ def test_eval_split_must_be_held_out(tmp_path):
     cfg = Config(dataset_root=str(root), out_dir=str(tmp_path / "out"), infer_split="train", device="cpu")
     with pytest.raises(InputValueError, match="is the training split"):
         eval_sem(cfg.override(deeplab_eval_split="train"), progress=False)
-    with pytest.raises(InputValueError, match="shares 3 images with the training split"):
+    with pytest.raises(InputValueError, match="share 3 images with the training split"):
         eval_sem(cfg.override(deeplab_eval_split="trainval"), progress=False)
