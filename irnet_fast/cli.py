@@ -138,9 +138,9 @@ def _cmd_run(args) -> int:
 def _cmd_make_synthetic(args) -> int:
     from .data import generate_synthetic
     root = generate_synthetic(args.out, num_train=args.num_train, num_val=args.num_val, size=tuple(args.size),
-                              num_classes=args.classes, seed=args.seed, overwrite=args.overwrite)
+                              num_classes=args.classes, seed=args.seed, overwrite=args.overwrite, style=args.style)
     _print(f"synthetic VOC-layout dataset in {root} ({args.num_train} train + {args.num_val} val images, "
-           f"{args.size[0]}x{args.size[1]}, {args.classes} classes)")
+           f"{args.size[0]}x{args.size[1]}, {args.classes} classes, style {args.style})")
     return 0
 
 
@@ -206,8 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
                                    + ", ".join(registry.DEFAULT_ORDER)
                                    + f" (and, on request, {', '.join(registry.EXTRA)}).")
     p.add_argument("--steps", metavar="A,B,...", help="exactly these steps, e.g. make_sem_seg,eval_sem_seg")
-    p.add_argument("--from", dest="start", metavar="STEP", help="first step of the range (default train_cam)")
-    p.add_argument("--to", dest="stop", metavar="STEP", help="last step of the range (default eval_ins_seg)")
+    p.add_argument("--from", dest="start", metavar="STEP",
+                   help=f"first step of the range (default {registry.DEFAULT_ORDER[0]})")
+    p.add_argument("--to", dest="stop", metavar="STEP", help=f"last step of the range (default {registry.DEFAULT_ORDER[-1]})")
     p.add_argument("--no-resume", action="store_true", help="retrain even when weights or checkpoints exist")
     p.set_defaults(func=_cmd_run)
 
@@ -222,13 +223,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=_cmd_step)
 
     p = sub.add_parser("make-synthetic", help="generate the synthetic VOC-layout dataset",
-                       description="Writes a VOC-layout dataset of textured shapes (deterministic from --seed).")
+                       description="Writes a VOC-layout dataset of shapes (deterministic from --seed): by default "
+                                   "bodies of no class recognisable only by a small class-specific part.")
     p.add_argument("--out", required=True, metavar="DIR", help="dataset folder to write")
     p.add_argument("--num-train", type=int, default=128, metavar="N", help="images in train (default 128)")
     p.add_argument("--num-val", type=int, default=32, metavar="N", help="images in val (default 32)")
     p.add_argument("--size", type=int, nargs=2, default=(128, 160), metavar=("H", "W"), help="image size")
     p.add_argument("--classes", type=int, default=4, metavar="K", help="number of classes (default 4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", choices=("part", "texture"), default="part",
+                   help="part (default): classes told apart by a part on a fifth of the object; texture: by "
+                        "colours and texture over the whole object")
     p.add_argument("--overwrite", action="store_true", help="rewrite an existing dataset")
     p.set_defaults(func=_cmd_make_synthetic)
 

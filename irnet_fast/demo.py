@@ -1,14 +1,21 @@
 """``irnet-fast demo``: the whole method on generated data, on the CPU, in minutes.
 
-Generates the synthetic VOC-layout dataset (textured shapes, several instances per image, some
-touching or of the same class), then runs every step of the pipeline exactly as for PASCAL VOC,
-with a ResNet-18 trained from scratch (no pretrained weights exist offline; IRNet's frozen
-backbone starts from the trained CAM network's, ``irn_init_from_cam``). Pseudo labels are made
-and evaluated on the training images, as the paper does. Writes ``OUT/summary.json`` (keys
-``cam_miou``, ``ir_label_precision``, ``ir_label_coverage``, ``sem_miou``, ``ins_map50``,
-``ins_map70`` in percent, and ``seconds`` per step) and ``OUT/report.md`` with PNG panels. ``cam_miou`` is the CAMs' mIoU at
-their best background threshold (swept 0.05 .. 0.95 against the ground truth), so the random walk's
-gain over the CAMs is measured against the most favourable CAM baseline.
+Generates the synthetic VOC-layout dataset in its ``part`` style (bodies of no class, told apart
+only by a class-specific part on a fifth of the object, with touching and occluding instances,
+several classes per image and clutter: CAMs find the parts, and the random walk has to spread
+them over the bodies), a training split and a held-out ``val`` split, then runs every default
+step of the pipeline exactly as for PASCAL VOC, with a ResNet-18 trained from scratch (no
+pretrained weights exist offline; IRNet's frozen backbone and the final DeepLab's backbone start
+from the trained CAM network's, ``irn_init_from_cam``, ``deeplab_init_from_cam``). Pseudo labels
+are made and evaluated on the training images, as the paper does; the final models, trained on
+them, are evaluated on the held-out images. Writes ``OUT/summary.json`` (keys ``cam_miou``,
+``ir_label_precision``, ``ir_label_coverage``, ``sem_miou``, ``ins_map50``, ``ins_map70`` on the
+training images, ``val_sem_miou`` (DeepLab) and, when the registry has the instance network's
+evaluation ``eval_ins``, ``val_ins_map50`` / ``val_ins_map70`` on the held-out images, all in
+percent, and ``seconds`` per step) and ``OUT/report.md`` with PNG panels of training images (every
+stage) and of held-out images (the final models beside the ground truth). ``cam_miou`` is the
+CAMs' mIoU at their best background threshold (swept 0.05 .. 0.95 against the ground truth), so
+the random walk's gain over the CAMs is measured against the most favourable CAM baseline.
 Re-running with the same ``OUT`` reuses what is already there.
 """
 from __future__ import annotations
@@ -32,13 +39,15 @@ __all__ = ["demo_config", "run", "format_table", "METRICS"]
 
 METRICS = (("cam_miou", "CAM mIoU"), ("ir_label_precision", "IR-label precision"),
            ("ir_label_coverage", "IR-label coverage"), ("sem_miou", "random-walk semantic mIoU"),
-           ("ins_map50", "instance mAP@0.5"), ("ins_map70", "instance mAP@0.7"))
+           ("ins_map50", "instance mAP@0.5"), ("ins_map70", "instance mAP@0.7"),
+           ("val_sem_miou", "val: DeepLab mIoU"), ("val_ins_map50", "val: Mask R-CNN mAP@0.5"),
+           ("val_ins_map70", "val: Mask R-CNN mAP@0.7"))
 
 CAM_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 
-# (number of training images, image size, CAM epochs, IRNet epochs)
-_FULL = (256, (128, 160), 12, 8)
-_QUICK = (128, (128, 160), 8, 10)
+# (training images, held-out images, image size, CAM epochs, IRNet epochs, DeepLab epochs)
+_FULL = (256, 64, (128, 160), 12, 8, 6)
+_QUICK = (128, 32, (128, 160), 8, 10, 3)
 
 
 def demo_config(out: Path, *, quick: bool = False, device: str = "cpu") -> Config:
@@ -51,9 +60,12 @@ def demo_config(out: Path, *, quick: bool = False, device: str = "cpu") -> Confi
     that are broader than an ImageNet network's (the paper's 0.30 / 0.05 / 0.25 assume CAMs near 0
     on the background): IR labels at 0.5 / 0.2, pseudo-label background at 0.5. One more for
     speed: IRNet inference pads only to multiples of 16 (``irn_pad_to=0``; the images are
-    128 x 160, and the reference's 512 x 512 padding would be 13 times the work).
+    128 x 160, and the reference's 512 x 512 padding would be 13 times the work). The final
+    DeepLab is a ResNet-18 at output stride 16 whose backbone starts from the CAM network's
+    (``deeplab_init_from_cam``), trained for a few epochs on crops of the image size and tested
+    at three scales with flips.
     """
-    _, size, cam_epochs, irn_epochs = _QUICK if quick else _FULL
+    _, _, size, cam_epochs, irn_epochs, deeplab_epochs = _QUICK if quick else _FULL
     crop = max(size)
     return Config(
         dataset="voc12", dataset_root=str(out / "data"), out_dir=str(out), backbone="resnet18",
@@ -62,21 +74,33 @@ def demo_config(out: Path, *, quick: bool = False, device: str = "cpu") -> Confi
         cam_resize_long=(int(crop * 0.8), int(crop * 1.2)),
         conf_fg_thres=0.5, conf_bg_thres=0.2, sem_seg_bg_thres=0.5, ins_seg_bg_thres=0.5,
         irn_batch_size=16, irn_num_epochs=irn_epochs, irn_crop_size=crop, irn_rescale=(0.75, 1.25),
-        irn_init_from_cam=True, irn_pad_to=0, num_workers=1, device=device, log_interval=0, seed=0, save_rw_scores=True)
+        irn_init_from_cam=True, irn_pad_to=0,
+        deeplab_backbone="resnet18", deeplab_init_from_cam=True, deeplab_output_stride=16, deeplab_batch_size=16,
+        deeplab_num_epochs=deeplab_epochs, deeplab_learning_rate=0.01, deeplab_head_lr_mult=10.0,
+        deeplab_crop_size=min(size), deeplab_rescale=(0.75, 1.25), deeplab_test_scales=(0.75, 1.0, 1.25),
+        num_workers=1, device=device, log_interval=0, seed=0, save_rw_scores=True)
+
+
+def _summary_value(results: Dict, step: str, key: str, name: str, summary: Dict) -> None:
+    """``summary[name] = results[step][key]`` when that step ran (a step missing from the registry
+    gives no key)."""
+    if isinstance(results.get(step), dict) and key in results[step]:
+        summary[name] = results[step][key]
 
 
 def run(out, *, quick: bool = False, images: Optional[int] = None, progress: bool = True,
         device: str = "cpu", panels: int = 6) -> Dict:
     """Runs the demo into ``out``; returns the summary (also written to ``out/summary.json``)."""
     from . import visualize
+    from .pipeline.common import build_source
     from .pipeline.panels import render_panels
     out = Path(out)
     torch.manual_seed(0)
     seconds: Dict[str, float] = {}
     t0 = time.time()
-    num, size = (_QUICK if quick else _FULL)[:2]
+    num, num_val, size = (_QUICK if quick else _FULL)[:3]
     num = images or num
-    generate_synthetic(out / "data", num_train=num, num_val=0, size=size, seed=0)
+    generate_synthetic(out / "data", num_train=num, num_val=num_val, size=size, seed=0)
     seconds["make_synthetic"] = time.time() - t0
     cfg = demo_config(out, quick=quick, device=device)
     results = {}
@@ -98,16 +122,22 @@ def run(out, *, quick: bool = False, images: Optional[int] = None, progress: boo
         "sem_miou": results["eval_sem_seg"]["miou"],
         "ins_map50": results["eval_ins_seg"]["map50"],
         "ins_map70": results["eval_ins_seg"]["map70"],
-        "images": num, "image_size": list(size), "backbone": cfg.backbone, "device": cfg.device,
-        "threads": torch.get_num_threads(),
     }
+    _summary_value(results, "eval_sem", "miou", "val_sem_miou", summary)
+    _summary_value(results, "eval_ins", "map50", "val_ins_map50", summary)
+    _summary_value(results, "eval_ins", "map70", "val_ins_map70", summary)
+    summary.update({"images": num, "val_images": num_val, "image_size": list(size), "backbone": cfg.backbone,
+                    "device": cfg.device, "threads": torch.get_num_threads()})
     t0 = time.time()
     names = infer_source(cfg).ids[:panels]
     paths = render_panels(cfg, names, out / "panels", device=device)
+    val_source = build_source(cfg, cfg.deeplab_eval_split)
+    val_paths = render_panels(cfg, val_source.ids[:panels], out / "panels_val", device=device, source=val_source,
+                              titles=visualize.VAL_TILE_TITLES)
     seconds["report"] = time.time() - t0
     summary["seconds"] = {k: round(v, 2) for k, v in seconds.items()}
     summary["seconds"]["total"] = round(sum(seconds.values()), 2)
-    visualize.write_report(out, summary, paths)
+    visualize.write_report(out, summary, paths, val_panel_paths=val_paths)
     atomic_write_json(out / "summary.json", summary)
     return summary
 
@@ -116,8 +146,8 @@ def format_table(summary: Dict) -> str:
     """The demo's result table (metrics, then the time of every step)."""
     def fmt(v):
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.1f}"
-    lines = [f"{'metric':<28}{'value':>8}", "-" * 36]
-    lines += [f"{label:<28}{fmt(summary.get(key)):>8}" for key, label in METRICS]
-    lines += ["", f"{'step':<28}{'seconds':>8}", "-" * 36]
-    lines += [f"{step:<28}{sec:8.1f}" for step, sec in summary.get("seconds", {}).items()]
+    lines = [f"{'metric':<30}{'value':>8}", "-" * 38]
+    lines += [f"{label:<30}{fmt(summary.get(key)):>8}" for key, label in METRICS]
+    lines += ["", f"{'step':<30}{'seconds':>8}", "-" * 38]
+    lines += [f"{step:<30}{sec:8.1f}" for step, sec in summary.get("seconds", {}).items()]
     return "\n".join(lines)

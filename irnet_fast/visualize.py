@@ -35,7 +35,7 @@ from ._io import atomic_write_bytes, voc_palette
 
 __all__ = ["jet", "hsv_to_rgb", "colorize_labels", "overlay_cam", "colorize_boundary", "colorize_displacement",
            "colorize_instances", "instance_colors", "panel", "panel_tiles", "write_report",
-           "TILE_TITLES", "TILE_LEGEND", "METRICS"]
+           "TILE_TITLES", "TILE_LEGEND", "VAL_TILE_TITLES", "VAL_TILE_LEGEND", "METRICS"]
 
 logger = logging.getLogger("irnet_fast.visualize")
 
@@ -45,6 +45,9 @@ PathLike = Union[str, "os.PathLike[str]"]
 TILE_TITLES = ("input", "CAM", "IR label", "boundary", "displacement", "semantic", "instances",
                "GT semantic", "GT instances")
 
+#: Titles of the tiles of the held-out images' panels (the final models against the ground truth).
+VAL_TILE_TITLES = ("input", "DeepLab", "GT semantic")
+
 #: One-line description of the tiles (used by :func:`write_report`).
 TILE_LEGEND = ("Tiles, left to right: input image; CAM (max over classes, jet: blue low, red high); "
                "IR label (VOC colours, black background, cream unsure); boundary map (dark = boundary); "
@@ -52,10 +55,16 @@ TILE_LEGEND = ("Tiles, left to right: input image; CAM (max over classes, jet: b
                "instance pseudo labels (one colour per instance, best score on top); "
                "ground-truth semantic labels; ground-truth instances.")
 
+#: The same for the held-out images' panels.
+VAL_TILE_LEGEND = ("Held-out image, tiles left to right: input image; the final DeepLab's prediction "
+                   "(trained on the semantic pseudo labels); ground-truth semantic labels.")
+
 #: Metric keys of a summary and their names in the report (values in percent).
 METRICS = (("cam_miou", "CAM mIoU"), ("ir_label_precision", "IR label precision"),
            ("ir_label_coverage", "IR label coverage"), ("sem_miou", "semantic mIoU"),
-           ("ins_map50", "instance mAP@0.5"), ("ins_map70", "instance mAP@0.7"))
+           ("ins_map50", "instance mAP@0.5"), ("ins_map70", "instance mAP@0.7"),
+           ("val_sem_miou", "DeepLab mIoU (held-out)"), ("val_ins_map50", "Mask R-CNN mAP@0.5 (held-out)"),
+           ("val_ins_map70", "Mask R-CNN mAP@0.7 (held-out)"))
 
 MISSING_GREY = 128
 
@@ -319,11 +328,12 @@ def _image_size_hint(out: Path, name: str) -> Tuple[int, int]:
     return 64, 64
 
 
-def panel_tiles(cfg, source, name: str, irn=None) -> List[Tuple[str, np.ndarray]]:
-    """The tiles of image ``name`` (titles :data:`TILE_TITLES`; a missing input becomes a grey tile
-    titled ``"<title> (missing)"``), all at the image size. ``irn``: ``image -> (boundary (1, h, w),
-    displacement (2, h, w))`` NumPy arrays (IRNet, see :func:`irnet_fast.pipeline.panels.render_panels`)
-    or None (boundary and displacement missing)."""
+def panel_tiles(cfg, source, name: str, irn=None, titles: Sequence[str] = TILE_TITLES) -> List[Tuple[str, np.ndarray]]:
+    """The tiles ``titles`` of image ``name`` (:data:`TILE_TITLES`, or any of them and
+    ``"DeepLab"``, the final model's ``sem_pred/<id>.png``, in any order after ``"input"``; a
+    missing input becomes a grey tile titled ``"<title> (missing)"``), all at the image size.
+    ``irn``: ``image -> (boundary (1, h, w), displacement (2, h, w))`` NumPy arrays (IRNet, see
+    :func:`irnet_fast.pipeline.panels.render_panels`) or None (boundary and displacement missing)."""
     out = Path(cfg.out_dir)
     tiles: List[Tuple[str, np.ndarray]] = []
     try:
@@ -384,14 +394,17 @@ def panel_tiles(cfg, source, name: str, irn=None) -> List[Tuple[str, np.ndarray]
         masks = np.asarray(masks, bool)
         return colorize_instances(masks, np.ones(len(masks)), base if masks.shape[1:] == tuple(size) else None)
 
-    add("CAM", cam_tile)
-    add("IR label", lambda: label_tile("ir_label"))
-    add("boundary", lambda: None if edge is None else colorize_boundary(edge))
-    add("displacement", lambda: None if disp is None else colorize_displacement(disp))
-    add("semantic", lambda: label_tile("sem_seg"))
-    add("instances", ins_tile)
-    add("GT semantic", gt_sem_tile)
-    add("GT instances", gt_ins_tile)
+    makers = {"CAM": cam_tile, "IR label": lambda: label_tile("ir_label"),
+              "boundary": lambda: None if edge is None else colorize_boundary(edge),
+              "displacement": lambda: None if disp is None else colorize_displacement(disp),
+              "semantic": lambda: label_tile("sem_seg"), "instances": ins_tile,
+              "DeepLab": lambda: label_tile("sem_pred"), "GT semantic": gt_sem_tile, "GT instances": gt_ins_tile}
+    unknown = [t for t in titles[1:] if t not in makers]
+    if list(titles[:1]) != ["input"] or unknown:
+        raise ValueError(f"panel_tiles(): titles must start with 'input' and come from {sorted(makers)}, "
+                         f"got {list(titles)}")
+    for title in titles[1:]:
+        add(title, makers[title])
     return tiles
 
 
@@ -426,12 +439,13 @@ def _is_scalar(value: Any) -> bool:
 
 
 def write_report(out_dir: PathLike, summary: Mapping[str, Any], panel_paths: Sequence[PathLike],
-                 title: str = "irnet_fast demo") -> Path:
+                 title: str = "irnet_fast demo", val_panel_paths: Sequence[PathLike] = ()) -> Path:
     """Writes ``out_dir/report.md`` (atomically) and returns its path: ``title``; a table of the
     metrics :data:`METRICS` of ``summary`` (in percent, one decimal; None/NaN/absent -> ``n/a``);
     a table of the step times ``summary["seconds"]`` (``{step: seconds}``, plus a total: its
     ``"total"`` entry if any, else the sum); the other scalar entries of ``summary`` under "Run";
-    then one section per panel with a relative image link and the tile legend."""
+    then one section per panel with a relative image link and the tile legend, and the same for
+    the held-out images' panels ``val_panel_paths`` (:data:`VAL_TILE_LEGEND`)."""
     out_dir = Path(out_dir)
     lines = [f"# {title}", "", "## Metrics", "", "| metric | value (%) |", "| --- | ---: |"]
     for key, label in METRICS:
@@ -457,12 +471,14 @@ def write_report(out_dir: PathLike, summary: Mapping[str, Any], panel_paths: Seq
         for key, value in run:
             text = _fmt(value, 4) if isinstance(value, (float, np.floating)) else _fmt(value)
             lines.append(f"| {_md(str(key))} | {text} |")
-    if panel_paths:
-        lines += ["", "## Panels"]
-        for path in panel_paths:
+    for heading, paths, legend in (("Panels", panel_paths, TILE_LEGEND),
+                                   ("Held-out images: the final models", val_panel_paths, VAL_TILE_LEGEND)):
+        if paths:
+            lines += ["", f"## {heading}"]
+        for path in paths:
             path = Path(path)
             rel = Path(os.path.relpath(path.resolve(), out_dir.resolve())).as_posix()
-            lines += ["", f"### {path.stem}", "", f"![{path.stem}]({rel})", "", TILE_LEGEND]
+            lines += ["", f"### {path.stem}", "", f"![{path.stem}]({rel})", "", legend]
     report = out_dir / "report.md"
     atomic_write_bytes(report, ("\n".join(lines) + "\n").encode("utf-8"))
     return report

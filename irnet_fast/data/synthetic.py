@@ -12,15 +12,28 @@
     synthetic.json                   the generation parameters and each image's instance classes
 
 Classes are the first ``num_classes`` VOC classes (ids 1..K; image-level labels therefore come
-from the XML exactly as for real VOC). Each class has its own pair of saturated colours, its own
-texture (stripes, checks, spots, rings, ...) and its own shape, with per-instance jitter of size,
-rotation, texture period and brightness; backgrounds are smooth grey-ish noise. Images hold 1 to
-4 instances, often two of the same class, some touching or occluding each other (every instance
-keeps at least 40% of its area visible). Instances of one class are kept apart (a gap of 6% of the
-image side), while instances of different classes may touch or overlap: from image-level labels
-IRNet learns class boundaries, and its displacement field has nothing to separate two touching
-instances of one class with (a limitation of the method, not something a demo should hide or
-dwell on).
+from the XML exactly as for real VOC). Two styles:
+
+- ``style="part"`` (the default) shows the problem IRNet solves. In photos a classifier fires on
+  the most discriminative part of an object (a face, a wheel) and its CAMs cover a fraction of
+  it. Here an object is a body of no class (a random shape and a random, moderately saturated
+  colour drawn from one distribution for every class, with smooth shading and a dark outline)
+  that carries a class-specific part: a disc of a fifth of the body's area on its long axis,
+  towards one end, with the class's pair of saturated colours and texture (:data:`CLASS_STYLES`).
+  Bodies therefore stand out from the background and from their neighbours by visible edges,
+  never by their class; the part is the only sign of it. Backgrounds carry clutter: up to two
+  decoy bodies without a part and a few small plain blobs. An occluded instance keeps at least
+  70% of its part visible.
+- ``style="texture"`` (the earlier data): each class has its own colours, texture and shape over
+  the whole object, so CAMs already cover most of each object.
+
+In both, instances get per-instance jitter of size, rotation, texture period and brightness;
+backgrounds are smooth grey-ish noise. Images hold 1 to 4 instances, often two of the same class,
+some touching or occluding each other (every instance keeps at least 40% of its area visible).
+Instances of one class are kept apart (a gap of 6% of the image side), while instances of
+different classes may touch or overlap: from image-level labels IRNet learns class boundaries,
+and its displacement field has nothing to separate two touching instances of one class with (a
+limitation of the method, not something a demo should hide or dwell on).
 
 Everything is a function of ``seed`` (image ``i`` draws from ``default_rng([seed, i])``), so the
 same seed gives the same bytes. Files are written atomically (temporary file + ``os.replace``).
@@ -63,7 +76,14 @@ _SHAPES = ("ellipse", "rectangle", "diamond")
 _MIN_VISIBLE = 0.4
 _MIN_PIXELS = 40
 _SAME_CLASS_GAP = 0.06  # of min(H, W)
-_FORMAT_VERSION = 2
+_FORMAT_VERSION = 3
+STYLES = ("part", "texture")
+# style "part"
+_PART_FRACTION = 0.2  # of the body's area
+_PART_OFFSET = 0.35  # centre of the part on the long axis, in half-lengths from the body's centre
+_MIN_PART_VISIBLE = 0.7  # an occluded instance keeps most of its part, the only sign of its class
+_OUTLINE = 1  # pixels of the dark outline of every body
+_BODY_NOISE = 4.0
 
 
 def _style(cls: int) -> Tuple:
@@ -115,19 +135,68 @@ def _texture(texture: str, u: np.ndarray, v: np.ndarray, period: float) -> np.nd
     return 0.5 + 0.5 * np.sin(k * np.sqrt(u * u + v * v))  # rings
 
 
-def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int,
-            max_instances: int) -> Tuple[np.ndarray, np.ndarray, List[int]]:
+def _placement(rng, yy, xx, h, w, shape_names, size_range, classes, centres, cls, turn=np.pi):
+    """A random body (mask, u, v, a, b, centre): near an instance of another class half of the
+    time (so that instances touch or overlap), anywhere otherwise; rotated by up to ``turn``."""
+    scale = min(h, w)
+    a = rng.uniform(*size_range) * scale
+    b = a * rng.uniform(0.6, 1.0)
+    theta = rng.uniform(0, turn)
+    others = [j for j, c in enumerate(classes) if c != cls]
+    if others and rng.random() < 0.5:
+        cy0, cx0, r0 = centres[others[int(rng.integers(len(others)))]]
+        ang = rng.uniform(0, 2 * np.pi)
+        dist = (r0 + (a + b) / 2) * rng.uniform(0.55, 0.95)
+        cy, cx = cy0 + dist * np.sin(ang), cx0 + dist * np.cos(ang)
+    else:
+        cy, cx = rng.uniform(0.15 * h, 0.85 * h), rng.uniform(0.15 * w, 0.85 * w)
+    dy, dx = yy - cy, xx - cx
+    u = dx * np.cos(theta) + dy * np.sin(theta)
+    v = -dx * np.sin(theta) + dy * np.cos(theta)
+    shape = shape_names if isinstance(shape_names, str) else shape_names[int(rng.integers(len(shape_names)))]
+    return _shape_mask(shape, u, v, a, b), u, v, a, b, (cy, cx, (a + b) / 2)
+
+
+def _plain_body(rng, u, a, h, w) -> np.ndarray:
+    """The colour of a body of no class: a random moderately saturated colour (one distribution for
+    every class) with smooth shading, so that it stands out from the grey background, but never by
+    its class."""
+    import colorsys
+    rgb = np.asarray(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.55), rng.uniform(0.45, 0.85))) * 255
+    shade = rng.uniform(0.9, 1.1) * (1 + 0.12 * (u / max(a, 1.0)))[..., None]
+    return rgb[None, None] * shade + rng.normal(0, _BODY_NOISE, (h, w, 3))
+
+
+def _darken_outline(colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A dark line along the inside of the mask's outline: the visible edge of every body."""
+    colour[mask & ~ndimage.binary_erosion(mask, iterations=_OUTLINE)] *= 0.4
+    return colour
+
+
+def _part(mask: np.ndarray, u: np.ndarray, v: np.ndarray, a: float) -> np.ndarray:
+    """The class-specific part: a disc of a fifth of the body's area, centred on the body's long
+    axis towards one end (a compact "head", as big as a few cells of the CAM network's grid)."""
+    if not mask.any():
+        return mask
+    r = np.sqrt(_PART_FRACTION * mask.sum() / np.pi)
+    return mask & ((u - _PART_OFFSET * a) ** 2 + v * v <= r * r)
+
+
+def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int, max_instances: int,
+            style: str = "part") -> Tuple[np.ndarray, np.ndarray, List[int]]:
     """One image: (RGB uint8, instance map 0..N, class (1-based) of each instance)."""
     h, w = size
     img = _background(rng, h, w)
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    if style == "part":
+        _clutter(rng, img, yy, xx)
     inst = np.zeros((h, w), np.int32)
     full_areas: List[int] = []
+    part_masks: List[np.ndarray] = []
     classes: List[int] = []
     centres: List[Tuple[float, float, float]] = []
     n = int(rng.integers(1, max_instances + 1))
-    scale = min(h, w)
-    gap = max(2, int(round(_SAME_CLASS_GAP * scale)))
+    gap = max(2, int(round(_SAME_CLASS_GAP * min(h, w))))
     same_class_zone = {c: np.zeros((h, w), bool) for c in range(1, num_classes + 1)}
     for _ in range(n):
         if classes and rng.random() < 0.4:
@@ -136,45 +205,57 @@ def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int,
             cls = int(rng.integers(1, num_classes + 1))
         col_a, col_b, texture, shape, period = _style(cls)
         for _attempt in range(25):
-            a = rng.uniform(0.12, 0.28) * scale
-            b = a * rng.uniform(0.6, 1.0)
-            theta = rng.uniform(0, np.pi)
-            others = [j for j, c in enumerate(classes) if c != cls]
-            if others and rng.random() < 0.5:  # next to (touching or overlapping) one of another class
-                cy0, cx0, r0 = centres[others[int(rng.integers(len(others)))]]
-                ang = rng.uniform(0, 2 * np.pi)
-                dist = (r0 + (a + b) / 2) * rng.uniform(0.55, 0.95)
-                cy, cx = cy0 + dist * np.sin(ang), cx0 + dist * np.cos(ang)
+            if style == "part":
+                mask, u, v, a, b, centre = _placement(rng, yy, xx, h, w, _SHAPES, (0.16, 0.32), classes, centres, cls,
+                                                      turn=2 * np.pi)  # the part may face any way
             else:
-                cy, cx = rng.uniform(0.15 * h, 0.85 * h), rng.uniform(0.15 * w, 0.85 * w)
-            dy, dx = yy - cy, xx - cx
-            u = dx * np.cos(theta) + dy * np.sin(theta)
-            v = -dx * np.sin(theta) + dy * np.cos(theta)
-            mask = _shape_mask(shape, u, v, a, b)
+                mask, u, v, a, b, centre = _placement(rng, yy, xx, h, w, shape, (0.12, 0.28), classes, centres, cls)
             area = int(mask.sum())
             if area < _MIN_PIXELS / _MIN_VISIBLE:
                 continue
+            part = _part(mask, u, v, a) if style == "part" else mask
+            if part.sum() < 0.5 * _PART_FRACTION * area:
+                continue  # the part would be cut off by the image border
             if same_class_zone[cls].any() and (mask & same_class_zone[cls]).any():
                 continue  # instances of one class never touch (see the module docstring)
             cand = inst.copy()
             cand[mask] = len(classes) + 1
             counts = np.bincount(cand.ravel(), minlength=len(classes) + 2)
-            if all(counts[j + 1] >= max(_MIN_PIXELS, _MIN_VISIBLE * full_areas[j]) for j in range(len(classes))):
+            if all(counts[j + 1] >= max(_MIN_PIXELS, _MIN_VISIBLE * full_areas[j]) for j in range(len(classes))) \
+                    and all((cand[p] == j + 1).mean() >= _MIN_PART_VISIBLE for j, p in enumerate(part_masks)):
                 break
         else:
             continue  # no acceptable placement: fewer instances in this image
         p = period * rng.uniform(0.85, 1.15)
         t = _texture(texture, u + rng.uniform(0, p), v + rng.uniform(0, p), p)[..., None]
-        colour = np.asarray(col_a, np.float64) * (1 - t) + np.asarray(col_b, np.float64) * t
-        shade = rng.uniform(0.85, 1.15) * (1 + 0.15 * (u / max(a, 1.0)))[..., None]
-        colour = colour * shade + rng.normal(0, 8, (h, w, 3))
+        pattern = np.asarray(col_a, np.float64) * (1 - t) + np.asarray(col_b, np.float64) * t
+        if style == "part":
+            colour = _plain_body(rng, u, a, h, w)
+            colour[part] = pattern[part] + rng.normal(0, _BODY_NOISE, (int(part.sum()), 3))
+            colour = _darken_outline(colour, mask)
+        else:
+            shade = rng.uniform(0.85, 1.15) * (1 + 0.15 * (u / max(a, 1.0)))[..., None]
+            colour = pattern * shade + rng.normal(0, 8, (h, w, 3))
         img[mask] = colour[mask]
         inst = cand
         full_areas.append(area)
+        part_masks.append(part)
         classes.append(cls)
         same_class_zone[cls] |= ndimage.binary_dilation(mask, iterations=gap)
-        centres.append((cy, cx, (a + b) / 2))
+        centres.append(centre)
     return np.clip(np.round(img), 0, 255).astype(np.uint8), inst, classes
+
+
+def _clutter(rng: np.random.Generator, img: np.ndarray, yy: np.ndarray, xx: np.ndarray) -> None:
+    """Background clutter, drawn before the objects: up to two decoy bodies (the objects' bodies
+    without a part, so that a body alone says nothing) and a few small plain blobs."""
+    h, w = img.shape[:2]
+    for _ in range(int(rng.integers(0, 3))):
+        mask, u, _, a, _, _ = _placement(rng, yy, xx, h, w, _SHAPES, (0.1, 0.22), [], [], 0)
+        img[mask] = _darken_outline(_plain_body(rng, u, a, h, w), mask)[mask]
+    for _ in range(int(rng.integers(1, 4))):
+        mask, *_ = _placement(rng, yy, xx, h, w, "ellipse", (0.03, 0.06), [], [], 0)
+        img[mask] = rng.uniform(40, 220, 3)
 
 
 def _border(inst: np.ndarray, width: int) -> np.ndarray:
@@ -218,15 +299,15 @@ def _xml_bytes(name: str, size: Tuple[int, int], inst: np.ndarray, classes: List
     return ET.tostring(ann, encoding="utf-8") + b"\n"
 
 
-def _params(num_train, num_val, size, num_classes, seed, max_instances, border) -> Dict:
+def _params(num_train, num_val, size, num_classes, seed, max_instances, border, style) -> Dict:
     return {"version": _FORMAT_VERSION, "num_train": int(num_train), "num_val": int(num_val),
             "size": [int(size[0]), int(size[1])], "num_classes": int(num_classes), "seed": int(seed),
-            "max_instances": int(max_instances), "border": int(border)}
+            "max_instances": int(max_instances), "border": int(border), "style": style}
 
 
 def generate(root: PathLike, num_train: int = 128, num_val: int = 32, size: Tuple[int, int] = (128, 160),
              num_classes: int = 4, seed: int = 0, max_instances: int = 4, border: int = 1,
-             overwrite: bool = False) -> Path:
+             overwrite: bool = False, style: str = "part") -> Path:
     """Write the synthetic VOC-layout dataset under ``root`` and return ``Path(root)``.
 
     Args:
@@ -238,7 +319,11 @@ def generate(root: PathLike, num_train: int = 128, num_val: int = 32, size: Tupl
         max_instances: at most this many instances per image (at least 1).
         border: width of the 255 void band on each side of object outlines (0: none).
         overwrite: rewrite even when a finished dataset with the same parameters is there.
+        style: ``"part"`` (classes told apart by a small part only, see the module docstring) or
+            ``"texture"`` (every class differs over its whole area).
     """
+    if style not in STYLES:
+        raise ValueError(f"generate(): style must be one of {', '.join(map(repr, STYLES))}, got {style!r}")
     if not 1 <= num_classes <= len(VOC_CLASSES):
         raise ValueError(f"generate(): num_classes must be in 1..{len(VOC_CLASSES)}, got {num_classes}")
     if num_train < 0 or num_val < 0 or num_train + num_val == 0:
@@ -249,7 +334,7 @@ def generate(root: PathLike, num_train: int = 128, num_val: int = 32, size: Tupl
     if max_instances < 1:
         raise ValueError(f"generate(): max_instances must be >= 1, got {max_instances}")
     root = Path(root)
-    params = _params(num_train, num_val, (h, w), num_classes, seed, max_instances, border)
+    params = _params(num_train, num_val, (h, w), num_classes, seed, max_instances, border, style)
     meta_path = root / "synthetic.json"
     if not overwrite and meta_path.is_file():
         try:
@@ -265,7 +350,7 @@ def generate(root: PathLike, num_train: int = 128, num_val: int = 32, size: Tupl
     truth = {}
     for i, name in enumerate(names):
         rng = np.random.default_rng([int(seed), i])
-        img, inst, classes = _render(rng, (h, w), num_classes, max_instances)
+        img, inst, classes = _render(rng, (h, w), num_classes, max_instances, style)
         cls_map = np.zeros((h, w), np.uint8)
         for k, c in enumerate(classes, 1):
             cls_map[inst == k] = c

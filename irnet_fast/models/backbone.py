@@ -145,7 +145,8 @@ class ResNetBackbone(nn.Module):
 
 
 def load_backbone_weights(model: ResNetBackbone, path: PathLike) -> ResNetBackbone:
-    """Loads a torchvision ImageNet checkpoint from a local file into ``model``.
+    """Loads a torchvision ImageNet checkpoint from a local file into ``model`` (a
+    :class:`ResNetBackbone`, or any module with torchvision's ResNet names and a ``name``).
 
     Accepts a raw ``state_dict`` or a dict holding it under ``"state_dict"`` (or ``"model"``);
     a leading ``"module."`` (DataParallel) is stripped; the ``fc.*`` classifier is ignored. Every

@@ -31,7 +31,7 @@ from .config import Config
 from . import steps
 from .distributed import DistInfo
 
-__all__ = ["build_source", "LogContext", "Progress", "StepSummary", "StepFailed", "run_images", "step_ids", "infer_source", "MergedSource", "inference_model",
+__all__ = ["build_source", "held_out_source", "LogContext", "Progress", "StepSummary", "StepFailed", "run_images", "step_ids", "infer_source", "MergedSource", "inference_model",
            "load_state_dict_file", "is_valid_weights", "failed_images"]
 
 logger = logging.getLogger("irnet_fast.pipeline")
@@ -54,6 +54,28 @@ def build_source(cfg: Config, split: str):
         return Cityscapes(cfg.dataset_root, split, labels, min_pixels=cfg.cityscapes_min_pixels)
     raise InputValueError(f"unknown dataset {cfg.dataset!r}: expected 'voc12' (also for the synthetic data), "
                           "'coco' or 'cityscapes'")
+
+
+def held_out_source(cfg: Config, split: str, step: str):
+    """The held-out images a final model is evaluated on, checked to share no image with the
+    training split ``cfg.infer_split``: the VOC list ``split`` of ``dataset_root``; for COCO the
+    images of ``heldout_dataset_root`` with ``heldout_coco_ann_file`` (val2014), ``split`` unused."""
+    if cfg.dataset == "coco":
+        if not (cfg.heldout_dataset_root and cfg.heldout_coco_ann_file):
+            raise InputValueError(f"{step} on COCO needs heldout_dataset_root and heldout_coco_ann_file (the "
+                                  f"held-out images, e.g. val2014, and their instances JSON)")
+        source = build_source(cfg.override(dataset_root=cfg.heldout_dataset_root,
+                                           coco_ann_file=cfg.heldout_coco_ann_file), split)
+    else:
+        if split == cfg.infer_split:
+            raise InputValueError(f"{step}: the held-out split {split!r} is the training split (infer_split): "
+                                  f"evaluate on another split, e.g. val")
+        source = build_source(cfg, split)
+    shared = set(source.ids) & set(build_source(cfg, cfg.infer_split).ids)
+    if shared:
+        raise InputValueError(f"{step}: the held-out images share {len(shared)} images with the training split "
+                              f"{cfg.infer_split!r} (e.g. {sorted(shared)[0]}): not held out")
+    return source
 
 
 def step_ids(source, *more_sources) -> List[str]:

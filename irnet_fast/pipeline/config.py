@@ -52,6 +52,9 @@ class Config:
         cam_split / irn_split: the training lists (``train_aug`` in the paper).
         mean_shift_split: the list the displacement mean shift is measured on after IRNet
             training (the reference's ``infer_list``, ``train``).
+        heldout_dataset_root / heldout_coco_ann_file: COCO only: the held-out images the final
+            models are evaluated on (val2014 and its instances JSON); VOC uses a split of
+            ``dataset_root`` instead (``deeplab_eval_split``).
         out_dir: checkpoints, logs and weights go here.
 
     Model: backbone (``resnet50`` in the paper), backbone_weights (a local torchvision ImageNet
@@ -91,6 +94,20 @@ class Config:
     than 512, so either value leaves them unpadded: full resolution, no 512 padding), walk_batch (images per random-walk call), save_rw_scores (keep the float16 random-walk maps
     for the ``tune`` step), backend (ops backend: auto, cuda, cupy, cpp, numba, torch).
 
+    DeepLab, the final semantic network (``train_sem`` / ``eval_sem``; torchvision's DeepLabV3,
+    defaults of the DeepLabV3 paper): deeplab_backbone (``resnet50``; ``resnet101``, ``resnet34``,
+    ``resnet18``), deeplab_backbone_weights (a local torchvision ImageNet checkpoint; None takes
+    ``backbone_weights`` when ``deeplab_backbone == backbone``, else random init with a warning),
+    deeplab_init_from_cam (False; True starts the backbone from the trained CAM network's, for data
+    without ImageNet weights), deeplab_output_stride (8, torchvision's; 16), trained on the
+    ``sem_seg/`` pseudo labels of ``infer_split`` (make them for ``train_aug`` to train as the
+    paper) with batch 16, ``deeplab_num_epochs`` 45 (about the paper's 30k iterations on
+    ``train_aug``), lr 0.007 for the backbone and ``deeplab_head_lr_mult`` (1) x lr for the
+    head, weight decay 1e-4, the same poly schedule and momentum as above, random rescale
+    ``deeplab_rescale`` 0.5..2.0, flip, crop 513. Evaluated on ``deeplab_eval_split`` (``val``;
+    never the training split) at ``deeplab_test_scales`` (0.5 .. 1.75) with flips
+    (``deeplab_test_flip``), softmax averaged, then the dense CRF if ``deeplab_crf`` (False).
+
     Runtime: num_workers (DataLoader workers per process), seed (data order, augmentation,
     initialisation), device (``"auto"``: CUDA when available, else CPU), log_interval (iterations
     between log lines).
@@ -106,6 +123,8 @@ class Config:
     irn_split: str = "train_aug"
     mean_shift_split: str = "train"
     infer_split: str = "train"
+    heldout_dataset_root: Optional[str] = None
+    heldout_coco_ann_file: Optional[str] = None
     out_dir: str = "result"
     # --- model ---------------------------------------------------------------------------------
     backbone: str = "resnet50"
@@ -152,6 +171,22 @@ class Config:
     walk_batch: int = 4
     save_rw_scores: bool = False
     backend: str = "auto"
+    # --- DeepLab (final semantic network) -------------------------------------------------------
+    deeplab_backbone: str = "resnet50"
+    deeplab_backbone_weights: Optional[str] = None
+    deeplab_init_from_cam: bool = False
+    deeplab_output_stride: int = 8
+    deeplab_batch_size: int = 16
+    deeplab_num_epochs: int = 45
+    deeplab_learning_rate: float = 0.007
+    deeplab_head_lr_mult: float = 1.0
+    deeplab_weight_decay: float = 1e-4
+    deeplab_crop_size: int = 513
+    deeplab_rescale: Tuple[float, float] = (0.5, 2.0)
+    deeplab_eval_split: str = "val"
+    deeplab_test_scales: Tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+    deeplab_test_flip: bool = True
+    deeplab_crf: bool = False
     # --- runtime -------------------------------------------------------------------------------
     num_workers: int = 4
     seed: int = 0
@@ -321,13 +356,24 @@ _RULES: Dict[str, Tuple[Any, str]] = {
     "walk_batch": (_at_least(1), "an integer >= 1"),
     "backend": (_one_of("auto", "cuda", "cupy", "cpp", "numba", "torch"),
                 "one of 'auto', 'cuda', 'cupy', 'cpp', 'numba', 'torch'"),
+    "deeplab_backbone": (_one_of("resnet18", "resnet34", "resnet50", "resnet101"),
+                         "one of 'resnet18', 'resnet34', 'resnet50', 'resnet101'"),
+    "deeplab_output_stride": (_one_of(8, 16), "8 or 16"),
+    "deeplab_batch_size": (_at_least(1), "an integer >= 1"),
+    "deeplab_num_epochs": (_at_least(1), "an integer >= 1"),
+    "deeplab_learning_rate": (_non_negative, "a finite number >= 0"),
+    "deeplab_head_lr_mult": (_non_negative, "a finite number >= 0"),
+    "deeplab_weight_decay": (_non_negative, "a finite number >= 0"),
+    "deeplab_crop_size": (_at_least(16), "an integer >= 16"),
+    "deeplab_rescale": (_positive, "two finite numbers 0 < low <= high"),
+    "deeplab_test_scales": (_positive, "finite numbers > 0"),
     "num_workers": (_at_least(0), "an integer >= 0"),
     "seed": (_at_least(0), "an integer >= 0"),
     "device": (_device, "'auto', 'cpu', 'cuda' or 'cuda:N'"),
     "log_interval": (_at_least(0), "an integer >= 0 (0: no periodic log lines)"),
 }
 
-_ORDERED_PAIRS = ("cam_resize_long", "irn_rescale")
+_ORDERED_PAIRS = ("cam_resize_long", "irn_rescale", "deeplab_rescale")
 
 
 def _check_value(ok, value) -> bool:

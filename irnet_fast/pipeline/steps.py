@@ -7,7 +7,8 @@ step table of docs/pipeline.md are all generated from :data:`STEPS`. Importing t
 A step's function takes the :class:`~irnet_fast.pipeline.config.Config` first, then keywords:
 ``resume`` and ``progress`` for ``kind="train"``, ``progress`` for ``kind="images"``, none for
 ``kind="eval"``, plus the ``dest`` of each of its :class:`Arg`. Paths in ``inputs`` and ``outputs``
-are relative to ``cfg.out_dir``; ``<id>`` stands for every image of the step's split.
+are relative to ``cfg.out_dir``; ``<id>`` stands for every image of the step's split
+(``infer_split``, or the held-out ``deeplab_eval_split`` for ``eval_sem``).
 """
 from __future__ import annotations
 
@@ -91,6 +92,12 @@ STEPS: Tuple[Step, ...] = (
          ("ins_seg/<id>.npz",), "instance pseudo labels (OUT/ins_seg/<id>.npz)", (_WEIGHTS,)),
     Step("eval_ins_seg", _P + "evaluate:eval_ins_seg", "eval", ("ins_seg/<id>.npz",), ("eval_ins_seg.json",),
          "instance mask AP at IoU 0.5 and 0.7 (OUT/eval_ins_seg.json)"),
+    Step("train_sem", _P + "train_sem:train_sem", "train", ("sem_seg/<id>.png",), ("deeplab.pth",),
+         "train DeepLab, the final semantic network, on the semantic pseudo labels (writes OUT/deeplab.pth)"),
+    Step("eval_sem", _P + "eval_sem:eval_sem", "images", ("deeplab.pth",), ("sem_pred/<id>.png", "eval_sem.json"),
+         "DeepLab's multi-scale + flip predictions of the held-out split (deeplab_eval_split) and their mIoU "
+         "(OUT/eval_sem.json)",
+         (Arg("--weights", "weights", "trained DeepLab weights (default OUT/deeplab.pth)", metavar="PATH"),)),
     Step("tune", _P + "evaluate:tune", "eval", ("rw/<id>.npz",), ("tune.json",),
          "sweep the semantic background threshold on saved random-walk scores (OUT/tune.json)", (_THRESHOLDS,),
          default=False),

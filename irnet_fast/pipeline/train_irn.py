@@ -95,9 +95,10 @@ def displacement_mean(model: IRNet, dataset, info: DistInfo, batch_size: int = 1
     return (acc[:2] / acc[2]).float()
 
 
-def load_cam_backbone(model: IRNet, cam_weights: Path) -> None:
-    """IRNet's backbone from a trained CAM network (``irn_init_from_cam``): the best features there are
-    when no ImageNet weights exist (the synthetic demo trains everything from scratch)."""
+def load_cam_backbone(model: nn.Module, cam_weights: Path, what: str = "irn_init_from_cam") -> None:
+    """``model.backbone`` (IRNet's, or DeepLab's) from a trained CAM network (``irn_init_from_cam``,
+    ``deeplab_init_from_cam``): the best features there are when no ImageNet weights exist (the
+    synthetic demo trains everything from scratch)."""
     state = load_state_dict_file(cam_weights, "CAM")
     if is_reference_state_dict(state):
         state = from_reference_state_dict(state)
@@ -107,9 +108,9 @@ def load_cam_backbone(model: IRNet, cam_weights: Path) -> None:
     try:
         model.backbone.load_state_dict(backbone)
     except RuntimeError as exc:
-        raise RuntimeError(f"irn_init_from_cam: the CAM weights {cam_weights} do not fit IRNet's backbone "
-                           f"(another backbone kind?): {exc}") from None
-    logger.info("irn: backbone initialised from %s", cam_weights)
+        raise RuntimeError(f"{what}: the CAM weights {cam_weights} do not fit the backbone of "
+                           f"{type(model).__name__} (another backbone kind?): {exc}") from None
+    logger.info("%s: backbone initialised from %s", what, cam_weights)
 
 
 def train_irn(cfg: Config, ir_label_dir=None, *, resume: bool = False, progress: bool = True,

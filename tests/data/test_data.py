@@ -108,6 +108,36 @@ def test_generator_speed_and_bad_args(tmp_path):
         synthetic.generate(tmp_path / "x", num_train=0, num_val=0)
 
 
+def _class_pattern_fraction(root, name, inst_classes):
+    """Per instance: the fraction of its visible pixels whose colour lies near the segment between
+    its class's two pattern colours (the class-specific appearance)."""
+    img = np.asarray(Image.open(root / "JPEGImages" / f"{name}.jpg"), np.float64)
+    obj = np.array(Image.open(root / "SegmentationObject" / f"{name}.png"))
+    out = []
+    for k, c in enumerate(inst_classes, 1):
+        a, b = (np.asarray(x, np.float64) for x in synthetic.CLASS_STYLES[c][:2])
+        px = img[obj == k]
+        t = np.clip(((px - a) @ (b - a)) / ((b - a) @ (b - a)), 0, 1)
+        dist = np.linalg.norm(px - (a + t[:, None] * (b - a)), axis=1)
+        out.append((dist < 45).mean())
+    return out
+
+
+def test_part_style_shows_the_class_on_a_fifth_of_each_object(tmp_path):
+    """``part`` (default): the class pattern covers about a fifth of an object, the rest is a body of
+    no class; ``texture``: the whole object carries its class's colours."""
+    fractions = {}
+    for style in ("part", "texture"):
+        root = synthetic.generate(tmp_path / style, num_train=12, num_val=0, size=(96, 120), seed=1, style=style)
+        truth = synthetic.load_truth(root)
+        assert json.loads((root / "synthetic.json").read_text())["params"]["style"] == style
+        fractions[style] = [f for n, t in truth.items() for f in _class_pattern_fraction(root, n, t["instance_classes"])]
+    part, texture = np.median(fractions["part"]), np.median(fractions["texture"])
+    assert 0.12 < part < 0.4 and texture > 0.8, (part, texture)
+    with pytest.raises(ValueError, match="style must be one of 'part', 'texture'"):
+        synthetic.generate(tmp_path / "x", style="stripes")
+
+
 # ------------------------------------------------------------------------------------------------
 # VOC reader
 

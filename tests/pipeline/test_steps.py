@@ -21,6 +21,7 @@ from irnet_fast._io import load_npz
 from irnet_fast.crf import crf_available
 from irnet_fast.data import generate_synthetic
 from irnet_fast.data.voc import load_label_png
+from irnet_fast.errors import InputValueError
 from irnet_fast.pipeline import (Config, StepFailed, cam_to_ir_label, eval_cam, eval_ins_seg, eval_ir_label,
                                  eval_sem_seg, export_coco, make_cam, make_ins_seg, make_sem_seg, run_pipeline, tune)
 from irnet_fast.pipeline.run import run_step
@@ -36,7 +37,10 @@ def _config(root: Path, out: Path, **kw) -> Config:
                 cam_crop_size=64, cam_resize_long=(56, 72), cam_scales=(1.0, 0.5), irn_batch_size=4,
                 irn_num_epochs=1, irn_crop_size=64, irn_rescale=(0.9, 1.1), irn_init_from_cam=True,
                 num_workers=0, device="cpu", log_interval=0, crf=crf_available(), exp_times=4,
-                centroid_iterations=50, save_rw_scores=True, radius=5, irn_pad_to=0)  # tiny images: no 512 pad
+                centroid_iterations=50, save_rw_scores=True, radius=5, irn_pad_to=0,  # tiny images: no 512 pad
+                deeplab_backbone="resnet18", deeplab_init_from_cam=True, deeplab_output_stride=16,
+                deeplab_batch_size=4, deeplab_num_epochs=2, deeplab_crop_size=48, deeplab_rescale=(0.9, 1.1),
+                deeplab_test_scales=(1.0, 0.75))
     base.update(kw)
     return Config(**base)
 
@@ -285,7 +289,12 @@ def test_coco_pipeline_end_to_end(trained, tmp_path):
         records.append({"file_name": f"{name}.jpg", "height": SIZE[0], "width": SIZE[1], "masks": masks,
                         "labels": classes, "scores": np.ones(len(classes), np.float32)})
     ann = write_coco(records, voc.class_names[:4], tmp_path / "instances.json")
+    val = VOC12(root, "val")
+    val_records = [{"file_name": f"{n}.jpg", "height": SIZE[0], "width": SIZE[1], "masks": m, "labels": c,
+                    "scores": np.ones(len(c), np.float32)} for n in val.ids for m, c in [val.instance_label(n)]]
+    val_ann = write_coco(val_records, voc.class_names[:4], tmp_path / "instances_val.json")
     coco_cfg = cfg.override(dataset="coco", dataset_root=str(root / "JPEGImages"), coco_ann_file=str(ann),
+                            heldout_dataset_root=str(root / "JPEGImages"), heldout_coco_ann_file=str(val_ann),
                             out_dir=str(tmp_path / "out"))
     torch.manual_seed(0)
     with warnings.catch_warnings():
@@ -296,6 +305,50 @@ def test_coco_pipeline_end_to_end(trained, tmp_path):
     ins = results["eval_ins_seg"]["result"]
     assert set(ins["ap50"]) == set(voc.class_names[:4]) and 0 <= ins["map50"] <= 100
     assert 0 <= results["eval_sem_seg"]["result"]["miou"] <= 100
+    final = results["eval_sem"]["result"]
+    assert final["images"] == 2 and set(final["iou"]) == {"background", *voc.class_names[:4]}
+    with pytest.raises(InputValueError, match="needs heldout_dataset_root and heldout_coco_ann_file"):
+        run_step("eval_sem", coco_cfg.override(heldout_coco_ann_file=None), progress=False)
+
+
+def test_final_deeplab_trains_and_evaluates_on_the_held_out_split(trained, tmp_path):
+    root, out, cfg, results = trained
+    assert results["train_sem"]["result"] == out / "deeplab.pth"
+    history = json.loads((out / "deeplab_history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    log = (out / "train_sem.log").read_text()
+    assert "deeplab_init_from_cam: backbone initialised from" in log and "deeplab epoch 2/2 done" in log
+    state = torch.load(out / "deeplab.pth", weights_only=True)
+    cam = torch.load(out / "cam.pth", weights_only=True)
+    assert state["classifier.4.weight"].shape[:2] == (21, 256)
+    assert not torch.equal(state["backbone.layer4.0.conv1.weight"], cam["backbone.layer4.0.conv1.weight"])
+    val = (root / "ImageSets/Segmentation/val.txt").read_text().split()
+    res = json.loads((out / "eval_sem.json").read_text())
+    assert res == results["eval_sem"]["result"]
+    assert (res["split"], res["images"], res["failed"]) == ("val", len(val), 0)
+    assert 0 <= res["miou"] <= 100 and set(res["iou"]) == {"background", *cfg_class_names(cfg)}
+    assert sorted(p.stem for p in (out / "sem_pred").glob("*.png")) == sorted(val)
+    # the score is that of the written predictions against the ground truth
+    from irnet_fast.metrics import ConfusionMatrix
+    conf = ConfusionMatrix(21)
+    for name in val:
+        pred = load_label_png(out / "sem_pred" / f"{name}.png")
+        assert pred.shape == SIZE
+        conf.update(pred, load_label_png(root / "SegmentationClass" / f"{name}.png"))
+    assert res["miou"] == pytest.approx(100 * conf.miou())
+    # resume: predictions newer than the weights are kept, older ones redone
+    for name in ("deeplab.pth", "cam.pth"):
+        shutil.copy2(out / name, tmp_path / name)  # keeps the times: the weights predate the predictions
+    shutil.copytree(out / "sem_pred", tmp_path / "sem_pred")
+    cfg2 = cfg.override(out_dir=str(tmp_path))
+    run_step("eval_sem", cfg2, progress=False)
+    summary = json.loads((tmp_path / "eval_sem.summary.json").read_text())
+    assert (summary["done"], summary["skipped"]) == (0, len(val))
+    first = tmp_path / "sem_pred" / f"{val[0]}.png"
+    os.utime(first, (0, 0))
+    run_step("eval_sem", cfg2, progress=False)
+    summary = json.loads((tmp_path / "eval_sem.summary.json").read_text())
+    assert (summary["done"], summary["skipped"]) == (1, len(val) - 1)
 
 
 def test_progress_logs_periodic_lines_off_a_terminal(caplog):
