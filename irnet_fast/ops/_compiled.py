@@ -51,6 +51,21 @@ def find_centroids(displacement, iterations):
     return torch.ops.irnet_fast.find_centroids(displacement, iterations)
 
 
+def has_feature_affinity(device) -> bool:
+    """Whether the compiled feature_affinity has a kernel for ``device`` (CPU only so far)."""
+    key = "CUDA" if torch.device(device).type == "cuda" else "CPU"
+    return (hasattr(torch.ops.irnet_fast, "feature_affinity")
+            and torch._C._dispatch_has_kernel_for_dispatch_key("irnet_fast::feature_affinity", key))
+
+
+def feature_affinity(features, dirs):
+    return torch.ops.irnet_fast.feature_affinity(features, dirs)
+
+
+def feature_affinity_backward(grad, features, affinity, dirs):
+    return torch.ops.irnet_fast._feature_affinity_backward(grad, features, affinity, dirs)
+
+
 # --- fake kernels: output shapes and dtypes from input shapes ---------------------------------
 
 def _affinity_fake(edge, paths, lengths, radius_floor):
@@ -74,6 +89,14 @@ def _chebyshev_fake(x, planes, inv_norm, dirs, coefficients):
     return torch.empty_like(x)
 
 
+def _feature_affinity_fake(features, dirs):
+    return features.new_empty((features.shape[0], dirs.shape[0], features.shape[2], features.shape[3]))
+
+
+def _feature_affinity_backward_fake(grad, features, affinity, dirs):
+    return torch.empty_like(features)
+
+
 def _tiled_fake(x, *plan):
     return torch.empty_like(x)
 
@@ -89,6 +112,7 @@ FAKES = {
     "random_walk": _walk_fake, "_random_walk_portable": _walk_fake,
     "random_walk_chebyshev": _chebyshev_fake, "_random_walk_chebyshev_portable": _chebyshev_fake,
     "find_centroids": _centroids_fake,
+    "feature_affinity": _feature_affinity_fake, "_feature_affinity_backward": _feature_affinity_backward_fake,
     "random_walk_tiled": _tiled_fake, "random_walk_chebyshev_tiled": _tiled_fake,
 }
 # the explicit-plan walks (random_walk_tiled, random_walk_chebyshev_tiled) have CUDA kernels only
@@ -109,6 +133,8 @@ def _affinity_backward(ctx, grad_affinity, _grad_argmax):
 
 def _register() -> None:
     for name, fake in FAKES.items():
+        if not hasattr(torch.ops.irnet_fast, name):  # an extension built before the op existed
+            continue
         torch.library.register_fake(_LIB + name)(fake)
     torch.library.register_autograd(_LIB + "path_affinity", _affinity_backward, setup_context=_affinity_setup)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 __all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "random_walk_chebyshev",
-           "find_centroids", "available"]
+           "find_centroids", "feature_affinity", "feature_affinity_backward", "available"]
 
 # The kernels are plain functions: affinity.py wraps them in an autograd.Function.
 DIFFERENTIABLE = False
@@ -451,4 +451,68 @@ def find_centroids(displacement, iterations):
     d = _np(displacement)
     o = out.numpy()
     _find_centroids_kernel(d[0], d[1], int(iterations), o[0], o[1])
+    return out
+
+
+# ----------------------------------------------------------------------------------------------
+# feature affinity (kernels/feature_affinity.h): channels outermost, sums in ascending channel order
+# ----------------------------------------------------------------------------------------------
+
+@numba.njit(**_JIT)
+def _feature_affinity_kernel(f, dirs, out):
+    batch, channels, height, width = f.shape
+    num_dirs = dirs.shape[0]
+    inv_channels = f.dtype.type(1) / f.dtype.type(channels)
+    for task in numba.prange(batch * height):
+        b, y = task // height, task % height
+        acc = np.zeros((num_dirs, width), dtype=f.dtype)
+        for c in range(channels):
+            for k in range(num_dirs):
+                dy, dx = dirs[k, 0], dirs[k, 1]
+                if y + dy >= height:
+                    continue
+                for x in range(max(0, -dx), min(width, width - dx)):
+                    acc[k, x] += abs(f[b, c, y, x] - f[b, c, y + dy, x + dx])
+        for k in range(num_dirs):
+            dy, dx = dirs[k, 0], dirs[k, 1]
+            for x in range(width):
+                on = y + dy < height and 0 <= x + dx < width
+                out[b, k, y, x] = np.exp(-(acc[k, x] * inv_channels)) if on else 0.0
+
+
+@numba.njit(**_JIT)
+def _feature_affinity_backward_kernel(grad, f, aff, dirs, out):
+    batch, channels, height, width = f.shape
+    num_dirs = dirs.shape[0]
+    inv_channels = f.dtype.type(1) / f.dtype.type(channels)
+    for task in numba.prange(batch * height):
+        b, y = task // height, task % height
+        for c in range(channels):
+            for k in range(num_dirs):
+                dy, dx = dirs[k, 0], dirs[k, 1]
+                if y + dy < height:  # outgoing pair (p, p + o)
+                    for x in range(max(0, -dx), min(width, width - dx)):
+                        w = -(grad[b, k, y, x] * aff[b, k, y, x]) * inv_channels
+                        out[b, c, y, x] += w * np.sign(f[b, c, y, x] - f[b, c, y + dy, x + dx])
+                ys = y - dy
+                if ys >= 0:  # incoming pair (p - o, p)
+                    for x in range(max(0, dx), min(width, width + dx)):
+                        w = -(grad[b, k, ys, x - dx] * aff[b, k, ys, x - dx]) * inv_channels
+                        out[b, c, y, x] -= w * np.sign(f[b, c, ys, x - dx] - f[b, c, y, x])
+
+
+def feature_affinity(features, dirs):
+    """features [B, C, h, w] -> affinity [B, D, h, w]."""
+    batch, _, height, width = features.shape
+    out = torch.empty((batch, dirs.shape[0], height, width), dtype=features.dtype)
+    if out.numel():
+        _feature_affinity_kernel(_np(features), _np(dirs), out.numpy())
+    return out
+
+
+def feature_affinity_backward(grad, features, affinity, dirs):
+    """grad, affinity [B, D, h, w] -> grad_features [B, C, h, w] (a gather: deterministic)."""
+    out = torch.zeros(features.shape, dtype=features.dtype)
+    if out.numel() and dirs.shape[0]:
+        _feature_affinity_backward_kernel(_np(grad), _np(features), _np(affinity), _np(dirs), out.numpy())
     return out

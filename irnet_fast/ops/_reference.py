@@ -204,3 +204,93 @@ def detect_instance(score_map, mask, class_id, max_fragment_size=0):
             pred_label.append(ag_class)
             pred_mask.append(seg_mask)
     return {'score': np.stack(pred_score, 0), 'mask': np.stack(pred_mask, 0), 'class': np.stack(pred_label, 0)}
+
+
+# ----------------------------------------------------------------------------------------------
+# AffinityNet (psa): the pair indices of tool/pyutils, the affinity head's forward of
+# network/resnet38_aff and the walk of infer_aff.py, literally (dense: keep inputs small).
+# ----------------------------------------------------------------------------------------------
+
+def psa_search_dst(radius: int):
+    """AffinityNet's directions in its own order (rows first; not grouped by path length)."""
+    search_dst = [(0, x) for x in range(1, radius)]
+    for y in range(1, radius):
+        for x in range(-radius + 1, radius):
+            if x * x + y * y < radius * radius:
+                search_dst.append((y, x))
+    return search_dst
+
+
+def psa_indices_of_pairs(radius: int, size):
+    """``get_indices_of_pairs(radius, size)``: ``(indices_from [M], indices_to [D * M])`` int64."""
+    search_dst = psa_search_dst(radius)
+    radius_floor = radius - 1
+    full_indices = np.reshape(np.arange(0, size[0] * size[1], dtype=np.int64), (size[0], size[1]))
+    cropped_height = size[0] - radius_floor
+    cropped_width = size[1] - 2 * radius_floor
+    indices_from = np.reshape(full_indices[:-radius_floor, radius_floor:-radius_floor], [-1])
+    indices_to_list = []
+    for dy, dx in search_dst:
+        indices_to = full_indices[dy:dy + cropped_height, radius_floor + dx:radius_floor + dx + cropped_width]
+        indices_to_list.append(np.reshape(indices_to, [-1]))
+    return indices_from, np.concatenate(indices_to_list, axis=0)
+
+
+def psa_affinity(x: torch.Tensor, radius: int = 5, to_dense: bool = False) -> torch.Tensor:
+    """The head's forward from features ``x [B, C, h, w]``: ``aff [B, D, M]`` by index_select, or
+    with ``to_dense`` (batch of one) the symmetric ``N x N`` matrix with ones on the diagonal."""
+    ind_from, ind_to = psa_indices_of_pairs(radius, (x.size(2), x.size(3)))
+    ind_from, ind_to = torch.from_numpy(ind_from).to(x.device), torch.from_numpy(ind_to).to(x.device)
+    x = x.view(x.size(0), x.size(1), -1)
+    ff = torch.index_select(x, dim=2, index=ind_from)
+    ft = torch.index_select(x, dim=2, index=ind_to)
+    ff = torch.unsqueeze(ff, dim=2)
+    ft = ft.view(ft.size(0), ft.size(1), -1, ff.size(3))
+    aff = torch.exp(-torch.mean(torch.abs(ft - ff), dim=1))
+    if not to_dense:
+        return aff
+    aff = aff.view(-1)
+    ind_from_exp = torch.unsqueeze(ind_from, dim=0).expand(ft.size(2), -1).contiguous().view(-1)
+    indices = torch.stack([ind_from_exp, ind_to])
+    indices_tp = torch.stack([ind_to, ind_from_exp])
+    area = x.size(2)
+    indices_id = torch.stack([torch.arange(0, area, device=x.device), torch.arange(0, area, device=x.device)])
+    return torch.sparse_coo_tensor(torch.cat([indices, indices_id, indices_tp], dim=1),
+                                   torch.cat([aff, torch.ones([area], dtype=aff.dtype, device=x.device), aff]),
+                                   (area, area)).to_dense()
+
+
+def psa_propagate(cam: torch.Tensor, features: torch.Tensor, beta: float = 8, logt: int = 8,
+                  radius: int = 5) -> torch.Tensor:
+    """infer_aff.py's walk: ``cam [C, h, w]`` on the feature grid, ``features [1, F, h, w]`` ->
+    ``cam.view(C, -1) @ T ** (2 ** logt)`` as ``[C, h, w]``."""
+    aff = torch.pow(psa_affinity(features, radius, to_dense=True), beta)
+    trans_mat = aff / torch.sum(aff, dim=0, keepdim=True)
+    for _ in range(logt):
+        trans_mat = torch.matmul(trans_mat, trans_mat)
+    cam_vec = cam.reshape(cam.size(0), -1)
+    return torch.matmul(cam_vec, trans_mat).view(cam.shape)
+
+
+def psa_affinity_labels(label: np.ndarray, radius: int = 5):
+    """``ExtractAffinityLabelInRadius`` of tool/data (label map ``[h, w]``, 255 ignored):
+    ``(bg_pos, fg_pos, neg)`` float32 ``[D, M]``."""
+    search_dst = psa_search_dst(radius)
+    radius_floor = radius - 1
+    crop_height, crop_width = label.shape[0] - radius_floor, label.shape[1] - 2 * radius_floor
+    labels_from = np.reshape(label[:-radius_floor, radius_floor:-radius_floor], [-1])
+    labels_to_list, valid_pair_list = [], []
+    for dy, dx in search_dst:
+        labels_to = label[dy:dy + crop_height, radius_floor + dx:radius_floor + dx + crop_width]
+        labels_to = np.reshape(labels_to, [-1])
+        valid_pair_list.append(np.logical_and(np.less(labels_to, 255), np.less(labels_from, 255)))
+        labels_to_list.append(labels_to)
+    bc_labels_from = np.expand_dims(labels_from, 0)
+    concat_labels_to = np.stack(labels_to_list)
+    concat_valid_pair = np.stack(valid_pair_list)
+    pos_affinity_label = np.equal(bc_labels_from, concat_labels_to)
+    bg_pos = np.logical_and(pos_affinity_label, np.equal(bc_labels_from, 0)).astype(np.float32)
+    fg_pos = np.logical_and(np.logical_and(pos_affinity_label, np.not_equal(bc_labels_from, 0)),
+                            concat_valid_pair).astype(np.float32)
+    neg = np.logical_and(np.logical_not(pos_affinity_label), concat_valid_pair).astype(np.float32)
+    return torch.from_numpy(bg_pos), torch.from_numpy(fg_pos), torch.from_numpy(neg)

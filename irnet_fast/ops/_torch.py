@@ -255,3 +255,32 @@ def label_components(mask):
     out = torch.zeros((height, width), dtype=torch.int64, device=mask.device)
     out[mask] = inverse + 1
     return out, int(roots.numel())
+
+
+# ----------------------------------------------------------------------------------------------
+# feature affinity (AffinityNet): feature_affinity(features[B,C,h,w], dirs[D,2]) -> [B,D,h,w]
+# exp(-mean_c |f_c(p) - f_c(p + o_k)|), 0 off the grid; and its backward (grad, features, affinity)
+# ----------------------------------------------------------------------------------------------
+
+def feature_affinity(features, dirs):
+    from ._walk_grad import stencil_windows
+    batch, channels, height, width = features.shape
+    out = features.new_zeros((batch, len(dirs), height, width))
+    for k, rows, x0, x1, dy, dx in stencil_windows(dirs.tolist(), height, width):
+        diff = features[:, :, :rows, x0:x1] - features[:, :, dy:, x0 + dx:x1 + dx]
+        out[:, k, :rows, x0:x1] = torch.exp(diff.abs_().sum(1) * (-1.0 / channels))
+    return out
+
+
+def feature_affinity_backward(grad, features, affinity, dirs):
+    """``d/df_c(p) = sum_k w_k(p) sgn(f_c(p) - f_c(p + o_k)) - w_k(p - o_k) sgn(f_c(p - o_k) - f_c(p))``
+    with ``w_k = -grad_k a_k / C`` (the sign of 0 is 0, as autograd's ``abs``)."""
+    from ._walk_grad import stencil_windows
+    batch, channels, height, width = features.shape
+    out = torch.zeros_like(features)
+    for k, rows, x0, x1, dy, dx in stencil_windows(dirs.tolist(), height, width):
+        weight = (grad[:, k, :rows, x0:x1] * affinity[:, k, :rows, x0:x1]).mul_(-1.0 / channels)
+        term = torch.sign(features[:, :, :rows, x0:x1] - features[:, :, dy:, x0 + dx:x1 + dx]).mul_(weight.unsqueeze(1))
+        out[:, :, :rows, x0:x1] += term
+        out[:, :, dy:, x0 + dx:x1 + dx] -= term
+    return out

@@ -20,7 +20,9 @@ from .. import backends
 from . import _dispatch
 from .._checks import (check_beta, check_exp_times, check_finite, check_radius, check_same_device,
                        check_same_dtype, check_tensor, check_unit_interval, upcast_half, value_checks_enabled)
+from .affinity import path_affinity
 from .chebyshev import DEFAULT_TOL, chebyshev_coefficients, chebyshev_walk
+from ._walk_grad import WalkFunction, stencil_norm, valid_mask
 from .path_index import geometry, geometry_on
 
 METHODS = ("chebyshev", "steps")
@@ -42,50 +44,88 @@ def _check_edge(edge, *, op: str) -> Tensor:
     return edge
 
 
-def transition_stencil(edge: Tensor, radius: int = 5, beta: float = 10, *,
-                       backend: str = "auto") -> Tuple[Tensor, Tensor]:
+def _check_affinity(affinity, radius: int, *, op: str) -> Tensor:
+    num_dirs = len(geometry(radius).search_dst)
+    check_tensor(affinity, op=op, name="affinity", dims=["B", str(num_dirs), "h", "w"])
+    if affinity.shape[-1] == 0 or affinity.shape[-2] == 0:
+        raise ValueError(f"{op}(): affinity expected a non-empty grid (h, w >= 1), got {tuple(affinity.shape)}")
+    if value_checks_enabled() and affinity.numel():
+        check_finite(affinity, op=op, name="affinity")
+        lo, hi = float(affinity.detach().min()), float(affinity.detach().max())
+        if lo < 0.0 or hi > 1.0:
+            raise ValueError(f"{op}(): affinity expected values in [0, 1], got range [{lo!r}, {hi!r}]")
+    return affinity
+
+
+def _source(edge, affinity, *, op: str) -> Tuple[object, str]:
+    """The walk's weights: a boundary map (IRNet) or affinity planes (any producer), not both."""
+    if (edge is None) == (affinity is None):
+        raise ValueError(f"{op}(): expected exactly one of edge (a boundary map) and affinity (planes "
+                         f"[B, D, h, w]), got {'both' if edge is not None else 'neither'}")
+    return (edge, "edge") if affinity is None else (affinity, "affinity")
+
+
+def _check_source(source, kind: str, radius: int, *, op: str) -> Tensor:
+    return _check_edge(source, op=op) if kind == "edge" else _check_affinity(source, radius, op=op)
+
+
+def transition_stencil(edge: Optional[Tensor] = None, radius: int = 5, beta: float = 10, *,
+                       affinity: Optional[Tensor] = None, backend: str = "auto") -> Tuple[Tensor, Tensor]:
     """The transition in stencil form: ``D`` weight planes and the normaliser.
 
     Args:
-        edge (Tensor[B, 1, h, w]): boundary probability in [0, 1].
+        edge (Tensor[B, 1, h, w]): boundary probability in [0, 1] (IRNet's affinities), or
+        affinity (Tensor[B, D, h, w]): affinity planes in [0, 1] of any producer,
+            ``affinity[:, k, y, x] = a((y, x), (y, x) + o_k)`` for the ``D`` directions ``o_k`` of
+            ``radius`` (``PathIndex(radius).search_dst``), e.g. :func:`feature_affinity`.
         radius (int): search radius (5 for the random walk).
         beta (float): affinity exponent (10).
 
     Returns:
         ``planes`` (Tensor[B, D, h, w]): ``affinity(p, p + o_k) ** beta``, 0 where ``p + o_k`` is
         off the grid; ``norm`` (Tensor[B, 1, h, w]): column sums ``d(p)`` of ``A ** beta``.
+        Differentiable with respect to ``edge`` / ``affinity``.
     """
     op = "transition_stencil"
     radius, beta = check_radius(radius, op=op), check_beta(beta, op=op)
-    dtype = edge.dtype if isinstance(edge, Tensor) else None
-    edge = _check_edge(*upcast_half(edge), op=op)
-    impl = _dispatch.implementation(backends.resolve(backend, edge.device, op=op))
-    planes, norm = _stencil(edge[:, 0].contiguous(), radius, beta, impl)
-    return planes.to(dtype), norm.unsqueeze(1).to(dtype)
+    source, kind = _source(edge, affinity, op=op)
+    dtype = source.dtype if isinstance(source, Tensor) else None
+    source = _check_source(*upcast_half(source), kind, radius, op=op)
+    name = backends.resolve(backend, source.device, op=op)
+    planes, inv_norm = _weights(source, kind, radius, beta, name)
+    return planes.to(dtype), torch.reciprocal(inv_norm).unsqueeze(1).to(dtype)
 
 
-def transition_matrix(edge: Tensor, radius: int = 5, beta: float = 10, *, backend: str = "auto") -> Tensor:
+def transition_matrix(edge: Optional[Tensor] = None, radius: int = 5, beta: float = 10, *,
+                      affinity: Optional[Tensor] = None, backend: str = "auto") -> Tensor:
     """The column-stochastic ``N x N`` transition ``T`` of one image as a sparse CSR tensor.
 
     Equal to the reference's ``T`` before its powers (``T = A**beta / A**beta.sum(0)``).
 
     Args:
-        edge (Tensor[1, h, w] or Tensor[h, w]): boundary probability of one image.
+        edge (Tensor[1, h, w] or Tensor[h, w]): boundary probability of one image, or
+        affinity (Tensor[D, h, w]): affinity planes of one image (see :func:`transition_stencil`).
 
     Returns:
         torch sparse CSR tensor ``(h*w, h*w)``; ``x.view(C, N) @ T`` is one walk step.
     """
     op = "transition_matrix"
-    if isinstance(edge, Tensor) and edge.dim() == 2:
-        edge = edge.unsqueeze(0)
-    check_tensor(edge, op=op, name="edge", dims=["1", "h", "w"])
-    planes, norm = transition_stencil(edge.unsqueeze(0), radius, beta, backend=backend)
+    source, kind = _source(edge, affinity, op=op)
+    if kind == "edge":
+        if isinstance(source, Tensor) and source.dim() == 2:
+            source = source.unsqueeze(0)
+        check_tensor(source, op=op, name="edge", dims=["1", "h", "w"])
+    else:
+        check_tensor(source, op=op, name="affinity", dims=["D", "h", "w"])
+    with torch.no_grad():
+        planes, norm = transition_stencil(**{kind: source.unsqueeze(0)}, radius=radius, beta=beta, backend=backend)
     planes, norm = planes[0], norm[0, 0]
-    height, width = edge.shape[-2:]
+    height, width = source.shape[-2:]
     num = height * width
     dirs = geometry(radius).search_dst
-    index = torch.arange(num, device=edge.device).view(height, width)
-    rows, cols, vals = [index.reshape(-1)], [index.reshape(-1)], [torch.ones(num, dtype=edge.dtype, device=edge.device)]
+    index = torch.arange(num, device=source.device).view(height, width)
+    rows, cols = [index.reshape(-1)], [index.reshape(-1)]
+    vals = [torch.ones(num, dtype=planes.dtype, device=source.device)]
     for k, (dy, dx) in enumerate(dirs.tolist()):
         rows_k, x0, x1 = height - dy, max(0, -dx), min(width, width - dx)
         if rows_k <= 0 or x1 <= x0:
@@ -102,25 +142,29 @@ def transition_matrix(edge: Tensor, radius: int = 5, beta: float = 10, *, backen
     return coo.to_sparse_csr()
 
 
-def _check_walk_pair(x, edge, *, op: str) -> None:
+def _check_walk_pair(x, source, kind: str, radius: int, *, op: str) -> None:
     check_tensor(x, op=op, name="x", dims=["B", "C", "h", "w"])
-    check_tensor(edge, op=op, name="edge", dims=["B", "1", "h", "w"])
-    if x.shape[0] != edge.shape[0] or x.shape[2:] != edge.shape[2:]:
-        raise ValueError(f"{op}(): edge expected shape [{x.shape[0]}, 1, {x.shape[2]}, {x.shape[3]}] to match "
-                         f"x {tuple(x.shape)}, got {tuple(edge.shape)}")
-    check_same_device(("x", x), ("edge", edge), op=op)
-    check_same_dtype(("x", x), ("edge", edge), op=op)
-    _check_edge(edge, op=op)
+    _check_source(source, kind, radius, op=op)
+    if x.shape[0] != source.shape[0] or x.shape[2:] != source.shape[2:]:
+        channels = 1 if kind == "edge" else source.shape[1]
+        raise ValueError(f"{op}(): {kind} expected shape [{x.shape[0]}, {channels}, {x.shape[2]}, {x.shape[3]}] "
+                         f"to match x {tuple(x.shape)}, got {tuple(source.shape)}")
+    check_same_device(("x", x), (kind, source), op=op)
+    check_same_dtype(("x", x), (kind, source), op=op)
     check_finite(x, op=op, name="x")
 
 
-def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence[Tensor]], radius: int = 5,
-                beta: float = 10, exp_times: int = 8, *, backend: str = "auto", method: str = "chebyshev",
-                tol: Optional[float] = None) -> Union[Tensor, List[Tensor]]:
-    r"""Propagate scores ``x`` along the boundary-aware random walk of IRNet.
+def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence[Tensor], None] = None,
+                radius: int = 5, beta: float = 10, exp_times: int = 8, *,
+                affinity: Union[Tensor, Sequence[Tensor], None] = None, backend: str = "auto",
+                method: str = "chebyshev", tol: Optional[float] = None) -> Union[Tensor, List[Tensor]]:
+    r"""Propagate scores ``x`` along a random walk: IRNet's (from a boundary map) or any affinity's.
 
-    Computes ``(x * (1 - edge)) @ T ** (2 ** exp_times)`` per image, as the reference's
-    ``propagate_to_edge``, in ``O(passes * D * N * C)`` time and ``O(D * N)`` memory.
+    With ``edge``, computes ``(x * (1 - edge)) @ T ** (2 ** exp_times)`` per image, as the
+    reference's ``propagate_to_edge``; with ``affinity`` planes (AffinityNet's
+    :func:`feature_affinity`, or any other producer), ``x @ T ** (2 ** exp_times)`` with
+    ``T = A ** beta / column sums`` of the symmetric ``A`` the planes define (ones on the
+    diagonal). Both run the same kernels, in ``O(passes * D * N * C)`` time and ``O(D * N)`` memory.
     ``method="steps"`` makes ``2 ** exp_times`` passes; ``"chebyshev"`` evaluates the same power
     by its truncated Chebyshev expansion in about ``sqrt(2 * 2**exp_times * log(1 / tol))``
     passes (78 instead of 256 for float32 at exp_times 8, see :func:`chebyshev_coefficients`),
@@ -130,11 +174,17 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
     than the reference's own float32 walk (about 6e-6 against 7e-5 of the max at 94x125; the
     float32 steps: 1.5e-4). docs/chebyshev.md has the derivation.
 
+    Differentiable with respect to ``x`` and ``edge`` / ``affinity`` on every backend, without a
+    dense matrix (docs/walk_gradient.md): the gradient of ``x`` alone costs one more walk; the
+    gradient of the weights keeps the recurrence's states (``2 * passes`` copies of ``x``).
+
     Args:
-        x (Tensor[B, C, h, w] or list of Tensor[C_i, h_i, w_i]): scores (CAMs) at the boundary stride;
+        x (Tensor[B, C, h, w] or list of Tensor[C_i, h_i, w_i]): scores (CAMs) on the weights' grid;
             float16 and bfloat16 are computed in float32 and returned in their own dtype.
         edge (Tensor[B, 1, h, w] or list of Tensor[1, h_i, w_i]): boundary probability in [0, 1].
-        radius (int): search radius (5). beta (float): affinity exponent (10).
+        affinity (Tensor[B, D, h, w] or list of Tensor[D, h_i, w_i]): instead of ``edge``, affinity
+            planes in [0, 1] for the ``D`` directions of ``radius`` (see :func:`transition_stencil`).
+        radius (int): search radius (5). beta (float): affinity exponent (10 for IRNet, 8 for AffinityNet).
         exp_times (int): the transition is squared this many times: ``2**exp_times`` steps.
         backend (str): "auto" | "cuda" | "cupy" | "cpp" | "numba" | "torch".
         method (str): "chebyshev" (default) or "steps" (the literal ``2**exp_times`` passes).
@@ -143,28 +193,33 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
 
     Returns:
         Tensor[B, C, h, w], or a list of Tensor[C_i, h_i, w_i] for list inputs (one batched call).
-        Not differentiable.
     """
-    return _random_walk(x, edge, radius, beta, exp_times, backend, method, tol, op="random_walk")
+    return _random_walk(x, edge, affinity, radius, beta, exp_times, backend, method, tol, op="random_walk")
 
 
-def _random_walk(x, edge, radius, beta, exp_times, backend, method, tol, *, op: str):
+def _random_walk(x, edge, affinity, radius, beta, exp_times, backend, method, tol, *, op: str):
     """:func:`random_walk`, its errors naming the public op ``op`` that was called."""
     radius, beta, exp_times = check_radius(radius, op=op), check_beta(beta, op=op), check_exp_times(exp_times, op=op)
     method, tol = _check_method(method, tol, op=op)
+    source, kind = _source(edge, affinity, op=op)
     if isinstance(x, (list, tuple)):
-        return _random_walk_list(list(x), edge, radius, beta, exp_times, backend, method, tol, op)
+        return _random_walk_list(list(x), source, kind, radius, beta, exp_times, backend, method, tol, op)
     dtype = x.dtype if isinstance(x, Tensor) else None
-    x, edge = upcast_half(x, edge)
-    _check_walk_pair(x, edge, op=op)
-    impl = _dispatch.implementation(backends.resolve(backend, x.device, op=op))
+    x, source = upcast_half(x, source)
+    _check_walk_pair(x, source, kind, radius, op=op)
+    name = backends.resolve(backend, x.device, op=op)
+    impl = _dispatch.implementation(name)
     if x.shape[0] == 0 or x.shape[1] == 0:
         return x.new_zeros(x.shape, dtype=dtype)
-    with torch.no_grad():
-        planes, inv_norm = _weights(edge[:, 0].contiguous(), radius, beta, impl)
-        values, scale = _scaled((x * (1 - edge)).contiguous())
-        out = _walk(impl, values, planes, inv_norm, _dirs(radius, x.device), 2 ** exp_times, method, tol)
+    planes, inv_norm = _weights(source, kind, radius, beta, name)
+    values, scale = _scaled(_walk_input(x, source, kind).contiguous())
+    out = _walk(impl, values, planes, inv_norm, _dirs(radius, x.device), 2 ** exp_times, method, tol)
     return _unscaled(out, scale).to(dtype)
+
+
+def _walk_input(x: Tensor, source: Tensor, kind: str) -> Tensor:
+    """IRNet walks ``x * (1 - edge)``; AffinityNet (any affinity) walks ``x`` itself."""
+    return x * (1 - source) if kind == "edge" else x
 
 
 def _scaled(values: Tensor) -> Tuple[Tensor, Optional[Tuple[float, float]]]:
@@ -173,7 +228,7 @@ def _scaled(values: Tensor) -> Tuple[Tensor, Optional[Tuple[float, float]]]:
     The walk averages, so no output exceeds the largest input: scaling back stays finite."""
     if not value_checks_enabled() or values.numel() == 0:
         return values, None
-    peak = float(values.abs().amax())
+    peak = float(values.detach().abs().amax())
     info = torch.finfo(values.dtype)
     if peak <= info.max / 2 ** 12:
         return values, None
@@ -225,8 +280,18 @@ def _coefficients(steps: int, tol: float, spread: float) -> list:
 
 def _walk(impl, values: Tensor, planes: Tensor, inv_norm: Tensor, dirs: Tensor, steps: int, method: str,
           tol) -> Tensor:
-    """``P ** steps`` of ``values`` on one backend: plain steps or the Chebyshev expansion."""
+    """``P ** steps`` of ``values`` on one backend (plain steps or the Chebyshev expansion),
+    differentiable through :class:`~._walk_grad.WalkFunction` when an input requires grad."""
     coefficients = walk_coefficients(steps, planes.shape[1], values.dtype, method, tol)
+    if torch.is_grad_enabled() and (values.requires_grad or planes.requires_grad or inv_norm.requires_grad):
+        fixed_planes, fixed_inv = planes.detach(), inv_norm.detach()
+        return WalkFunction.apply(values, planes, inv_norm, impl, dirs, steps, coefficients,
+                                  lambda v: _walk_passes(impl, v, fixed_planes, fixed_inv, dirs, steps, coefficients))
+    return _walk_passes(impl, values, planes, inv_norm, dirs, steps, coefficients)
+
+
+def _walk_passes(impl, values: Tensor, planes: Tensor, inv_norm: Tensor, dirs: Tensor, steps: int,
+                 coefficients) -> Tensor:
     if coefficients is None:
         # in chunks, so that Ctrl-C (handled between Python calls) stops even 2**16 steps promptly
         done = 0
@@ -247,51 +312,79 @@ def _walk(impl, values: Tensor, planes: Tensor, inv_norm: Tensor, dirs: Tensor, 
     return out.to(values.dtype)
 
 
-def _weights(edge_hw: Tensor, radius: int, beta: float, impl) -> Tuple[Tensor, Tensor]:
-    """Planes and inverse norm of a walk. float32 inputs get float64 weights (power and
-    normaliser), rounded once: float32 ``A ** beta`` leaves row sums ~1e-6 off 1, and hundreds
-    of passes compound that."""
-    planes, norm = _stencil(edge_hw.double() if edge_hw.dtype == torch.float32 else edge_hw, radius, beta, impl)
-    return planes.to(edge_hw.dtype), torch.reciprocal(norm).to(edge_hw.dtype)
+def _weights(source: Tensor, kind: str, radius: int, beta: float, backend: str) -> Tuple[Tensor, Tensor]:
+    """Planes ``S = a ** beta`` ``[B, D, h, w]`` and inverse norm ``[B, h, w]`` of a walk.
+
+    Every walk goes through here; a boundary map is one producer of affinities (``1 - max`` of the
+    boundary along each path, :func:`path_affinity` on the map padded with boundary), computed by
+    the fused stencil kernel when no gradient is needed. float32 inputs get float64 weights
+    (power and normaliser), rounded once: float32 ``A ** beta`` leaves row sums ~1e-6 off 1, and
+    hundreds of passes compound that.
+    """
+    dtype = source.dtype
+    work = torch.float64 if dtype == torch.float32 else dtype
+    needs_grad = torch.is_grad_enabled() and source.requires_grad
+    if kind == "edge":
+        if not needs_grad:
+            impl = _dispatch.implementation(backend)
+            planes, norm = _stencil(source[:, 0].detach().to(work).contiguous(), radius, beta, impl)
+            return planes.to(dtype), torch.reciprocal(norm).to(dtype)
+        source = _edge_affinity(source[:, 0].to(work), radius, backend)
+    dirs = _dirs(radius, source.device)
+    height, width = source.shape[-2:]
+    planes = source.to(work).pow(beta) * valid_mask(dirs, height, width, work, source.device)
+    inv_norm = torch.reciprocal(stencil_norm(planes, dirs))
+    return planes.to(dtype).contiguous(), inv_norm.to(dtype).contiguous()
 
 
-def _random_walk_list(xs, edges, radius, beta, exp_times, backend, method, tol, op) -> List[Tensor]:
-    if not isinstance(edges, (list, tuple)) or len(edges) != len(xs):
-        got = f"{len(edges)} items" if isinstance(edges, (list, tuple)) else type(edges).__name__
-        raise ValueError(f"{op}(): edge expected a list of {len(xs)} boundary maps (one per x), got {got}")
+def _edge_affinity(edge_hw: Tensor, radius: int, backend: str) -> Tensor:
+    """IRNet's affinity planes ``[B, D, h, w]`` of a boundary map, off-grid pairs 0 (the
+    reference pads the map with boundary 1)."""
+    rf = geometry(radius).radius_floor
+    height, width = edge_hw.shape[-2:]
+    padded = F.pad(edge_hw, (rf, rf, 0, rf), value=1.0)
+    affinity = path_affinity(padded, radius, backend=backend)
+    return affinity.reshape(affinity.shape[0], affinity.shape[1], height, width)
+
+
+def _random_walk_list(xs, sources, kind, radius, beta, exp_times, backend, method, tol, op) -> List[Tensor]:
+    if not isinstance(sources, (list, tuple)) or len(sources) != len(xs):
+        got = f"{len(sources)} items" if isinstance(sources, (list, tuple)) else type(sources).__name__
+        what = "boundary maps" if kind == "edge" else "affinity planes"
+        raise ValueError(f"{op}(): {kind} expected a list of {len(xs)} {what} (one per x), got {got}")
     if not xs:
         return []
     dtypes = [x.dtype if isinstance(x, Tensor) else None for x in xs]
-    pairs = [upcast_half(x, edge) for x, edge in zip(xs, edges)]
-    xs, edges = [p[0] for p in pairs], [p[1] for p in pairs]
-    for i, (x, edge) in enumerate(zip(xs, edges)):
+    pairs = [upcast_half(x, source) for x, source in zip(xs, sources)]
+    xs, sources = [p[0] for p in pairs], [p[1] for p in pairs]
+    num_dirs = len(geometry(radius).search_dst)
+    for i, (x, source) in enumerate(zip(xs, sources)):
         check_tensor(x, op=op, name=f"x[{i}]", dims=["C", "h", "w"])
-        check_tensor(edge, op=op, name=f"edge[{i}]", dims=["1", "h", "w"])
-        _check_walk_pair(x.unsqueeze(0), edge.unsqueeze(0), op=f"{op}() item {i}: random_walk")
+        check_tensor(source, op=op, name=f"{kind}[{i}]", dims=["1" if kind == "edge" else str(num_dirs), "h", "w"])
+        _check_walk_pair(x.unsqueeze(0), source.unsqueeze(0), kind, radius, op=f"{op}() item {i}: random_walk")
     check_same_device(*[(f"x[{i}]", x) for i, x in enumerate(xs)], op=op)
     check_same_dtype(*[(f"x[{i}]", x) for i, x in enumerate(xs)], op=op)
     channels = {x.shape[0] for x in xs}
     device = xs[0].device
-    impl = _dispatch.implementation(backends.resolve(backend, device, op=op))
+    name = backends.resolve(backend, device, op=op)
+    impl = _dispatch.implementation(name)
     max_h = max(x.shape[1] for x in xs)
     max_w = max(x.shape[2] for x in xs)
-    num_dirs = len(geometry(radius).search_dst)
     num_channels = max(channels)
     # Zero planes and a zero inverse norm outside each image keep the padded batch exact.
     batch = len(xs)
     values = xs[0].new_zeros((batch, num_channels, max_h, max_w))
     planes = xs[0].new_zeros((batch, num_dirs, max_h, max_w))
     inv_norm = xs[0].new_zeros((batch, max_h, max_w))
-    with torch.no_grad():
-        for i, (x, edge) in enumerate(zip(xs, edges)):
-            c, h, w = x.shape
-            planes_i, inv_i = _weights(edge.contiguous(), radius, beta, impl)
-            planes[i, :, :h, :w] = planes_i[0]
-            inv_norm[i, :h, :w] = inv_i[0]
-            values[i, :c, :h, :w] = x * (1 - edge)
-        values, scale = _scaled(values)
-        out = _unscaled(_walk(impl, values, planes, inv_norm, _dirs(radius, device), 2 ** exp_times, method, tol),
-                        scale)
+    for i, (x, source) in enumerate(zip(xs, sources)):
+        c, h, w = x.shape
+        planes_i, inv_i = _weights(source.unsqueeze(0), kind, radius, beta, name)
+        planes[i, :, :h, :w] = planes_i[0]
+        inv_norm[i, :h, :w] = inv_i[0]
+        values[i, :c, :h, :w] = _walk_input(x, source, kind)
+    values, scale = _scaled(values)
+    out = _unscaled(_walk(impl, values, planes, inv_norm, _dirs(radius, device), 2 ** exp_times, method, tol),
+                    scale)
     return [out[i, :x.shape[0], :x.shape[1], :x.shape[2]].to(dtypes[i], copy=True) for i, x in enumerate(xs)]
 
 
@@ -305,7 +398,8 @@ def propagate_to_edge(x: Tensor, edge: Tensor, radius: int = 5, beta: float = 10
         method, tol: as :func:`random_walk` ("chebyshev" by default; "steps" for literal passes).
 
     Returns:
-        Tensor[C, 1, h, w], equal to the reference up to float rounding (and ``tol``).
+        Tensor[C, 1, h, w], equal to the reference up to float rounding (and ``tol``);
+        differentiable with respect to ``x`` and ``edge``.
     """
     op = "propagate_to_edge"
     if not isinstance(x, Tensor) or x.dim() < 2:
@@ -319,7 +413,7 @@ def propagate_to_edge(x: Tensor, edge: Tensor, radius: int = 5, beta: float = 10
         raise ValueError(f"{op}(): edge expected shape [1, {height}, {width}] to match x {tuple(x.shape)}, "
                          f"got {tuple(edge.shape)}")
     channels = x.shape[:-2].numel()
-    rw = _random_walk(x.reshape(1, channels, height, width), edge.unsqueeze(0), radius, beta, exp_times,
+    rw = _random_walk(x.reshape(1, channels, height, width), edge.unsqueeze(0), None, radius, beta, exp_times,
                       backend, method, tol, op=op)
     return rw.reshape(channels, 1, height, width)
 
@@ -336,8 +430,8 @@ class RandomWalk(nn.Module):
         self.method, self.tol = _check_method(method, tol, op="RandomWalk")
         self.backend = backend
 
-    def forward(self, x, edge):
-        return random_walk(x, edge, self.radius, self.beta, self.exp_times, backend=self.backend,
+    def forward(self, x, edge=None, *, affinity=None):
+        return random_walk(x, edge, self.radius, self.beta, self.exp_times, affinity=affinity, backend=self.backend,
                            method=self.method, tol=self.tol)
 
     def extra_repr(self) -> str:

@@ -15,7 +15,8 @@ from ..helpers import BACKENDS, boundary_map, cams, needs_ext
 
 COMPILED_OPS = ("path_affinity", "_path_affinity_backward", "transition_stencil", "random_walk", "find_centroids",
                 "_path_affinity_portable", "_path_affinity_backward_portable", "_transition_stencil_portable",
-                "_random_walk_portable", "random_walk_chebyshev", "_random_walk_chebyshev_portable")
+                "_random_walk_portable", "random_walk_chebyshev", "_random_walk_chebyshev_portable",
+                "feature_affinity", "_feature_affinity_backward")
 
 
 def _walk(x, edge):
@@ -77,6 +78,9 @@ def _opcheck_args():
     walk = (cams(2, 2, 9, 11).contiguous(), planes, 1 / norm, paths[:, 0].contiguous(), 4)
     displacement = torch.randn(2, 7, 8, dtype=torch.float32, generator=torch.Generator().manual_seed(1))
     backward = (grad, argmax, paths, lengths, rf, 9, 11)
+    features = cams(2, 3, 9, 11).contiguous()
+    aff_planes = torch.ops.irnet_fast.feature_affinity(features, paths[:, 0].contiguous())
+    grad_planes = torch.randn(aff_planes.shape, dtype=features.dtype, generator=torch.Generator().manual_seed(3))
     return {
         "path_affinity": (edge.clone().requires_grad_(), paths, lengths, rf),
         "_path_affinity_portable": (edge, paths, lengths, rf),
@@ -86,6 +90,8 @@ def _opcheck_args():
         "random_walk_chebyshev": walk[:4] + ([0.5, 0.25, 0.125],),
         "_random_walk_chebyshev_portable": walk[:4] + ([0.5, 0.25, 0.125],),
         "find_centroids": (displacement, 5),
+        "feature_affinity": (features, paths[:, 0].contiguous()),
+        "_feature_affinity_backward": (grad_planes, features, aff_planes, paths[:, 0].contiguous()),
     }
 
 
