@@ -42,7 +42,10 @@ def demo_config(out: Path, *, quick: bool = False, device: str = "cpu", size: Op
     """The demo's configuration (departures from the paper's defaults as :func:`irnet_fast.demo.demo_config`
     explains); for these small scenes a class needs 20 pixels to be in an image's label, the CAMs
     are trained on the whole scene (the crop is its width) and IRNet inference pads to multiples
-    of 16 only (``irn_pad_to = 0``, which is also what full-size Cityscapes images get)."""
+    of 16 only (``irn_pad_to = 0``, which is also what full-size Cityscapes images get). Cityscapes
+    has no background class, so the semantic labels' background threshold is low (0.05: a pixel
+    takes the class of its highest walked score unless all are near 0); the instance step keeps
+    0.5, since there only the instance classes are walked and the rest of the scene is background."""
     _, default_size, cam_epochs, irn_epochs = _QUICK if quick else _FULL
     h, w = size or default_size
     cam_epochs, irn_epochs = epochs or (cam_epochs, irn_epochs)
@@ -51,7 +54,7 @@ def demo_config(out: Path, *, quick: bool = False, device: str = "cpu", size: Op
         cityscapes_min_pixels=20, cam_split="train", irn_split="train", infer_split="train",
         mean_shift_split="train", bn_calibration_batches=8, cam_batch_size=16, cam_num_epochs=cam_epochs,
         cam_crop_size=w, cam_resize_long=(int(w * 0.8), int(w * 1.2)), cam_scales=(1.0, 0.5, 1.5),
-        conf_fg_thres=0.5, conf_bg_thres=0.2, sem_seg_bg_thres=0.5, ins_seg_bg_thres=0.5,
+        conf_fg_thres=0.5, conf_bg_thres=0.2, sem_seg_bg_thres=0.05, ins_seg_bg_thres=0.5,
         irn_batch_size=16, irn_num_epochs=irn_epochs, irn_crop_size=w, irn_rescale=(0.75, 1.25),
         irn_init_from_cam=True, irn_pad_to=0, num_workers=1, device=device, log_interval=0, seed=0)
 
