@@ -8,6 +8,7 @@ import pytest
 
 from irnet_fast import cli, walk_demo
 from irnet_fast.cli import PIPELINE_COMMANDS
+from irnet_fast.pipeline import steps as registry
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -114,11 +115,28 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     table = capsys.readouterr().out
     assert "random-walk semantic mIoU" in table
     summary = json.loads((tmp_path / "summary.json").read_text())
-    for key in ("cam_miou", "ir_label_precision", "ir_label_coverage", "sem_miou", "ins_map50", "ins_map70"):
+    for key in ("cam_miou", "ir_label_precision", "ir_label_coverage", "sem_miou", "ins_map50", "ins_map70",
+                "val_sem_miou"):
         assert isinstance(summary[key], float), key
-    assert summary["sem_miou"] > summary["cam_miou"] + 3  # measured: 68.5 -> 77.6
-    assert summary["ins_map50"] > 30  # measured: 59.9
-    assert set(summary["seconds"]) >= {"train_cam", "make_cam", "make_sem_seg", "make_ins_seg", "total"}
+    assert summary["sem_miou"] > summary["cam_miou"] + 5
+    assert summary["ins_map50"] > 20
+    # the final DeepLab, trained on the pseudo labels, on the held-out images (the full demo: >= 90%)
+    assert summary["val_sem_miou"] >= 0.8 * summary["sem_miou"]
+    if "eval_ins" in registry.DEFAULT_ORDER:
+        assert isinstance(summary["val_ins_map50"], float) and isinstance(summary["val_ins_map70"], float)
+    assert set(summary["seconds"]) >= {"train_cam", "make_cam", "make_sem_seg", "make_ins_seg", "train_sem",
+                                       "eval_sem", "total"}
     report = (tmp_path / "report.md").read_text()
     links = [line.split("](", 1)[1].rstrip(")") for line in report.splitlines() if line.startswith("![")]
     assert links and all((tmp_path / link).is_file() for link in links)
+    assert any(link.startswith("panels_val/") for link in links)  # the final models on held-out images
+
+
+def test_demo_summary_leaves_out_the_metrics_of_missing_steps():
+    from irnet_fast import demo
+    summary = {}
+    demo._summary_value({"eval_sem": {"miou": 61.5}}, "eval_sem", "miou", "val_sem_miou", summary)
+    demo._summary_value({"eval_sem": {"miou": 61.5}}, "eval_ins", "map50", "val_ins_map50", summary)
+    assert summary == {"val_sem_miou": 61.5}
+    lines = {line[:30].strip(): line[30:].strip() for line in demo.format_table(summary).splitlines()}
+    assert lines["val: DeepLab mIoU"] == "61.5" and lines["val: Mask R-CNN mAP@0.5"] == "n/a"

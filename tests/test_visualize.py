@@ -201,6 +201,24 @@ def test_render_panels_fake_out(tmp_path):
     assert not list(panels.glob(".*tmp*"))  # no leftover temp files
 
 
+def test_held_out_panels_show_the_final_prediction_beside_the_truth(tmp_path):
+    cfg, source, names = _fake_out(tmp_path)
+    pred = np.zeros((32, 48), np.uint8)
+    pred[:, 24:] = 3
+    save_label_png(Path(cfg.out_dir) / "sem_pred" / f"{names[0]}.png", pred)
+    tiles = dict(vis.panel_tiles(cfg, source, names[0], titles=vis.VAL_TILE_TITLES))
+    assert list(tiles) == ["input", "DeepLab", "GT semantic"]
+    np.testing.assert_array_equal(tiles["DeepLab"], vis.colorize_labels(pred))
+    assert [t for t, _ in vis.panel_tiles(cfg, source, names[1], titles=vis.VAL_TILE_TITLES)][1] == "DeepLab (missing)"
+    with pytest.raises(ValueError, match="titles must start with 'input'"):
+        vis.panel_tiles(cfg, source, names[0], titles=("input", "painting"))
+    paths = render_panels(cfg, names[:1], tmp_path / "val", source=source, titles=vis.VAL_TILE_TITLES)
+    with Image.open(paths[0]) as im:
+        assert im.size == (3 * 48 + 4 * 4, 32 + 16 + 2 * 4)
+    text = vis.write_report(tmp_path / "r", {}, [], val_panel_paths=paths).read_text()
+    assert "## Held-out images" in text and text.count(vis.VAL_TILE_LEGEND) == 1
+
+
 def test_write_report(tmp_path):
     out = tmp_path / "demo"
     panels = []
