@@ -30,6 +30,7 @@ import numpy as np
 from ._io import atomic_open
 from ._checks import check_array
 from .data.coco import has_pycocotools
+from .data.instances import mask_boxes
 from .data.rle import _mask2d, decode_rle, encode_rle
 
 __all__ = ["encode_rle", "decode_rle", "encode_masks", "mask_area", "mask_bbox", "coco_dataset", "export_coco",
@@ -47,12 +48,8 @@ def mask_area(mask) -> int:
 
 def mask_bbox(mask) -> List[float]:
     """COCO box ``[x, y, w, h]`` of the mask's extent (``[0, 0, 0, 0]`` when empty)."""
-    m = _mask2d(mask, "mask_bbox")
-    rows = np.flatnonzero(m.any(axis=1))
-    if rows.size == 0:
-        return [0.0, 0.0, 0.0, 0.0]
-    cols = np.flatnonzero(m.any(axis=0))
-    return [float(cols[0]), float(rows[0]), float(cols[-1] - cols[0] + 1), float(rows[-1] - rows[0] + 1)]
+    x0, y0, x1, y1 = (float(v) for v in mask_boxes(_mask2d(mask, "mask_bbox")[None])[0])
+    return [x0, y0, x1 - x0, y1 - y0]
 
 
 def _use_pycocotools(use: Optional[bool]) -> bool:

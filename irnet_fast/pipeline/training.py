@@ -1,4 +1,4 @@
-"""The training loop that CAM and IRNet training share (:func:`fit`) and the final weights.
+"""The training loop that CAM, IRNet and Mask R-CNN training share (:func:`fit`) and the final weights.
 
 One process or torchrun (DDP); a checkpoint after every epoch, which ``resume`` continues from.
 """
@@ -36,12 +36,15 @@ def _freeze_unlisted(model: nn.Module, groups: Sequence[Sequence[nn.Parameter]])
 def fit(*, name: str, cfg: Config, info: DistInfo, model: nn.Module,
         groups: Sequence[Tuple[Sequence[nn.Parameter], float]], weight_decay: float, dataset,
         global_batch: int, num_epochs: int, step_fn: Callable[[nn.Module, dict], Dict[str, torch.Tensor]],
-        resume: bool, progress: bool, stop_after: Optional[int]) -> Tuple[nn.Module, bool]:
-    """The training loop shared by CAM and IRNet. Returns ``(model, finished)``.
+        resume: bool, progress: bool, stop_after: Optional[int], collate_fn: Optional[Callable] = None,
+        warmup_steps: int = 0, warmup_factor: float = 1.0) -> Tuple[nn.Module, bool]:
+    """The training loop shared by CAM, IRNet and Mask R-CNN. Returns ``(model, finished)``.
 
     ``step_fn(wrapped_model, batch)`` returns the loss terms of one iteration (already scaled for
     DDP), ``"total"`` being the one to minimise. Checkpoint ``<out_dir>/<name>_checkpoint.pt``
-    after every epoch (main process); ``resume`` continues from it.
+    after every epoch (main process); ``resume`` continues from it. ``collate_fn`` makes the
+    batches (default: stacking); ``warmup_steps`` / ``warmup_factor``: the schedule's linear warm-up
+    (:class:`~.checkpoint.PolySchedule`).
     """
     out_dir = Path(cfg.out_dir)
     ckpt_path = out_dir / f"{name}_checkpoint.pt"
@@ -51,9 +54,10 @@ def fit(*, name: str, cfg: Config, info: DistInfo, model: nn.Module,
     model.to(device)
     optimizer = build_sgd(groups, weight_decay, cfg.momentum)
     loader = make_train_loader(dataset, global_batch, info, cfg.seed, cfg.num_workers,
-                               what=f"{name}_batch_size")
+                               what=f"{name}_batch_size", collate_fn=collate_fn)
     steps_per_epoch = len(loader)
-    schedule = PolySchedule(optimizer, steps_per_epoch * num_epochs, cfg.poly_power)
+    schedule = PolySchedule(optimizer, steps_per_epoch * num_epochs, cfg.poly_power, warmup_steps=warmup_steps,
+                            warmup_factor=warmup_factor)
     start_epoch, history = 0, []
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
