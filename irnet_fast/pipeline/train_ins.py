@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -32,7 +33,7 @@ from ..data.coco import has_pycocotools
 from ..data.instances import InstanceDataset, collate_detection
 from ..errors import InputValueError
 from ..metrics import InstanceAP
-from ..models import build_maskrcnn, calibrate_backbone
+from ..models import PretrainedWeightsWarning, build_maskrcnn, calibrate_backbone
 from .checkpoint import read_state_dict
 from .common import LogContext, Progress, build_source, infer_source
 from .config import Config
@@ -167,7 +168,9 @@ def load_maskrcnn(cfg: Config, num_classes: int, weights=None, device="cpu") -> 
     """The trained Mask R-CNN (``weights``, default ``<out_dir>/maskrcnn.pth``) in eval mode."""
     path = Path(weights) if weights else Path(cfg.out_dir) / "maskrcnn.pth"
     state = read_state_dict(path, "Mask R-CNN")
-    model = build_model(cfg, num_classes, weights=False)
+    with warnings.catch_warnings():  # the trained weights replace the random initialisation
+        warnings.simplefilter("ignore", PretrainedWeightsWarning)
+        model = build_model(cfg, num_classes, weights=False)
     expected = model.state_dict()
     unknown, missing = sorted(set(state) - set(expected)), sorted(set(expected) - set(state))
     shapes = [k for k in expected if k in state and tuple(state[k].shape) != tuple(expected[k].shape)]
