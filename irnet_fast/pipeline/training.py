@@ -5,6 +5,7 @@ One process or torchrun (DDP); a checkpoint after every epoch, which ``resume`` 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -14,6 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .._io import atomic_write_json, remove_stale_temporaries
+from ..errors import InputRuntimeError
 from .checkpoint import PolySchedule, atomic_save, build_sgd, load_checkpoint, save_checkpoint, set_rng_state
 from .common import Progress
 from .config import Config
@@ -98,6 +100,10 @@ def fit(*, name: str, cfg: Config, info: DistInfo, model: nn.Module,
             schedule.advance()
             keys = sorted(terms)
             values = all_reduce_mean(torch.stack([terms[k].detach().float() for k in keys]), info).tolist()
+            if not math.isfinite(values[keys.index("total")]):
+                raise InputRuntimeError(f"{name}: the loss is not finite at epoch {epoch + 1} iteration {it + 1} "
+                                        f"(the training diverged: lower the learning rate or lengthen the "
+                                        f"warm-up); {ckpt_path.name} keeps the last finished epoch")
             for k, v in zip(keys, values):
                 sums[k] = sums.get(k, 0.0) + v
             text = " ".join(f"{k} {v:.4f}" for k, v in zip(keys, values) if k != "total")

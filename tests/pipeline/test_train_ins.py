@@ -307,3 +307,36 @@ def test_two_process_ddp(data, trained, tmp_path):
     a = torch.load(trained[1], weights_only=True)
     b = torch.load(out / "maskrcnn.pth", weights_only=True)
     assert a.keys() == b.keys() and all(torch.isfinite(v).all() for v in b.values() if v.is_floating_point())
+
+
+def test_a_diverging_training_stops_with_a_clear_error(data, tmp_path):
+    voc, labels = data
+    _link_labels(labels, tmp_path)
+    cfg = small_config(voc, tmp_path, maskrcnn_learning_rate=1e30, maskrcnn_warmup_iters=0, maskrcnn_num_epochs=1)
+    with pytest.raises(RuntimeError, match=r"maskrcnn: the loss is not finite at epoch 1 iteration \d"):
+        _quiet(train_ins, cfg)
+    assert not (tmp_path / "maskrcnn.pth").exists()
+
+
+def test_backbone_from_the_cam_network_or_the_shared_weights_file(tmp_path):
+    import importlib
+    from irnet_fast.models import CAMNet
+    from irnet_fast.pipeline.train_irn import load_cam_backbone
+    module = importlib.import_module("irnet_fast.pipeline.train_ins")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PretrainedWeightsWarning)
+        torch.manual_seed(2)
+        cam = CAMNet("resnet18", 20)
+        net = build_maskrcnn(20, "resnet18", fpn_channels=16, box_head_size=32, mask_head_layers=(16,))
+        other = build_maskrcnn(20, "resnet34", fpn_channels=16, box_head_size=32, mask_head_layers=(16,))
+    torch.save(cam.state_dict(), tmp_path / "cam.pth")
+    load_cam_backbone(net.backbone.body, tmp_path / "cam.pth", "maskrcnn_init_from_cam")
+    body = net.backbone.body.state_dict()
+    for key, value in cam.backbone.state_dict().items():  # layer4's stride differs, its weights do not
+        assert torch.equal(body[key], value), key
+    with pytest.raises(RuntimeError, match="maskrcnn_init_from_cam: the CAM weights .* do not fit the backbone"):
+        load_cam_backbone(other.backbone.body, tmp_path / "cam.pth", "maskrcnn_init_from_cam")
+    # maskrcnn_backbone_weights, else --backbone-weights when it is the same ResNet
+    assert module._backbone_weights(Config(backbone_weights="r50.pth")) == "r50.pth"
+    assert module._backbone_weights(Config(backbone_weights="r50.pth", maskrcnn_backbone="resnet18")) is None
+    assert module._backbone_weights(Config(backbone_weights="r50.pth", maskrcnn_backbone_weights="m.pth")) == "m.pth"
