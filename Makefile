@@ -21,7 +21,7 @@ $(VENV)/.deps: pyproject.toml
 	$(PIP) install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install $(TORCH_PIN)
 	$(PIP) install -q "numpy>=1.22" "scipy>=1.9" "pillow>=9" "numba>=0.58" "pytest>=7" "pytest-benchmark>=4" \
-		"matplotlib>=3.6" "tqdm>=4.60" pydensecrf2 "cityscapesscripts>=2.2" ninja setuptools wheel
+		"matplotlib>=3.6" "tqdm>=4.60" pydensecrf2 "pycocotools>=2.0" "cityscapesscripts>=2.2" ninja setuptools wheel
 	touch $@
 
 $(VENV)/.built: $(VENV)/.deps setup.py $(SOURCES)

@@ -1,6 +1,7 @@
 """COCO compressed RLE (hand-computed strings, round trips, pycocotools when installed) and the JSON export."""
 import json
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,3 +165,130 @@ def test_export_coco_atomic_and_errors(tmp_path):
     assert path.read_text() == "old"
     export_coco([rec], ["a", "b", "c"], path)
     assert json.loads(path.read_text())["images"][0]["file_name"] == "a.jpg"
+
+
+# --- ids of the dataset, and pycocotools' loadRes + COCOeval on the export ----------------------
+
+def test_voc_image_ids_are_the_references_and_stable():
+    from irnet_fast.coco_export import voc_image_id
+    assert voc_image_id("2007_000032") == 2007000032 and voc_image_id("2012_000007") == 2012000007
+    assert voc_image_id("123") == 123
+    # other names: crc32 (zlib's, independent of the process) folded into 1 .. 2**31 - 1
+    assert voc_image_id("street_7") == 2457651964 - (2 ** 31 - 1) + 1 == 310168318  # crc32 2457651964
+    assert 1 <= voc_image_id("") <= 2 ** 31 - 1
+
+
+def test_pycocotools_and_own_encoder_give_the_same_json():
+    pytest.importorskip("pycocotools.mask")
+    from irnet_fast.coco_export import coco_dataset, encode_masks
+    records = _records(np.random.default_rng(5))
+    assert coco_dataset(records, ["a", "b", "c"], use_pycocotools=True) == \
+        coco_dataset(records, ["a", "b", "c"], use_pycocotools=False)
+    masks = np.random.default_rng(1).random((3, 9, 14)) < 0.3
+    assert encode_masks(masks, True) == [encode_rle(m) for m in masks]
+    assert encode_masks(np.zeros((0, 4, 4), bool)) == []
+
+
+def test_category_ids_and_ground_truth_records():
+    from irnet_fast.coco_export import coco_dataset
+    data = coco_dataset(_records(np.random.default_rng(0)), ["cat", "dog", "horse"], category_ids=[7, 3, 50])
+    assert data["categories"] == [{"id": 7, "name": "cat"}, {"id": 3, "name": "dog"}, {"id": 50, "name": "horse"}]
+    assert [a["category_id"] for a in data["annotations"]] == [7, 50, 3]  # labels 0, 2, 1
+    gt = coco_dataset([{k: v for k, v in r.items() if k != "scores"} for r in _records(np.random.default_rng(0))],
+                      ["cat", "dog", "horse"])
+    assert all("score" not in a for a in gt["annotations"]) and len(gt["annotations"]) == 3
+    with pytest.raises(ValueError, match="category_ids expected 3 distinct ids"):
+        coco_dataset([], ["a", "b", "c"], category_ids=[1, 1, 2])
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    from irnet_fast.data import generate_synthetic
+    return generate_synthetic(tmp_path_factory.mktemp("coco_ids") / "voc", num_train=6, num_val=0, size=(32, 48),
+                              num_classes=4, seed=1)
+
+
+def _predictions(source, out_dir, drop=()):
+    """``ins_seg`` files of ``source``: the ground truth (scores 0.9, 0.8, ...) and one low-scoring
+    false positive per image, minus the images in ``drop``'s instances."""
+    from irnet_fast._io import save_npz
+    for i, name in enumerate(source.ids):
+        masks, classes = source.instance_label(name)
+        if name in drop:
+            masks, classes = masks[:0], classes[:0]
+        fp = np.zeros((1,) + masks.shape[1:], bool)
+        fp[0, :3, :3] = True
+        save_npz(out_dir / "ins_seg" / f"{name}.npz",
+                 {"score": np.concatenate([0.9 - 0.1 * np.arange(len(classes)), [0.05]]).astype(np.float32),
+                  "mask": np.concatenate([masks, fp]), "class": np.concatenate([classes, [0]]).astype(np.int64)})
+
+
+def _coco_eval(gt_json, annotations):
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+    import contextlib
+    import io
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(gt_json))
+        ev = COCOeval(gt, gt.loadRes(annotations), "segm")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats
+
+
+def test_export_coco_keeps_the_coco_datasets_ids(synthetic, tmp_path):
+    """A COCO-format copy of the synthetic data with ids of its own (images 1000, 1007, ...;
+    categories 3, 8, 21, 90): the export uses them, and pycocotools evaluates it against that file."""
+    from irnet_fast.coco_export import ground_truth_records
+    from irnet_fast.data import VOC12
+    from irnet_fast.pipeline import Config, export_coco as export_step
+    voc = VOC12(synthetic, "train")
+    records = list(ground_truth_records(voc))
+    for i, rec in enumerate(records):
+        rec["image_id"] = 1000 + 7 * i
+    ann = export_coco(records, voc.class_names[:4], tmp_path / "instances.json", category_ids=[3, 8, 21, 90])
+    cfg = Config(dataset="coco", dataset_root=str(synthetic / "JPEGImages"), coco_ann_file=str(ann),
+                 out_dir=str(tmp_path / "out"), device="cpu", num_workers=0)
+    from irnet_fast.pipeline.common import infer_source
+    source = infer_source(cfg)
+    _predictions(source, tmp_path / "out")
+    result = export_step(cfg)
+    data = json.loads(Path(result["path"]).read_text())
+    assert [im["id"] for im in data["images"]] == [1000 + 7 * i for i in range(6)]
+    assert [im["file_name"] for im in data["images"]] == [f"{n}.jpg" for n in voc.ids]
+    assert data["categories"] == [{"id": c, "name": n} for c, n in zip([3, 8, 21, 90], voc.class_names[:4])]
+    gt = json.loads(ann.read_text())
+    assert {a["category_id"] for a in data["annotations"]} <= {3, 8, 21, 90}
+    assert len(data["annotations"]) == len(gt["annotations"]) + 6  # one false positive per image
+    pytest.importorskip("pycocotools")
+    stats = _coco_eval(ann, data["annotations"])
+    assert stats[0] == pytest.approx(1.0)  # every GT found first; the false positives rank last
+    _predictions(source, tmp_path / "out2", drop=set(voc.ids[:3]))
+    data2 = json.loads(Path(export_step(cfg.override(out_dir=str(tmp_path / "out2")))["path"]).read_text())
+    assert 0.2 < _coco_eval(ann, data2["annotations"])[0] < 0.9
+
+
+def test_export_coco_ids_of_a_voc_layout_dataset(synthetic, tmp_path):
+    from irnet_fast.coco_export import coco_dataset, ground_truth_records
+    from irnet_fast.data import VOC12
+    from irnet_fast.pipeline import Config, export_coco as export_step
+    voc = VOC12(synthetic, "train")
+    cfg = Config(dataset_root=str(synthetic), infer_split="train", out_dir=str(tmp_path), device="cpu")
+    _predictions(voc, tmp_path)
+    data = json.loads(Path(export_step(cfg)["path"]).read_text())
+    assert [im["id"] for im in data["images"]] == [2012000000 + i for i in range(6)]  # 2012_000000, ...
+    assert data["categories"] == [{"id": i + 1, "name": n} for i, n in enumerate(voc.class_names)]
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(coco_dataset(ground_truth_records(voc), voc.class_names)))
+    assert json.loads(gt.read_text())["images"] == data["images"]
+    pytest.importorskip("pycocotools")
+    assert _coco_eval(gt, data["annotations"])[0] == pytest.approx(1.0)
+
+
+def test_without_pycocotools_the_own_encoder_is_used(monkeypatch):
+    import irnet_fast.coco_export as ce
+    monkeypatch.setattr(ce, "has_pycocotools", lambda: False)
+    assert ce.encode_masks(np.ones((1, 2, 2), bool)) == [{"size": [2, 2], "counts": "04"}]
+    with pytest.raises(ImportError, match="pip install pycocotools"):
+        ce.encode_masks(np.ones((1, 2, 2), bool), use_pycocotools=True)

@@ -29,9 +29,10 @@ def test_every_step_is_a_command_with_its_arguments_and_a_function(capsys):
             assert arg.flag in help_text, (step.name, arg.flag)
         assert ("--no-resume" in help_text) == (step.kind == "train")
     order = steps.DEFAULT_ORDER
-    assert order[0] == "train_cam"
+    assert order[0] == "train_cam" and order[-1] == "eval_ins"
     # the final networks train on the pseudo labels, after every pseudo-label step
     assert order.index("eval_ins_seg") < order.index("train_sem") < order.index("eval_sem")
+    assert order.index("eval_ins_seg") < order.index("train_ins") < order.index("eval_ins")
     assert set(steps.EXTRA) == {"tune", "export_coco"}
 
 

@@ -3,7 +3,8 @@
 - Image ids are the file stems (``COCO_train2014_000000000009``); the list is the JSON's
   ``images`` sorted by id (optionally only those with at least one annotation).
 - 80-class image-level labels: the categories of the image's annotations (crowd ones included by
-  default), category ids mapped to ``0..C-1`` in increasing id order.
+  default), category ids mapped to ``0..C-1`` in increasing id order (``category_ids[c]`` is the
+  JSON's id of class ``c``; ``coco_image_id(name)`` an image's id, which the COCO export keeps).
 - Instance masks for evaluation: through ``pycocotools`` when installed (``pip install
   pycocotools``); without it, polygons (PIL rasterisation, close to but not bit-identical with
   pycocotools) are drawn here and RLE, plain or compressed, is decoded by
@@ -171,6 +172,14 @@ class COCO2014:
 
     def load_image(self, name: str) -> np.ndarray:
         return load_image(self.image_path(name))
+
+    def coco_image_id(self, name: str) -> int:
+        """The image's id in the annotation file."""
+        return int(self._images[name]["id"])
+
+    def coco_file_name(self, name: str) -> str:
+        """The image's ``file_name`` in the annotation file (relative to ``image_dir``)."""
+        return str(self._images[name]["file_name"])
 
     def label(self, name: str) -> np.ndarray:
         """Multi-hot ``float32 (80,)`` (0-based classes in sorted category id order)."""

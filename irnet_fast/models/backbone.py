@@ -22,8 +22,8 @@ from typing import Dict, List, Mapping, Optional, Tuple, Union
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ResNetBackbone", "build_backbone", "load_backbone_weights", "PretrainedWeightsWarning",
-           "BACKBONES"]
+__all__ = ["ResNetBackbone", "build_backbone", "load_backbone_weights", "calibrate_batchnorm",
+           "PretrainedWeightsWarning", "BACKBONES"]
 
 # name -> (torchvision block class name, blocks per stage, out_channels of conv1..layer4)
 BACKBONES: Dict[str, Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = {
@@ -101,32 +101,10 @@ class ResNetBackbone(nn.Module):
                 module.eval()
         return self
 
-    @torch.no_grad()
     def calibrate_batchnorm(self, batches) -> int:
-        """Sets every BatchNorm's running statistics to those of ``batches`` (images ``(B, 3, H, W)``).
-
-        For a backbone without pretrained weights: frozen statistics of a random initialisation
-        (mean 0, variance 1) leave the activations unnormalised, which makes training from scratch
-        slow and unstable. This data-dependent initialisation measures each layer's statistics
-        (cumulative average over the batches) and leaves them frozen again. Returns the number of
-        batches used.
-        """
-        norms = [m for m in self.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-        saved = [(m.momentum, m.training) for m in norms]
-        count = 0
-        try:
-            for m in norms:
-                m.reset_running_stats()
-                m.momentum = None  # cumulative moving average
-                m.train()
-            for x in batches:
-                self.forward(x)
-                count += 1
-        finally:
-            for m, (momentum, training) in zip(norms, saved):
-                m.momentum = momentum
-                m.train(training)
-        return count
+        """Sets every BatchNorm's running statistics to those of ``batches`` (images ``(B, 3, H, W)``);
+        see :func:`calibrate_batchnorm`. Returns the number of batches used."""
+        return calibrate_batchnorm(self, batches)
 
     def stem(self, x: Tensor) -> Tensor:
         """conv1, bn1, relu, max-pool: stride 4."""
@@ -144,13 +122,42 @@ class ResNetBackbone(nn.Module):
         return f"name={self.name!r}, strides=(2, 2, 2, 1)"
 
 
-def load_backbone_weights(model: ResNetBackbone, path: PathLike) -> ResNetBackbone:
+@torch.no_grad()
+def calibrate_batchnorm(module: nn.Module, batches) -> int:
+    """Sets every BatchNorm's running statistics in ``module`` to those of ``batches`` (inputs of
+    ``module.forward``) and leaves them frozen again (eval mode).
+
+    For a network without pretrained weights: frozen statistics of a random initialisation
+    (mean 0, variance 1) leave the activations unnormalised, which makes training from scratch
+    slow and unstable. This data-dependent initialisation measures each layer's statistics
+    (cumulative average over the batches). Returns the number of batches used.
+    """
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.momentum, m.training) for m in norms]
+    count = 0
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average
+            m.train()
+        for x in batches:
+            module(x)
+            count += 1
+    finally:
+        for m, (momentum, training) in zip(norms, saved):
+            m.momentum = momentum
+            m.train(training)
+    return count
+
+
+def load_backbone_weights(model: nn.Module, path: PathLike) -> nn.Module:
     """Loads a torchvision ImageNet checkpoint from a local file into ``model`` (a
-    :class:`ResNetBackbone`, or any module with torchvision's ResNet names and a ``name``).
+    :class:`ResNetBackbone`, or a torchvision ResNet without ``fc``).
 
     Accepts a raw ``state_dict`` or a dict holding it under ``"state_dict"`` (or ``"model"``);
-    a leading ``"module."`` (DataParallel) is stripped; the ``fc.*`` classifier is ignored. Every
-    other key must match: a mismatch raises a ``RuntimeError`` naming the missing and unexpected
+    a leading ``"module."`` (DataParallel) is stripped; the ``fc.*`` classifier is ignored, and so
+    are BatchNorm ``num_batches_tracked`` counters on either side (older checkpoints lack them;
+    frozen statistics never read them). Every other key must match: a mismatch raises a ``RuntimeError`` naming the missing and unexpected
     keys. A missing file raises ``FileNotFoundError`` naming the path.
     """
     path = os.fspath(path)
@@ -170,26 +177,33 @@ def load_backbone_weights(model: ResNetBackbone, path: PathLike) -> ResNetBackbo
     if not isinstance(state, Mapping):
         raise RuntimeError(f"backbone weights {path!r}: expected a state_dict (a mapping of names to "
                            f"tensors), got {type(state).__name__}")
+    expected = model.state_dict()
     cleaned = {}
     for key, value in state.items():
         key = key[len("module."):] if key.startswith("module.") else key
-        if key.startswith("fc."):
-            continue
+        if key.startswith("fc.") or (key.endswith("num_batches_tracked") and key not in expected):
+            continue  # the classifier; BatchNorm counters that frozen statistics never read
         cleaned[key] = value
-    expected = model.state_dict()
+    for key, value in expected.items():
+        if key.endswith("num_batches_tracked") and key not in cleaned:
+            cleaned[key] = value
     missing = sorted(set(expected) - set(cleaned))
     unexpected = sorted(set(cleaned) - set(expected))
     if missing or unexpected:
         raise RuntimeError(
-            f"backbone weights {path!r} do not match {model.name} (torchvision naming): "
+            f"backbone weights {path!r} do not match {_name(model)} (torchvision naming): "
             f"missing keys {_short(missing)}; unexpected keys {_short(unexpected)}")
     mismatched = [f"{k}: file {tuple(cleaned[k].shape)} vs model {tuple(expected[k].shape)}"
                   for k in expected if tuple(cleaned[k].shape) != tuple(expected[k].shape)]
     if mismatched:
-        raise RuntimeError(f"backbone weights {path!r} do not match {model.name}: shape mismatch "
+        raise RuntimeError(f"backbone weights {path!r} do not match {_name(model)}: shape mismatch "
                            f"{_short(mismatched)}")
     model.load_state_dict(cleaned, strict=True)
     return model
+
+
+def _name(model: nn.Module) -> str:
+    return getattr(model, "name", type(model).__name__)
 
 
 def _short(keys: List[str], limit: int = 8) -> str:

@@ -2,7 +2,8 @@
 
 Training (one process or torchrun/DDP): :func:`train_cam`, :func:`train_irn`, and the final
 semantic network :func:`train_sem` (DeepLab on the pseudo labels, scored by :func:`eval_sem` on a
-held-out split).
+held-out split) and instance model :func:`train_ins` (Mask R-CNN on the pseudo labels, evaluated
+by :func:`eval_ins`).
 Per-image steps (resumable, sharded by rank): :func:`make_cam`, :func:`cam_to_ir_label`,
 :func:`make_sem_seg`, :func:`make_ins_seg`. Evaluation: :func:`eval_cam`, :func:`eval_ir_label`,
 :func:`eval_sem_seg`, :func:`eval_ins_seg`, :func:`tune`; export: :func:`export_coco`.
@@ -24,6 +25,7 @@ _NAMES = {
     "make_ins_seg": "make_ins_seg", "eval_cam": "evaluate", "eval_ir_label": "evaluate",
     "eval_sem_seg": "evaluate", "eval_ins_seg": "evaluate", "tune": "evaluate", "export_coco": "evaluate",
     "train_sem": "train_sem", "eval_sem": "eval_sem",
+    "train_ins": "train_ins", "eval_ins": "train_ins",
     "run_pipeline": "run", "run_step": "run", "STEPS": "run", "EXTRA_STEPS": "run",
     "StepSummary": "common", "StepFailed": "common",
 }

@@ -3,7 +3,9 @@
 Schedule (the reference's ``PolyOptimizer``): before iteration ``step`` (0-based) every
 parameter group gets ``lr = initial_lr * (1 - step / max_step) ** power`` (power 0.9), so the
 first iteration uses the full rate and the rate never reaches 0 within ``max_step``
-iterations; past ``max_step`` the rate is 0. The optimiser is plain ``torch.optim.SGD`` with
+iterations; past ``max_step`` the rate is 0. An optional linear warm-up (Detectron's, for Mask
+R-CNN; none for CAM and IRNet) multiplies that rate by ``f + (1 - f) * step / warmup_steps``
+during the first ``warmup_steps`` iterations, ``f`` being ``warmup_factor``. The optimiser is plain ``torch.optim.SGD`` with
 momentum and weight decay on every group; the schedule is applied by hand per iteration
 (:class:`PolySchedule`), so the checkpoint only needs its step.
 
@@ -54,15 +56,21 @@ class PolySchedule:
     Call :meth:`apply` before ``optimizer.step()`` of every iteration, then :meth:`advance`.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, max_step: int, power: float = 0.9, step: int = 0):
+    def __init__(self, optimizer: torch.optim.Optimizer, max_step: int, power: float = 0.9, step: int = 0,
+                 warmup_steps: int = 0, warmup_factor: float = 1.0):
         if max_step <= 0:
             raise ValueError(f"max_step must be > 0 (no complete batch?), got {max_step}")
         self.optimizer, self.max_step, self.power, self.step = optimizer, int(max_step), float(power), int(step)
+        self.warmup_steps, self.warmup_factor = int(warmup_steps), float(warmup_factor)
         for group in optimizer.param_groups:
             group.setdefault("initial_lr", group["lr"])
 
     def lrs(self) -> List[float]:
-        return [poly_lr(g["initial_lr"], self.step, self.max_step, self.power) for g in self.optimizer.param_groups]
+        warm = 1.0
+        if self.step < self.warmup_steps:
+            warm = self.warmup_factor + (1.0 - self.warmup_factor) * self.step / self.warmup_steps
+        return [warm * poly_lr(g["initial_lr"], self.step, self.max_step, self.power)
+                for g in self.optimizer.param_groups]
 
     def apply(self) -> List[float]:
         lrs = self.lrs()

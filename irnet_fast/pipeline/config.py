@@ -107,6 +107,26 @@ class Config:
     ``deeplab_rescale`` 0.5..2.0, flip, crop 513. Evaluated on ``deeplab_eval_split`` (``val``;
     never the training split) at ``deeplab_test_scales`` (0.5 .. 1.75) with flips
     (``deeplab_test_flip``), softmax averaged, then the dense CRF if ``deeplab_crf`` (False).
+    Mask R-CNN (``train_ins`` / ``eval_ins``, the final instance model trained on the instance
+    pseudo labels ``ins_seg/`` of ``infer_split``): torchvision's Mask R-CNN with a
+    ``maskrcnn_backbone`` (``resnet50``) FPN, the ResNet from the local ImageNet checkpoint
+    ``maskrcnn_backbone_weights`` (None: ``backbone_weights`` when ``maskrcnn_backbone`` is
+    ``backbone``, else random initialisation with BatchNorm statistics measured on
+    ``bn_calibration_batches`` batches), or ``maskrcnn_init_from_cam`` (False; True: the trained CAM
+    network's backbone, for data without ImageNet weights); ``maskrcnn_trainable_layers`` (None:
+    torchvision's 3 with ImageNet weights, all 5 otherwise). Detectron's recipe: batch 16, lr 0.02
+    with a linear warm-up from 1/3 over 500 iterations (``maskrcnn_warmup_iters``,
+    ``maskrcnn_warmup_factor``), weight decay 1e-4, horizontal flips, images resized to a short
+    side of 800 and a long side of at most 1333 (``maskrcnn_min_size``, ``maskrcnn_max_size``),
+    512 sampled RoIs per image (``maskrcnn_box_batch_size``), 12 epochs; the learning rate then
+    follows the poly schedule of the other networks instead of Detectron's steps. Head widths:
+    ``maskrcnn_fpn_channels`` (256), ``maskrcnn_box_head_size`` (1024), ``maskrcnn_mask_head_layers``
+    (four 256-channel convolutions), torchvision's; smaller ones are for CPU runs. Pseudo-label
+    instances with a score <= ``maskrcnn_min_score`` (0: the fragments) or fewer than
+    ``maskrcnn_min_instance_pixels`` (16) pixels are left out. ``eval_ins`` evaluates on the ground
+    truth of ``maskrcnn_eval_split`` (``val``; it must not share images with ``infer_split``), for
+    COCO on the images ``maskrcnn_eval_root`` and the instances JSON ``maskrcnn_eval_ann_file``
+    (e.g. ``val2014``).
 
     Runtime: num_workers (DataLoader workers per process), seed (data order, augmentation,
     initialisation), device (``"auto"``: CUDA when available, else CPU), log_interval (iterations
@@ -187,6 +207,29 @@ class Config:
     deeplab_test_scales: Tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     deeplab_test_flip: bool = True
     deeplab_crf: bool = False
+    # --- Mask R-CNN on the instance pseudo labels ---------------------------------------------
+    maskrcnn_backbone: str = "resnet50"
+    maskrcnn_backbone_weights: Optional[str] = None
+    maskrcnn_init_from_cam: bool = False
+    maskrcnn_trainable_layers: Optional[int] = None
+    maskrcnn_batch_size: int = 16
+    maskrcnn_num_epochs: int = 12
+    maskrcnn_learning_rate: float = 0.02
+    maskrcnn_weight_decay: float = 1e-4
+    maskrcnn_warmup_iters: int = 500
+    maskrcnn_warmup_factor: float = 1.0 / 3.0
+    maskrcnn_min_size: int = 800
+    maskrcnn_max_size: int = 1333
+    maskrcnn_hflip: bool = True
+    maskrcnn_box_batch_size: int = 512
+    maskrcnn_fpn_channels: int = 256
+    maskrcnn_box_head_size: int = 1024
+    maskrcnn_mask_head_layers: Tuple[int, ...] = (256, 256, 256, 256)
+    maskrcnn_min_score: float = 0.0
+    maskrcnn_min_instance_pixels: int = 16
+    maskrcnn_eval_split: str = "val"
+    maskrcnn_eval_root: Optional[str] = None
+    maskrcnn_eval_ann_file: Optional[str] = None
     # --- runtime -------------------------------------------------------------------------------
     num_workers: int = 4
     seed: int = 0
@@ -367,6 +410,23 @@ _RULES: Dict[str, Tuple[Any, str]] = {
     "deeplab_crop_size": (_at_least(16), "an integer >= 16"),
     "deeplab_rescale": (_positive, "two finite numbers 0 < low <= high"),
     "deeplab_test_scales": (_positive, "finite numbers > 0"),
+    "maskrcnn_backbone": (_one_of("resnet18", "resnet34", "resnet50", "resnet101"),
+                          "one of 'resnet18', 'resnet34', 'resnet50', 'resnet101'"),
+    "maskrcnn_trainable_layers": (_between(0, 5), "an integer in [0, 5] (or none)"),
+    "maskrcnn_batch_size": (_at_least(1), "an integer >= 1"),
+    "maskrcnn_num_epochs": (_at_least(1), "an integer >= 1"),
+    "maskrcnn_learning_rate": (_non_negative, "a finite number >= 0"),
+    "maskrcnn_weight_decay": (_non_negative, "a finite number >= 0"),
+    "maskrcnn_warmup_iters": (_at_least(0), "an integer >= 0"),
+    "maskrcnn_warmup_factor": (_unit, "a number in [0, 1]"),
+    "maskrcnn_min_size": (_at_least(16), "an integer >= 16"),
+    "maskrcnn_max_size": (_at_least(16), "an integer >= 16"),
+    "maskrcnn_box_batch_size": (_at_least(1), "an integer >= 1"),
+    "maskrcnn_fpn_channels": (_at_least(1), "an integer >= 1"),
+    "maskrcnn_box_head_size": (_at_least(1), "an integer >= 1"),
+    "maskrcnn_mask_head_layers": (_at_least(1), "integers >= 1"),
+    "maskrcnn_min_score": (_finite, "a finite number"),
+    "maskrcnn_min_instance_pixels": (_at_least(1), "an integer >= 1"),
     "num_workers": (_at_least(0), "an integer >= 0"),
     "seed": (_at_least(0), "an integer >= 0"),
     "device": (_device, "'auto', 'cpu', 'cuda' or 'cuda:N'"),

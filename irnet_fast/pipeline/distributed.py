@@ -145,8 +145,9 @@ def per_process_batch(global_batch: int, world_size: int, what: str = "batch siz
 
 
 def make_train_loader(dataset, global_batch: int, info: DistInfo, seed: int, num_workers: int = 0,
-                      what: str = "batch size") -> DataLoader:
-    """The training DataLoader of this process (see the module docstring for the data order).
+                      what: str = "batch size", collate_fn=None) -> DataLoader:
+    """The training DataLoader of this process (see the module docstring for the data order);
+    ``collate_fn`` as DataLoader's (default: stacking).
 
     Raises ValueError when the dataset holds fewer than ``global_batch`` items (no iteration).
     """
@@ -158,7 +159,7 @@ def make_train_loader(dataset, global_batch: int, info: DistInfo, seed: int, num
                                  seed=int(seed), drop_last=True)
     return DataLoader(dataset, batch_size=batch, sampler=sampler, num_workers=int(num_workers),
                       pin_memory=info.device.type == "cuda", drop_last=True,
-                      persistent_workers=False)
+                      persistent_workers=False, collate_fn=collate_fn)
 
 
 def all_reduce_sum(tensor: torch.Tensor, info: DistInfo) -> torch.Tensor:

@@ -24,6 +24,7 @@ import torch
 
 from .._io import atomic_write_json, load_npz
 from ..coco_export import export_coco as write_coco_json
+from ..coco_export import source_category_ids, source_file_name, source_image_id
 from ..data.voc import load_label_png
 from ..errors import InputFileNotFoundError
 from ..metrics import ConfusionMatrix, InstanceAP, cam_to_label
@@ -244,7 +245,9 @@ def tune(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress: bo
 
 def export_coco(cfg: Config, out_path=None, min_score: float = 0.0) -> Dict:
     """``ins_seg/<id>.npz`` of ``infer_split`` to ``<out_dir>/instances_coco.json`` (or ``out_path``);
-    instances with score <= ``min_score`` are left out (fragments under the size limit score 0)."""
+    instances with score <= ``min_score`` are left out (fragments under the size limit score 0).
+    Image and category ids are the dataset's (:mod:`irnet_fast.coco_export`): COCO's own, so
+    ``COCO(coco_ann_file).loadRes(json['annotations'])`` works; fixed ones for VOC and the synthetic data."""
     target = Path(out_path) if out_path else Path(cfg.out_dir) / "instances_coco.json"
 
     def run():
@@ -261,9 +264,10 @@ def export_coco(cfg: Config, out_path=None, min_score: float = 0.0) -> Dict:
                 total += len(keep)
                 kept += int(keep.sum())
                 height, width = pred["mask"].shape[1:]
-                yield {"file_name": source.image_path(name).name, "height": int(height), "width": int(width),
-                       "masks": pred["mask"][keep], "labels": pred["class"][keep], "scores": pred["score"][keep]}
-        write_coco_json(records(), source.class_names, target)
+                yield {"file_name": source_file_name(source, name), "image_id": source_image_id(source, name),
+                       "height": int(height), "width": int(width), "masks": pred["mask"][keep],
+                       "labels": pred["class"][keep], "scores": pred["score"][keep]}
+        write_coco_json(records(), source.class_names, target, category_ids=source_category_ids(source))
         return {"path": str(target), "images": len(paths), "failed_upstream": len(excluded), "instances": kept,
                 "left_out": total - kept}
     return _main_only(cfg, "export_coco", run)

@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from .._io import is_valid_npz, save_npz
+from ..data.instances import INSTANCE_KEYS
 from ..ops import cluster_centroids, detect_instance, find_centroids_with_refinement, separate_score_by_mask
 from .config import Config
 from .distributed import init_distributed
@@ -29,7 +30,6 @@ from .common import LogContext, StepSummary, infer_source, run_images
 
 __all__ = ["make_ins_seg", "INSTANCE_KEYS", "instances_from_walk", "instance_cams"]
 
-INSTANCE_KEYS = ("score", "mask", "class")
 
 
 def instances_from_walk(rw: torch.Tensor, keys: np.ndarray, num_clusters: int, size, cfg: Config) -> Dict[str, np.ndarray]:

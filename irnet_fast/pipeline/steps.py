@@ -107,6 +107,11 @@ STEPS: Tuple[Step, ...] = (
           Arg("--min-score", "min_score", "leave out instances scoring <= this (default 0: drops fragments)",
               type=float, default=0.0)),
          default=False),
+    Step("train_ins", _P + "train_ins:train_ins", "train", ("ins_seg/<id>.npz",), ("maskrcnn.pth",),
+         "train Mask R-CNN on the instance pseudo labels (writes OUT/maskrcnn.pth)"),
+    Step("eval_ins", _P + "train_ins:eval_ins", "eval", ("maskrcnn.pth",), ("eval_ins.json",),
+         "Mask R-CNN's mask AP on the held-out split maskrcnn_eval_split (OUT/eval_ins.json)",
+         (Arg("--weights", "weights", "trained Mask R-CNN weights (default OUT/maskrcnn.pth)", metavar="PATH"),)),
 )
 
 _BY_NAME: Dict[str, Step] = {s.name: s for s in STEPS}

@@ -95,22 +95,28 @@ def displacement_mean(model: IRNet, dataset, info: DistInfo, batch_size: int = 1
     return (acc[:2] / acc[2]).float()
 
 
-def load_cam_backbone(model: nn.Module, cam_weights: Path, what: str = "irn_init_from_cam") -> None:
-    """``model.backbone`` (IRNet's, or DeepLab's) from a trained CAM network (``irn_init_from_cam``,
-    ``deeplab_init_from_cam``): the best features there are when no ImageNet weights exist (the
-    synthetic demo trains everything from scratch)."""
+def cam_backbone_state(cam_weights: Path) -> Dict[str, torch.Tensor]:
+    """The backbone of a trained CAM network (``cam.pth``, either layout) as a torchvision-named
+    ResNet state dict without ``fc``."""
     state = load_state_dict_file(cam_weights, "CAM")
     if is_reference_state_dict(state):
         state = from_reference_state_dict(state)
     backbone = {k[len("backbone."):]: v for k, v in state.items() if k.startswith("backbone.")}
     if not backbone:
         raise RuntimeError(f"{cam_weights} holds no backbone.* weights: not a CAM network's weights")
+    return backbone
+
+
+def load_cam_backbone(backbone: nn.Module, cam_weights: Path, key: str = "irn_init_from_cam") -> None:
+    """A network's ResNet ``backbone`` (IRNet's, Mask R-CNN's) from a trained CAM network (config
+    ``key``): the best features there are when no ImageNet weights exist (the synthetic demo trains
+    everything from scratch)."""
     try:
-        model.backbone.load_state_dict(backbone)
+        backbone.load_state_dict(cam_backbone_state(cam_weights))
     except RuntimeError as exc:
-        raise RuntimeError(f"{what}: the CAM weights {cam_weights} do not fit the backbone of "
-                           f"{type(model).__name__} (another backbone kind?): {exc}") from None
-    logger.info("%s: backbone initialised from %s", what, cam_weights)
+        raise RuntimeError(f"{key}: the CAM weights {cam_weights} do not fit the backbone (another backbone "
+                           f"kind?): {exc}") from None
+    logger.info("%s: backbone initialised from %s", key.split("_")[0], cam_weights)
 
 
 def train_irn(cfg: Config, ir_label_dir=None, *, resume: bool = False, progress: bool = True,
@@ -142,7 +148,7 @@ def train_irn(cfg: Config, ir_label_dir=None, *, resume: bool = False, progress:
                                   transform=transform, seed=cfg.seed)
         model = IRNet(cfg.backbone, cfg.backbone_weights)
         if cfg.irn_init_from_cam:
-            load_cam_backbone(model, out_dir / "cam.pth")
+            load_cam_backbone(model.backbone, out_dir / "cam.pth")
         edge_params, dp_params = model.trainable_parameter_groups()
         groups = [(edge_params, cfg.irn_learning_rate), (dp_params, cfg.irn_learning_rate * cfg.irn_dp_lr_mult)]
 

@@ -83,7 +83,7 @@ def train_sem(cfg: Config, *, resume: bool = False, progress: bool = True,
             with warnings.catch_warnings():  # the backbone comes from the CAM network instead
                 warnings.simplefilter("ignore", PretrainedWeightsWarning)
                 model = deeplab_model(cfg, source.num_classes, pretrained=False)
-            load_cam_backbone(model, out_dir / "cam.pth", "deeplab_init_from_cam")
+            load_cam_backbone(model.backbone, out_dir / "cam.pth", "deeplab_init_from_cam")
         else:
             model = deeplab_model(cfg, source.num_classes)
         if info.distributed and info.device.type == "cuda":

@@ -1,10 +1,11 @@
-"""The training loop that CAM and IRNet training share (:func:`fit`) and the final weights.
+"""The training loop that CAM, IRNet and Mask R-CNN training share (:func:`fit`) and the final weights.
 
 One process or torchrun (DDP); a checkpoint after every epoch, which ``resume`` continues from.
 """
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Callable, Dict, Optional, Sequence, Tuple
@@ -14,6 +15,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from .._io import atomic_write_json, remove_stale_temporaries
+from ..errors import InputRuntimeError
 from .checkpoint import PolySchedule, atomic_save, build_sgd, load_checkpoint, save_checkpoint, set_rng_state
 from .common import Progress
 from .config import Config
@@ -36,12 +38,15 @@ def _freeze_unlisted(model: nn.Module, groups: Sequence[Sequence[nn.Parameter]])
 def fit(*, name: str, cfg: Config, info: DistInfo, model: nn.Module,
         groups: Sequence[Tuple[Sequence[nn.Parameter], float]], weight_decay: float, dataset,
         global_batch: int, num_epochs: int, step_fn: Callable[[nn.Module, dict], Dict[str, torch.Tensor]],
-        resume: bool, progress: bool, stop_after: Optional[int]) -> Tuple[nn.Module, bool]:
-    """The training loop shared by CAM and IRNet. Returns ``(model, finished)``.
+        resume: bool, progress: bool, stop_after: Optional[int], collate_fn: Optional[Callable] = None,
+        warmup_steps: int = 0, warmup_factor: float = 1.0) -> Tuple[nn.Module, bool]:
+    """The training loop shared by CAM, IRNet and Mask R-CNN. Returns ``(model, finished)``.
 
     ``step_fn(wrapped_model, batch)`` returns the loss terms of one iteration (already scaled for
     DDP), ``"total"`` being the one to minimise. Checkpoint ``<out_dir>/<name>_checkpoint.pt``
-    after every epoch (main process); ``resume`` continues from it.
+    after every epoch (main process); ``resume`` continues from it. ``collate_fn`` makes the
+    batches (default: stacking); ``warmup_steps`` / ``warmup_factor``: the schedule's linear warm-up
+    (:class:`~.checkpoint.PolySchedule`).
     """
     out_dir = Path(cfg.out_dir)
     ckpt_path = out_dir / f"{name}_checkpoint.pt"
@@ -51,9 +56,10 @@ def fit(*, name: str, cfg: Config, info: DistInfo, model: nn.Module,
     model.to(device)
     optimizer = build_sgd(groups, weight_decay, cfg.momentum)
     loader = make_train_loader(dataset, global_batch, info, cfg.seed, cfg.num_workers,
-                               what=f"{name}_batch_size")
+                               what=f"{name}_batch_size", collate_fn=collate_fn)
     steps_per_epoch = len(loader)
-    schedule = PolySchedule(optimizer, steps_per_epoch * num_epochs, cfg.poly_power)
+    schedule = PolySchedule(optimizer, steps_per_epoch * num_epochs, cfg.poly_power, warmup_steps=warmup_steps,
+                            warmup_factor=warmup_factor)
     start_epoch, history = 0, []
     if resume and ckpt_path.is_file():
         state = load_checkpoint(ckpt_path)
@@ -94,6 +100,10 @@ def fit(*, name: str, cfg: Config, info: DistInfo, model: nn.Module,
             schedule.advance()
             keys = sorted(terms)
             values = all_reduce_mean(torch.stack([terms[k].detach().float() for k in keys]), info).tolist()
+            if not math.isfinite(values[keys.index("total")]):
+                raise InputRuntimeError(f"{name}: the loss is not finite at epoch {epoch + 1} iteration {it + 1} "
+                                        f"(the training diverged: lower the learning rate or lengthen the "
+                                        f"warm-up); {ckpt_path.name} keeps the last finished epoch")
             for k, v in zip(keys, values):
                 sums[k] = sums.get(k, 0.0) + v
             text = " ".join(f"{k} {v:.4f}" for k, v in zip(keys, values) if k != "total")

@@ -1,0 +1,96 @@
+"""Training items for an instance segmentation network, read straight from instance masks.
+
+:class:`InstanceDataset` reads the instance pseudo labels ``<label_dir>/<id>.npz`` that
+``make_ins_seg`` writes (``score`` float32 (P,), ``mask`` bool (P, H, W), ``class`` int64 (P,),
+0-based) and gives torchvision's detection targets: the masks themselves (no polygon round trip),
+their boxes (:func:`mask_boxes`) and labels ``class + 1`` (0 is the background). Instances with
+``score <= min_score`` (``detect_instance`` gives fragments under its size limit 0) or fewer than
+``min_pixels`` pixels are left out; an image left without instances stays, as a negative.
+Augmentation: a horizontal flip with probability 1/2 drawn from ``(seed, epoch, index)``, as
+every dataset of :mod:`.voc` draws.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .._checks import check_array
+from .._io import load_npz
+from .voc import _SourceDataset
+
+__all__ = ["mask_boxes", "InstanceDataset", "collate_detection", "INSTANCE_KEYS"]
+
+PathLike = Union[str, os.PathLike]
+
+INSTANCE_KEYS = ("score", "mask", "class")
+
+
+def mask_boxes(masks) -> np.ndarray:
+    """``float32 (P, 4)`` boxes ``[x0, y0, x1, y1]`` of ``bool (P, H, W)`` masks, ``x1``/``y1`` one
+    past the last column/row (COCO's ``[x, y, w, h]`` is ``[x0, y0, x1 - x0, y1 - y0]``); an empty
+    mask gets ``[0, 0, 0, 0]``."""
+    m = check_array(masks, op="mask_boxes", name="masks", dims=("P", "H", "W"), kind="bool").astype(bool, copy=False)
+    out = np.zeros((m.shape[0], 4), np.float32)
+    rows, cols = m.any(axis=2), m.any(axis=1)  # (P, H), (P, W)
+    full = rows.any(axis=1)
+    if full.any():
+        r, c = rows[full], cols[full]
+        h, w = r.shape[1], c.shape[1]
+        out[full, 0] = c.argmax(axis=1)
+        out[full, 1] = r.argmax(axis=1)
+        out[full, 2] = w - c[:, ::-1].argmax(axis=1)
+        out[full, 3] = h - r[:, ::-1].argmax(axis=1)
+    return out
+
+
+class InstanceDataset(_SourceDataset):
+    """Items ``(image float32 (3, H, W) in [0, 1], target)`` for torchvision's Mask R-CNN, with
+    ``target = {'boxes' float32 (P, 4), 'labels' int64 (P,) (1..C), 'masks' uint8 (P, H, W), 'name'}``.
+
+    Args:
+        source: the image source (``ids``, ``load_image``).
+        label_dir: folder of the ``<id>.npz`` instance labels.
+        names: the ids to use (default ``source.ids``).
+        hflip: random horizontal flips.
+        min_score, min_pixels: instances kept have ``score > min_score`` and at least
+            ``min_pixels`` pixels.
+        seed: augmentation seed (``None``: not reproducible).
+    """
+
+    def __init__(self, source, label_dir: PathLike, names: Optional[Sequence[str]] = None, *, hflip: bool = True,
+                 min_score: float = 0.0, min_pixels: int = 1, seed: Optional[int] = 0, skip_corrupt: bool = True):
+        super().__init__(source, seed, skip_corrupt)
+        if names is not None:
+            self.ids = list(names)
+        self.label_dir = Path(label_dir)
+        self.hflip, self.min_score, self.min_pixels = bool(hflip), float(min_score), int(min_pixels)
+
+    def instances(self, name: str) -> Tuple[np.ndarray, np.ndarray]:
+        """The kept ``(masks bool (P, H, W), labels int64 (P,) 0-based)`` of image ``name``."""
+        data = load_npz(self.label_dir / f"{name}.npz", INSTANCE_KEYS)
+        masks = data["mask"].astype(bool, copy=False)
+        keep = (data["score"] > self.min_score) & (masks.reshape(masks.shape[0], -1).sum(axis=1) >= self.min_pixels)
+        return masks[keep], data["class"][keep].astype(np.int64)
+
+    def __getitem__(self, index: int) -> Tuple[torch.Tensor, Dict]:
+        i, name, img = self._load(index)
+        masks, labels = self.instances(name)
+        if masks.shape[1:] != img.shape[:2]:
+            raise ValueError(f"{self.label_dir / (name + '.npz')}: masks of size {masks.shape[1:]} for an image of "
+                             f"size {img.shape[:2]}: labels of another dataset?")
+        if self.hflip and self.rng(i).random() < 0.5:
+            img, masks = img[:, ::-1], masks[:, :, ::-1]
+        image = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1))).float().div_(255.0)
+        masks = np.ascontiguousarray(masks)
+        target = {"boxes": torch.from_numpy(mask_boxes(masks)), "labels": torch.from_numpy(labels + 1),
+                  "masks": torch.from_numpy(masks.view(np.uint8)), "name": name}
+        return image, target
+
+
+def collate_detection(batch: List[Tuple[torch.Tensor, Dict]]) -> Tuple[List[torch.Tensor], List[Dict]]:
+    """A batch of detection items as ``(images, targets)`` lists (images differ in size)."""
+    return [b[0] for b in batch], [b[1] for b in batch]
