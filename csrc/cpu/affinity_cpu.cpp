@@ -115,6 +115,33 @@ IRNET_ROW_CLONES(float)
 IRNET_ROW_CLONES(double)
 #undef IRNET_ROW_CLONES
 
+// kernels::stencil_norm_at for a whole row, in its order per pixel (1, then forward and backward
+// weight of each direction), so bit for bit the same sums; along the row it vectorises.
+template <typename T>
+IRNET_INLINE void norm_row(const T* planes, const int* dirs, int64_t D, int64_t H, int64_t W, int64_t y, T* out) {
+  for (int64_t x = 0; x < W; ++x) out[x] = T(1);
+  for (int64_t k = 0; k < D; ++k) {
+    const T* plane = planes + k * H * W;
+    const T* fwd = plane + y * W;
+    for (int64_t x = 0; x < W; ++x) out[x] += fwd[x];
+    const int64_t by = y - dirs[2 * k], dx = dirs[2 * k + 1];
+    if (by < 0) continue;
+    const int64_t x0 = std::max<int64_t>(0, dx), x1 = std::min<int64_t>(W, W + dx);  // 0 <= x - dx < W
+    const T* bwd = plane + by * W - dx;
+    for (int64_t x = x0; x < x1; ++x) out[x] += bwd[x];
+  }
+}
+
+IRNET_CLONES void norm_row_any(const float* planes, const int* dirs, int64_t D, int64_t H, int64_t W, int64_t y,
+                               float* out) {
+  norm_row(planes, dirs, D, H, W, y, out);
+}
+
+IRNET_CLONES void norm_row_any(const double* planes, const int* dirs, int64_t D, int64_t H, int64_t W, int64_t y,
+                               double* out) {
+  norm_row(planes, dirs, D, H, W, y, out);
+}
+
 // edge [B, H, W] -> affinity, argmax: [B, D, H - rf, W - 2 rf]
 std::tuple<at::Tensor, at::Tensor> path_affinity_cpu(const at::Tensor& edge_in, const at::Tensor& paths,
                                                      const at::Tensor& lengths, int64_t radius_floor) {
@@ -202,10 +229,7 @@ std::tuple<at::Tensor, at::Tensor> transition_stencil_cpu(const at::Tensor& edge
     });
     parallel_chunks(B * H, 16, (double)B * H * W * 2 * D, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
-        const int64_t b = row / H, y = row % H;
-        for (int64_t x = 0; x < W; ++x) {
-          n[row * W + x] = kernels::stencil_norm_at(s + b * D * H * W, dir_ptr, (int)D, (int)H, (int)W, (int)y, (int)x);
-        }
+        norm_row_any(s + (row / H) * D * H * W, dir_ptr, D, H, W, row % H, n + row * W);
       }
     });
   });

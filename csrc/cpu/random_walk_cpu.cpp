@@ -17,6 +17,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -24,6 +26,7 @@
 #include "../kernels/random_walk.h"
 #include "simd.h"
 #include "threads.h"
+#include "walk_tiles.h"
 
 namespace irnet_fast {
 namespace {
@@ -55,6 +58,9 @@ IRNET_INLINE void store(T* p, const V& v) {
 // Steps one padded row of CB channels (channel planes `chan_stride` apart), one vector of
 // columns at a time. Each plane value is loaded once for all CB channels; the 2 CB accumulators
 // (forward and backward neighbours per channel) are independent chains that hide FMA latency.
+// The neighbour sums start from 0 and the self term comes last (kernels::walk_apply_channels):
+// an accumulator that starts at v(p) rounds every small term against a large sum, an error
+// that 256 float32 steps compound to 1e-4 of the max, 15 times that of this order.
 template <typename T, typename V, int CB>
 IRNET_INLINE void walk_row(const T* __restrict src, T* __restrict dst,
                                                     const T* __restrict planes, const T* __restrict inv_norm,
@@ -65,10 +71,7 @@ IRNET_INLINE void walk_row(const T* __restrict src, T* __restrict dst,
   for (int64_t xb = 0; xb < blocks; ++xb) {
     const int64_t q = q0 + xb * kLanes;
     V fwd[CB], bwd[CB];
-    for (int c = 0; c < CB; ++c) {
-      fwd[c] = load<V>(src + c * chan_stride + q);
-      bwd[c] = V{};
-    }
+    for (int c = 0; c < CB; ++c) fwd[c] = bwd[c] = V{};
     for (int64_t k = 0; k < num_dirs; ++k) {
       const int64_t o = offsets[k];
       const V s_fwd = load<V>(planes + k * plane + q);      // S_k(p)
@@ -79,7 +82,9 @@ IRNET_INLINE void walk_row(const T* __restrict src, T* __restrict dst,
       }
     }
     const V inv = load<V>(inv_norm + q);
-    for (int c = 0; c < CB; ++c) store<V>(dst + c * chan_stride + q, (fwd[c] + bwd[c]) * inv);
+    for (int c = 0; c < CB; ++c) {
+      store<V>(dst + c * chan_stride + q, (load<V>(src + c * chan_stride + q) + (fwd[c] + bwd[c])) * inv);
+    }
   }
 }
 
@@ -112,51 +117,59 @@ IRNET_CLONES void walk_row_any(const double* src, double* dst, const double* pla
                                      channels);
 }
 
+// result[0 .. lanes) += coefficient * v in float64 (float32 values widened, 8 lanes at a time).
+IRNET_INLINE void add_scaled(double* result, const vdouble& v, double coefficient) {
+  store<vdouble>(result, load<vdouble>(result) + coefficient * v);
+}
+
+IRNET_INLINE void add_scaled(double* result, const vfloat& v, double coefficient) {
+  vfloat8 half[2];
+  __builtin_memcpy(half, &v, sizeof(v));
+  add_scaled(result, __builtin_convertvector(half[0], vdouble), coefficient);
+  add_scaled(result + 8, __builtin_convertvector(half[1], vdouble), coefficient);
+}
+
 // One fused Chebyshev pass over one padded row of CB channels: the vector form of
-// kernels::chebyshev_pass_at, with the values v_k kept in the arithmetic type A (double) rather
-// than rounded to T each pass. Weights are stored as T and widened on load (for float32 inputs
-// that costs one conversion per plane vector, shared by the CB channels, instead of one per
-// value). VT: 8 lanes of T, VA: 8 lanes of A.
-template <typename T, typename A, typename VT, typename VA, int CB>
-IRNET_INLINE void chebyshev_row(const A* __restrict cur, A* __restrict prev, A* __restrict result,
+// kernels::chebyshev_pass_at. Values, weights and the stencil arithmetic are in T (float32 for
+// float32 inputs: twice the lanes of float64 and half the bytes); each v_k is stored in T and
+// the accumulator is float64, as in the header. Summing the neighbours from 0 and adding the
+// self term last keeps the float32 result ~1e-5 of the max off float64 at 94x125, several
+// times closer than the reference's float32 walk (benchmarks/RESULTS_PRECISION.md).
+template <typename T, typename V, int CB>
+IRNET_INLINE void chebyshev_row(const T* __restrict cur, T* __restrict prev, double* __restrict result,
                                 const T* __restrict planes, const T* __restrict inv_norm,
                                 const int64_t* __restrict offsets, int64_t num_dirs, int64_t plane,
-                                int64_t q0, int64_t blocks, A coefficient, bool first) {
-  constexpr int kLanes = sizeof(VT) / sizeof(T);
-  static_assert(sizeof(VA) / sizeof(A) == kLanes, "VT and VA must have the same lanes");
+                                int64_t q0, int64_t blocks, double coefficient, bool first) {
+  constexpr int kLanes = sizeof(V) / sizeof(T);
   for (int64_t xb = 0; xb < blocks; ++xb) {
     const int64_t q = q0 + xb * kLanes;
-    VA fwd[CB], bwd[CB];
-    for (int c = 0; c < CB; ++c) {
-      fwd[c] = load<VA>(cur + c * plane + q);
-      bwd[c] = VA{};
-    }
+    V fwd[CB], bwd[CB];
+    for (int c = 0; c < CB; ++c) fwd[c] = bwd[c] = V{};
     for (int64_t k = 0; k < num_dirs; ++k) {
       const int64_t o = offsets[k];
-      const VA s_fwd = __builtin_convertvector(load<VT>(planes + k * plane + q), VA);      // S_k(p)
-      const VA s_bwd = __builtin_convertvector(load<VT>(planes + k * plane + q - o), VA);  // S_k(p - o_k)
+      const V s_fwd = load<V>(planes + k * plane + q);      // S_k(p)
+      const V s_bwd = load<V>(planes + k * plane + q - o);  // S_k(p - o_k)
       for (int c = 0; c < CB; ++c) {
-        fwd[c] += s_fwd * load<VA>(cur + c * plane + q + o);
-        bwd[c] += s_bwd * load<VA>(cur + c * plane + q - o);
+        fwd[c] += s_fwd * load<V>(cur + c * plane + q + o);
+        bwd[c] += s_bwd * load<V>(cur + c * plane + q - o);
       }
     }
-    const VA inv = __builtin_convertvector(load<VT>(inv_norm + q), VA);
+    const V inv = load<V>(inv_norm + q);
     for (int c = 0; c < CB; ++c) {
-      const VA applied = (fwd[c] + bwd[c]) * inv;
-      const VA next = first ? applied : A(2) * applied - load<VA>(prev + c * plane + q);
-      store<VA>(prev + c * plane + q, next);
-      if (coefficient != A(0)) store<VA>(result + c * plane + q, load<VA>(result + c * plane + q) + coefficient * next);
+      const V applied = (load<V>(cur + c * plane + q) + (fwd[c] + bwd[c])) * inv;
+      const V next = first ? applied : T(2) * applied - load<V>(prev + c * plane + q);
+      store<V>(prev + c * plane + q, next);
+      if (coefficient != 0.0) add_scaled(result + c * plane + q, next, coefficient);
     }
   }
 }
 
-template <typename T, typename A, typename VT, typename VA>
-IRNET_INLINE void chebyshev_row_channels(const A* cur, A* prev, A* result, const T* planes, const T* inv_norm,
+template <typename T, typename V>
+IRNET_INLINE void chebyshev_row_channels(const T* cur, T* prev, double* result, const T* planes, const T* inv_norm,
                                          const int64_t* offsets, int64_t num_dirs, int64_t plane, int64_t q0,
-                                         int64_t blocks, A coefficient, bool first, int channels) {
+                                         int64_t blocks, double coefficient, bool first, int channels) {
 #define IRNET_CHEB_ROW(CB) \
-  chebyshev_row<T, A, VT, VA, CB>(cur, prev, result, planes, inv_norm, offsets, num_dirs, plane, q0, blocks, \
-                                  coefficient, first)
+  chebyshev_row<T, V, CB>(cur, prev, result, planes, inv_norm, offsets, num_dirs, plane, q0, blocks, coefficient, first)
   switch (channels) {
     case 1: return IRNET_CHEB_ROW(1);
     case 2: return IRNET_CHEB_ROW(2);
@@ -166,18 +179,18 @@ IRNET_INLINE void chebyshev_row_channels(const A* cur, A* prev, A* result, const
 #undef IRNET_CHEB_ROW
 }
 
-IRNET_CLONES void chebyshev_row_any(const double* cur, double* prev, double* result, const float* planes,
+IRNET_CLONES void chebyshev_row_any(const float* cur, float* prev, double* result, const float* planes,
                                     const float* inv_norm, const int64_t* offsets, int64_t num_dirs, int64_t plane,
                                     int64_t q0, int64_t blocks, double coefficient, bool first, int channels) {
-  chebyshev_row_channels<float, double, vfloat8, vdouble>(cur, prev, result, planes, inv_norm, offsets, num_dirs,
-                                                          plane, q0, blocks, coefficient, first, channels);
+  chebyshev_row_channels<float, vfloat>(cur, prev, result, planes, inv_norm, offsets, num_dirs, plane, q0, blocks,
+                                        coefficient, first, channels);
 }
 
 IRNET_CLONES void chebyshev_row_any(const double* cur, double* prev, double* result, const double* planes,
                                     const double* inv_norm, const int64_t* offsets, int64_t num_dirs, int64_t plane,
                                     int64_t q0, int64_t blocks, double coefficient, bool first, int channels) {
-  chebyshev_row_channels<double, double, vdouble, vdouble>(cur, prev, result, planes, inv_norm, offsets, num_dirs,
-                                                           plane, q0, blocks, coefficient, first, channels);
+  chebyshev_row_channels<double, vdouble>(cur, prev, result, planes, inv_norm, offsets, num_dirs, plane, q0, blocks,
+                                          coefficient, first, channels);
 }
 
 // Copies [B, K, h, w] into the interior of a zeroed padded [B, K, h + 2P, row_stride] buffer.
@@ -204,12 +217,12 @@ struct WalkUnits {
   }
 };
 
-WalkUnits plan_units(int64_t B, int64_t C, double work) {
+WalkUnits plan_units(int64_t B, int64_t C, double work, int64_t max_block = kMaxChannelBlock) {
   WalkUnits units;
   units.batch = B;
   units.channels = C;
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t fewest = (C + kMaxChannelBlock - 1) / kMaxChannelBlock;
+  const int64_t fewest = (C + max_block - 1) / max_block;
   units.groups = std::min(C, std::max(fewest, (threads + B - 1) / B));
   units.threads = threads_for(units.count(), work);
   if (units.threads == 1) units.groups = fewest;  // one thread: the widest channel blocks
@@ -297,26 +310,25 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
   return result.narrow(2, pad, h).narrow(3, pad, w).contiguous();
 }
 
-// sum_k c_k T_k(P) x with one fused pass per degree (kernels/random_walk.h): two padded float64
-// value buffers that ping-pong (v_{k+1} overwrites v_{k-1}) and a float64 accumulator; the
-// weights stay in the input dtype.
-template <typename T>
+// sum_k c_k T_k(P) x with one fused pass per degree (kernels/random_walk.h): two padded value
+// buffers in the input dtype that ping-pong (v_{k+1} overwrites v_{k-1}) and a float64 accumulator.
+template <typename T, typename V>
 at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Tensor& inv_norm,
                          const at::Tensor& dirs, c10::ArrayRef<double> coefficients) {
-  constexpr int64_t kLanes = 8;  // one vdouble of arithmetic per vector of columns
+  constexpr int64_t kLanes = sizeof(V) / sizeof(T);
   const int64_t B = x.size(0), C = x.size(1), h = x.size(2), w = x.size(3), D = planes.size(1);
   std::vector<int64_t> offsets;
   const PaddedLayout layout = padded_layout(dirs, D, h, w, kLanes, &offsets);
   const int64_t pad = layout.pad;
   const at::Tensor planes_p = to_padded<T>(planes, layout);
   const at::Tensor inv_p = to_padded<T>(inv_norm.unsqueeze(1), layout);
-  at::Tensor first_buf = to_padded<double>(x.to(at::kDouble), layout);  // v_0
+  at::Tensor first_buf = to_padded<T>(x, layout);  // v_0
   at::Tensor second_buf = at::zeros_like(first_buf);
-  at::Tensor result = first_buf.mul(coefficients[0]);
+  at::Tensor result = first_buf.to(at::kDouble).mul(coefficients[0]);  // a new tensor (no alias of v_0)
   const T* planes_ptr = planes_p.data_ptr<T>();
   const T* inv_ptr = inv_p.data_ptr<T>();
-  double* a = first_buf.data_ptr<double>();
-  double* b_buf = second_buf.data_ptr<double>();
+  T* a = first_buf.data_ptr<T>();
+  T* b_buf = second_buf.data_ptr<T>();
   double* r = result.data_ptr<double>();
   const int64_t degree = (int64_t)coefficients.size() - 1;
   const WalkUnits units = plan_units(B, C, (double)degree * B * C * h * w * (2 * D + 1));
@@ -325,11 +337,11 @@ at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at
     int channels;
     units.unit(u, &b, &c0, &channels);
     const int64_t chan = (b * C + c0) * layout.plane;
-    const int64_t group = wave_group(layout, D, sizeof(T), channels * 3 * sizeof(double));
+    const int64_t group = wave_group(layout, D, sizeof(T), channels * (2 * sizeof(T) + sizeof(double)));
     wavefront(degree, h, pad, group, [&](int64_t pass, int64_t i) {
       const int64_t k = pass + 1;
-      const double* cur = (k % 2 == 1) ? a : b_buf;  // v_{k-1}
-      double* prev = (k % 2 == 1) ? b_buf : a;       // v_{k-2}, becomes v_k
+      const T* cur = (k % 2 == 1) ? a : b_buf;  // v_{k-1}
+      T* prev = (k % 2 == 1) ? b_buf : a;       // v_{k-2}, becomes v_k
       chebyshev_row_any(cur + chan, prev + chan, r + chan, planes_ptr + b * D * layout.plane,
                         inv_ptr + b * layout.plane, offsets.data(), D, layout.plane,
                         (i + pad) * layout.row_stride + pad, layout.blocks, coefficients[k], k == 1, channels);
@@ -337,6 +349,159 @@ at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at
   });
   return result.narrow(2, pad, h).narrow(3, pad, w).to(x.scalar_type()).contiguous();
 }
+
+// ------------------------------------------------------------------------------------------------
+// The tiled float32 Chebyshev walk (walk_tiles.h): radius 5, AVX-512.
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define IRNET_TILES 1
+#define IRNET_AVX512 __attribute__((target("avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,bmi,bmi2")))
+
+bool tiles_supported() {
+  static const bool supported = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                                __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl");
+  return supported;
+}
+
+IRNET_AVX512 void chebyshev_tile_any(const float* cur, float* prev, double* result, const float* weights,
+                                     const float* inv_norm, int64_t chan_stride, int64_t row_stride,
+                                     int64_t inv_stride, int64_t at, int64_t weight_at, int64_t inv_at,
+                                     int64_t blocks, double coefficient, bool first, int channels) {
+#define IRNET_TILE(CB)                                                                                          \
+  tiles::chebyshev_tile<CB>(cur, prev, result, weights, inv_norm, chan_stride, row_stride, inv_stride, at,   \
+                            weight_at, inv_at, blocks, coefficient, first)
+  switch (channels) {
+    case 1: return IRNET_TILE(1);
+    case 2: return IRNET_TILE(2);
+    default: return IRNET_TILE(3);
+  }
+#undef IRNET_TILE
+}
+#else
+bool tiles_supported() { return false; }
+#endif
+
+// IRNET_FAST_CPU_TILES=0 runs the row kernels instead (to compare the two; read on every call).
+bool tiles_enabled() {
+  const char* flag = std::getenv("IRNET_FAST_CPU_TILES");
+  return flag == nullptr || std::string(flag) != "0";
+}
+
+constexpr int64_t kMaxTileChannels = 3;  // 4 rows x 3 channels: 12 of the 32 vector registers
+
+// plane_of_slot[j]: the plane of `dirs` with the offset of slot j of walk_tiles.h; false when the
+// directions are not the radius-5 set.
+bool tile_slots(const at::Tensor& dirs, int64_t D, int* plane_of_slot) {
+  if (D != tiles::kDirs) return false;
+  const int* d = dirs.data_ptr<int>();
+  for (int j = 0; j < tiles::kDirs; ++j) {
+    plane_of_slot[j] = -1;
+    for (int64_t k = 0; k < D; ++k) {
+      if (d[2 * k] == tiles::kOffsets.dy[j] && d[2 * k + 1] == tiles::kOffsets.dx[j]) plane_of_slot[j] = (int)k;
+    }
+    if (plane_of_slot[j] < 0) return false;
+  }
+  return true;
+}
+
+// Passes per wavefront of the tiled walk: as many as keep the weights and values of the tiles in
+// flight (the group's tiles and one above and below) within ~1.75 MB of the 2 MB L2 (measured at
+// 94x125: 5.7 ms at 1.75 MB, 6.9 at 1 MB, 7.5 at 3 MB). Below 3 passes (images wider than ~300
+// columns) the weights stream from L3 at every pass and the row kernels, with half the weight
+// bytes, are faster (256x512: 111 ms against 148 ms): 0 then.
+int64_t tile_group(int64_t w) {
+  using namespace tiles;
+  const int64_t blocks = (w + kLanes - 1) / kLanes, rs = kLeft + blocks * kLanes + kLanes;
+  const double tile_bytes = kRows * (double)(blocks * kSlots * kLanes * sizeof(float) + kMaxTileChannels * rs * 16);
+  const int64_t group = std::min<int64_t>(16, (int64_t)(1.75e6 / tile_bytes) - 2);
+  return group >= 3 ? group : 0;
+}
+
+#ifdef IRNET_TILES
+// chebyshev_cpu<float> on tiles: the same passes, the same wavefront (in tiles of 4 rows: pass
+// j + 1 one tile behind pass j, which keeps the buffers safe since a tile is as tall as the
+// stencil's reach), float32 values and arithmetic, float64 accumulator.
+at::Tensor chebyshev_tiled_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Tensor& inv_norm,
+                               const int* plane_of_slot, c10::ArrayRef<double> coefficients) {
+  using namespace tiles;
+  const int64_t B = x.size(0), C = x.size(1), h = x.size(2), w = x.size(3);
+  const int64_t tile_rows = (h + kRows - 1) / kRows, hp = tile_rows * kRows;
+  const int64_t blocks = (w + kLanes - 1) / kLanes, rs = kLeft + blocks * kLanes + kLanes;
+  const int64_t rows = hp + 2 * kPad, weight_row = blocks * kSlots * kLanes;
+  const int64_t degree = (int64_t)coefficients.size() - 1;
+  const WalkUnits units = plan_units(B, C, (double)degree * B * C * h * w * (2 * kDirs + 1), kMaxTileChannels);
+
+  // weights [B][hp][blocks][2 D][16] and inverse norms [B][hp][rs], zero outside the image
+  auto weights = at::zeros({B, hp * weight_row}, x.options());
+  auto inv = at::zeros({B, hp * rs}, x.options());
+  const float* s = planes.data_ptr<float>();
+  const float* n = inv_norm.data_ptr<float>();
+  float* wt = weights.data_ptr<float>();
+  float* iv = inv.data_ptr<float>();
+  parallel_chunks(B * h, 8, (double)B * h * w * kSlots, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / h, i = row % h;
+      std::memcpy(iv + b * hp * rs + i * rs + kLeft, n + (b * h + i) * w, w * sizeof(float));
+      float* out = wt + b * hp * weight_row + i * weight_row;
+      for (int j = 0; j < kDirs; ++j) {
+        const int64_t k = plane_of_slot[j], dy = kOffsets.dy[j], dx = kOffsets.dx[j];
+        const float* fwd = s + ((b * tiles::kDirs + k) * h + i) * w;       // S_j(i, x)
+        const float* bwd = s + ((b * tiles::kDirs + k) * h + i - dy) * w;  // S_j(i - dy, x - dx)
+        for (int64_t xb = 0; xb < blocks; ++xb) {
+          const int64_t x0 = xb * kLanes, x1 = std::min(w, x0 + kLanes);
+          std::memcpy(out + (xb * kSlots + j) * kLanes, fwd + x0, (x1 - x0) * sizeof(float));
+          const int64_t b0 = std::max(x0, dx), b1 = std::min(x1, w + dx);  // 0 <= x - dx < w
+          if (i >= dy && b1 > b0) {
+            std::memcpy(out + (xb * kSlots + kDirs + j) * kLanes + (b0 - x0), bwd + b0 - dx, (b1 - b0) * sizeof(float));
+          }
+        }
+      }
+    }
+  });
+
+  auto out = at::empty_like(x);
+  const int64_t unit_size = rows * kMaxTileChannels * rs;
+  auto values = at::zeros({units.count(), 2, unit_size}, x.options());
+  auto result = at::zeros({units.count(), unit_size}, x.options().dtype(at::kDouble));
+  const int64_t group = tile_group(w);
+  const float* xp = x.data_ptr<float>();
+  float* op = out.data_ptr<float>();
+  run_units(units.count(), units.threads, [&](int64_t u) {
+    int64_t b, c0;
+    int channels;
+    units.unit(u, &b, &c0, &channels);
+    const int64_t row_stride = channels * rs;
+    float* a = values.data_ptr<float>() + u * 2 * unit_size;
+    float* a2 = a + unit_size;
+    double* r = result.data_ptr<double>() + u * unit_size;
+    for (int c = 0; c < channels; ++c) {
+      for (int64_t i = 0; i < h; ++i) {
+        const float* src = xp + ((b * C + c0 + c) * h + i) * w;
+        const int64_t at = (i + kPad) * row_stride + c * rs + kLeft;
+        std::memcpy(a + at, src, w * sizeof(float));
+        for (int64_t x_ = 0; x_ < w; ++x_) r[at + x_] = coefficients[0] * (double)src[x_];
+      }
+    }
+    const float* wb = wt + b * hp * weight_row;
+    const float* ib = iv + b * hp * rs;
+    wavefront(degree, tile_rows, 0, group, [&](int64_t pass, int64_t t) {
+      const int64_t k = pass + 1;
+      const float* cur = (k % 2 == 1) ? a : a2;  // v_{k-1}
+      float* prev = (k % 2 == 1) ? a2 : a;       // v_{k-2}, becomes v_k
+      chebyshev_tile_any(cur, prev, r, wb, ib, rs, row_stride, rs, (t * kRows + kPad) * row_stride + kLeft,
+                         t * kRows * weight_row, t * kRows * rs + kLeft, blocks, coefficients[k], k == 1, channels);
+    });
+    for (int c = 0; c < channels; ++c) {
+      for (int64_t i = 0; i < h; ++i) {
+        float* dst = op + ((b * C + c0 + c) * h + i) * w;
+        const double* src = r + (i + kPad) * row_stride + c * rs + kLeft;
+        for (int64_t x_ = 0; x_ < w; ++x_) dst[x_] = (float)src[x_];
+      }
+    }
+  });
+  return out;
+}
+#endif
 
 at::Tensor random_walk_chebyshev_cpu(const at::Tensor& x_in, const at::Tensor& planes_in,
                                      const at::Tensor& inv_norm_in, const at::Tensor& dirs_in,
@@ -346,8 +511,17 @@ at::Tensor random_walk_chebyshev_cpu(const at::Tensor& x_in, const at::Tensor& p
   const auto x = x_in.contiguous();
   if (x.numel() == 0) return x.clone();
   const auto planes = planes_in.contiguous(), inv_norm = inv_norm_in.contiguous(), dirs = dirs_in.contiguous();
-  if (x.scalar_type() == at::kFloat) return chebyshev_cpu<float>(x, planes, inv_norm, dirs, coefficients);
-  return chebyshev_cpu<double>(x, planes, inv_norm, dirs, coefficients);
+  if (x.scalar_type() == at::kFloat) {
+#ifdef IRNET_TILES
+    int plane_of_slot[tiles::kDirs];
+    if (tiles_supported() && tiles_enabled() && tile_group(x.size(3)) > 0 &&
+        tile_slots(dirs, planes.size(1), plane_of_slot)) {
+      return chebyshev_tiled_cpu(x, planes, inv_norm, plane_of_slot, coefficients);
+    }
+#endif
+    return chebyshev_cpu<float, vfloat>(x, planes, inv_norm, dirs, coefficients);
+  }
+  return chebyshev_cpu<double, vdouble>(x, planes, inv_norm, dirs, coefficients);
 }
 
 // The per-pixel Chebyshev pass that the CUDA kernels run (kernels::chebyshev_pass_at), on the CPU

@@ -179,9 +179,10 @@ def _walk_padded_kernel(buf_a, buf_b, planes, inv_norm, offsets, channels, heigh
             out = dst[bc, q0:q0 + n]
             centre = s_all[q0:q0 + n]
             for t in range(n):
-                out[t] = centre[t]
+                out[t] = 0
             # y'(p) = inv_norm(p) (y(p) + sum_k S_k(p) y(p + o_k) + S_k(p - o_k) y(p - o_k)),
-            # two directions per pass over the band
+            # two directions per pass over the band; the neighbours summed from 0, y(p) added
+            # last (kernels/random_walk.h: far less float32 rounding than a sum started at y(p))
             k = 0
             while k + 1 < num_dirs:
                 o1 = offsets[k]
@@ -207,7 +208,7 @@ def _walk_padded_kernel(buf_a, buf_b, planes, inv_norm, offsets, channels, heigh
                     out[t] += sf1[t] * yf1[t] + sb1[t] * yb1[t]
             inv = inv_norm[img, q0:q0 + n]
             for t in range(n):
-                out[t] *= inv[t]
+                out[t] = (centre[t] + out[t]) * inv[t]
 
 
 @numba.njit(**_JIT)
@@ -216,9 +217,9 @@ def _chebyshev_padded_kernel(buf_a, buf_b, result, scratch, planes, inv_norm, of
     """``sum_k c_k T_k(P) x`` on the padded buffers of _walk_padded_kernel (kernels/random_walk.h).
 
     buf_a holds v_0; pass k reads v_{k-1} and overwrites v_{k-2} (the other buffer) with
-    v_k = 2 P v_{k-1} - v_{k-2} (P v_0 for k = 1). The pass sums in float64 (``scratch``: one
-    float64 row band per unit, allocated once), rounds v_k to the storage dtype once and adds
-    c_k v_k to the float64 ``result``.
+    v_k = 2 P v_{k-1} - v_{k-2} (P v_0 for k = 1). The pass sums in the storage dtype
+    (``scratch``: one row band per unit, allocated once), the neighbours from 0 and the centre
+    last as the C++ kernels, and adds c_k v_k to the float64 ``result``.
     """
     num_dirs = offsets.shape[0]
     bands = (height + chunk - 1) // chunk
@@ -243,7 +244,7 @@ def _chebyshev_padded_kernel(buf_a, buf_b, result, scratch, planes, inv_norm, of
             acc = scratch[u, :n]
             centre = s_all[q0:q0 + n]
             for t in range(n):
-                acc[t] = np.float64(centre[t])
+                acc[t] = 0
             for j in range(num_dirs):
                 o = offsets[j]
                 sf = p_img[j, q0:q0 + n]
@@ -251,12 +252,12 @@ def _chebyshev_padded_kernel(buf_a, buf_b, result, scratch, planes, inv_norm, of
                 yf = s_all[q0 + o:q0 + o + n]
                 yb = s_all[q0 - o:q0 - o + n]
                 for t in range(n):
-                    acc[t] += np.float64(sf[t]) * yf[t] + np.float64(sb[t]) * yb[t]
+                    acc[t] += sf[t] * yf[t] + sb[t] * yb[t]
             inv = inv_norm[img, q0:q0 + n]
             out = dst[bc, q0:q0 + n]
             res = result[bc, q0:q0 + n]
             for t in range(n):
-                applied = acc[t] * inv[t]
+                applied = (centre[t] + acc[t]) * inv[t]
                 if k == 1:
                     out[t] = applied
                 else:
@@ -396,7 +397,7 @@ def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
     result = buf_a.astype(np.float64) * coefficients[0]
     chunk = lay["chunk"]
     bands = -(-height // chunk)
-    scratch = np.empty((batch * channels * bands, (chunk - 1) * lay["row_stride"] + width), dtype=np.float64)
+    scratch = np.empty((batch * channels * bands, (chunk - 1) * lay["row_stride"] + width), dtype=buf_a.dtype)
     _chebyshev_padded_kernel(buf_a, buf_b, result, scratch, planes_p, inv_p, offsets, coefficients, channels,
                              height, width, lay["pad"], lay["row_stride"], chunk)
     return torch.from_numpy(_interior(result, x.shape, lay).astype(buf_a.dtype))

@@ -120,13 +120,15 @@ class _PaddedWalk:
         return self.window(self.buffers[i], 0, 0)
 
     def apply(self, i, out):
-        out.copy_(self.interior(i))
+        # the neighbours summed from 0, the centre added last (kernels/random_walk.h: far less
+        # float32 rounding than a sum started at the centre)
+        out.zero_()
         if self.fused:
             torch._foreach_addcmul_([out] * len(self.weights), self.weights, self.neighbours[i])
         else:
             for weight, neighbour in zip(self.weights, self.neighbours[i]):
                 out.addcmul_(weight, neighbour)
-        out.mul_(self.inv)
+        out.add_(self.interior(i)).mul_(self.inv)
 
 
 def random_walk(x, planes, inv_norm, dirs, steps):
@@ -142,17 +144,13 @@ def random_walk(x, planes, inv_norm, dirs, steps):
 
 def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
     """``sum_k c_k T_k(P) x`` (kernels/random_walk.h): one pass per degree, v_{k+1} written over
-    v_{k-1}; float64 arithmetic for float32 inputs, each v_k rounded to the input dtype once."""
+    v_{k-1}; the passes in the input dtype as the C++ kernels, the sum of c_k v_k in float64."""
     coefficients = [float(c) for c in coefficients]
     if x.numel() == 0:
         return x.clone()
-    work = torch.float64
     walk = _PaddedWalk(x, planes, inv_norm, dirs, x.dtype)
-    walk.weights = [w.to(work) for w in walk.weights]
-    walk.inv = walk.inv.to(work)
-    walk.fused = False if x.dtype != work else walk.fused  # foreach needs one dtype
-    applied = torch.empty(x.shape, dtype=work, device=x.device)
-    result = x.to(work) * coefficients[0]
+    applied = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    result = x.to(torch.float64) * coefficients[0]
     cur = 0
     for k in range(1, len(coefficients)):
         nxt = walk.interior(1 - cur)  # v_{k-2} (ignored for k == 1), becomes v_k

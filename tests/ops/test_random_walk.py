@@ -237,3 +237,20 @@ def test_compat_propagate_to_edge_methods():
     expected = reference.propagate_to_edge(x, edge)
     for method in METHODS:
         assert rel_err(indexing.propagate_to_edge(x, edge, method=method), expected[:, 0].unsqueeze(1)) <= 1e-8
+
+
+@needs_ext
+@pytest.mark.parametrize("size,channels", [((1, 1), 1), ((5, 17), 2), ((13, 19), 3), ((20, 9), 5), ((9, 40), 4)])
+def test_cpu_float32_kernels_tiles_and_rows(monkeypatch, size, channels):
+    """The radius-5 float32 Chebyshev walk runs on register tiles on CPUs with AVX-512 and on the
+    row kernels elsewhere (IRNET_FAST_CPU_TILES=0 forces them): both within float32 noise of the
+    float64 walk, rows not a multiple of the tile height and channel groups of every size included."""
+    edge = boundary_map(2, *size, seed=channels)
+    x = cams(2, channels, *size, seed=channels + 1)
+    truth = ops.random_walk(x.double(), edge.double(), backend="cpp", method="steps")
+    outs = []
+    for flag in ("1", "0"):
+        monkeypatch.setenv("IRNET_FAST_CPU_TILES", flag)
+        outs.append(ops.random_walk(x, edge, backend="cpp"))
+        assert rel_err(outs[-1], truth) <= 5e-5  # the reference's own float32 walk: ~6e-5
+    assert rel_err(outs[0], outs[1].double()) <= 2e-5
