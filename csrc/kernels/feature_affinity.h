@@ -11,9 +11,10 @@
 namespace irnet_fast {
 namespace kernels {
 
+// fabs, not a compare-and-select: it vectorises (and |a - b| == |b - a| exactly)
 template <typename T>
 IRNET_HD T abs_diff(T a, T b) {
-  return a > b ? a - b : b - a;
+  return fabs(a - b);
 }
 
 // affinity from the channel sum of |differences| of one pair
