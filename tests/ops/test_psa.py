@@ -198,6 +198,8 @@ def test_errors():
         ops.random_walk(cams(1, 2, 9, 12), affinity=torch.rand(1, 5, 9, 12, dtype=torch.float64))
     with pytest.raises(ValueError, match=r"affinity expected values in \[0, 1\]"):
         ops.random_walk(cams(1, 2, 9, 12), affinity=torch.full((1, 34, 9, 12), 2.0, dtype=torch.float64))
+    with pytest.raises(ValueError, match="affinity expected finite values"):
+        ops.random_walk(cams(1, 2, 9, 12), affinity=torch.full((1, 34, 9, 12), float("nan"), dtype=torch.float64))
     with pytest.raises(ValueError, match="region expected"):
         ops.feature_affinity(f, region="crop")
     with pytest.raises(ValueError, match="at least one channel"):
