@@ -73,6 +73,8 @@ def case(name: str, quick: bool) -> dict:
             aff.sum().backward()
             return aff
         run()  # warm-up (numba / allocator)
+        from benchmarks.report import _reset_peak_rss
+        _reset_peak_rss()  # the warm-up's high-water mark must not hide the timed runs'
         base = _rss_mb()
         seconds, _ = _timed(run, 3)
         return {"seconds": seconds, "peak_mb": _rss_mb() - base}

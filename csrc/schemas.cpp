@@ -4,10 +4,6 @@
 
 TORCH_LIBRARY(irnet_fast, m) {
   irnet_fast::define_device_ops(m);
-  // features [B, C, h, w], dirs [D, 2] int32 -> affinity [B, D, h, w] (AffinityNet's exp(-mean |df|))
-  m.def("feature_affinity(Tensor features, Tensor dirs) -> Tensor");
-  // grad [B, D, h, w], features, affinity [B, D, h, w], dirs -> grad_features [B, C, h, w]
-  m.def("_feature_affinity_backward(Tensor grad, Tensor features, Tensor affinity, Tensor dirs) -> Tensor");
   // The per-element forms the CUDA kernels run, on the CPU (tests of the GPU arithmetic).
   m.def("_path_affinity_portable(Tensor edge, Tensor paths, Tensor lengths, int radius_floor) -> (Tensor, Tensor)");
   m.def("_path_affinity_backward_portable(Tensor grad, Tensor argmax, Tensor paths, Tensor lengths, "

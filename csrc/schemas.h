@@ -28,6 +28,10 @@ inline void define_device_ops(torch::Library& m) {
         "int tile_h, int tile_w, int fused_steps, int channel_block) -> Tensor");
   // displacement [2, h, w] float32/float64 -> refined centroids [2, h, w] int32
   m.def("find_centroids(Tensor displacement, int iterations) -> Tensor");
+  // features [B, C, h, w], dirs [D, 2] int32 -> affinity [B, D, h, w] (AffinityNet's exp(-mean |df|))
+  m.def("feature_affinity(Tensor features, Tensor dirs) -> Tensor");
+  // grad [B, D, h, w], features, affinity [B, D, h, w], dirs -> grad_features [B, C, h, w]
+  m.def("_feature_affinity_backward(Tensor grad, Tensor features, Tensor affinity, Tensor dirs) -> Tensor");
 }
 
 }  // namespace irnet_fast

@@ -9,6 +9,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include <cmath>
 #include <vector>
 
 #include "../kernels/feature_affinity.h"
@@ -60,8 +61,8 @@ void forward_kernel(const T* f, T* out, int64_t batch, int64_t channels, int hei
         for (int64_t k = 0; k < num_dirs; ++k) {
           const Window& w = win[k];
           if (y >= w.rows) continue;
-          const T* dst = fc + (int64_t)(y + w.dy) * width + w.dx;
-          T* a = acc.data() + k * width;
+          const T* __restrict__ dst = fc + (int64_t)(y + w.dy) * width + w.dx;
+          T* __restrict__ a = acc.data() + k * width;
           for (int x = w.x0; x < w.x1; ++x) a[x] += abs_diff(src[x], dst[x]);
         }
       }

@@ -64,6 +64,8 @@ const std::map<std::string, Packed>& registry() {
     IRNET_EMU_KERNEL(stencil_planes_kernel)
     IRNET_EMU_KERNEL(stencil_norm_kernel)
     IRNET_EMU_KERNEL(find_centroids_kernel)
+    IRNET_EMU_KERNEL(feature_affinity_kernel)
+    IRNET_EMU_KERNEL(feature_affinity_backward_kernel)
 #undef IRNET_EMU_KERNEL
 #define IRNET_EMU_WALK(cb)                                                               \
   r["irnet_fast::kernels::walk_tiles_kernel<float, " #cb ">"] =                           \

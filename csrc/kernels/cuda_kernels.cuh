@@ -3,5 +3,6 @@
 // per-op headers directly.
 #pragma once
 #include "affinity_kernels.cuh"
+#include "feature_affinity_kernels.cuh"
 #include "instances_kernels.cuh"
 #include "random_walk_kernels.cuh"

@@ -1,7 +1,7 @@
 """Drop-in pieces for code copied from AffinityNet (psa): ``from irnet_fast.compat import psa``.
 
-Same names, signatures and arrays as its ``tool/pyutils`` (``get_indices_of_pairs``,
-``get_indices_in_radius``) and its label extraction (``ExtractAffinityLabelInRadius``); ``affinity``
+Same names, signatures and arrays as its ``get_indices_of_pairs`` (``tool/pyutils``),
+``get_indices_in_radius`` (``infer_aff.py``) and its label extraction (``ExtractAffinityLabelInRadius``); ``affinity``
 is the affinity head's forward after the features (``aff`` or, with ``to_dense``, the dense matrix),
 ``propagate`` the walk of ``infer_aff.py`` (``cam @ T ** (2 ** logt)``) without the dense matrix, and
 ``infer_labels`` its whole per-image block (CAMs + features -> labels).
@@ -57,10 +57,10 @@ def get_indices_of_pairs(radius: int, size) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def get_indices_in_radius(height: int, width: int, radius: int) -> np.ndarray:
-    """AffinityNet's edge list ``[2 * D * M, 2]``: ``(from, to)`` of every pair, then ``(to, from)``."""
+    """AffinityNet's pair list ``[D * M, 2]`` (``infer_aff.py``): ``(from, to)`` of every pair,
+    direction by direction."""
     indices_from, indices_to = get_indices_of_pairs(radius, (height, width))
-    pairs = np.stack([np.tile(indices_from, len(indices_to) // max(1, len(indices_from))), indices_to], axis=1)
-    return np.concatenate([pairs, pairs[:, ::-1]], axis=0)
+    return np.stack([np.tile(indices_from, len(indices_to) // max(1, len(indices_from))), indices_to], axis=1)
 
 
 def affinity(features: Tensor, radius: int = 5, to_dense: bool = False, *, backend: str = "auto") -> Tensor:

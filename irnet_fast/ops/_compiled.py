@@ -52,7 +52,8 @@ def find_centroids(displacement, iterations):
 
 
 def has_feature_affinity(device) -> bool:
-    """Whether the compiled feature_affinity has a kernel for ``device`` (CPU only so far)."""
+    """Whether the compiled feature_affinity has a kernel for ``device`` (an extension built
+    without CUDA has none for CUDA tensors)."""
     key = "CUDA" if torch.device(device).type == "cuda" else "CPU"
     return (hasattr(torch.ops.irnet_fast, "feature_affinity")
             and torch._C._dispatch_has_kernel_for_dispatch_key("irnet_fast::feature_affinity", key))

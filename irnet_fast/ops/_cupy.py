@@ -25,7 +25,8 @@ import numpy as np
 import torch
 
 __all__ = ["path_affinity", "path_affinity_backward", "transition_stencil", "random_walk", "random_walk_chebyshev",
-           "find_centroids", "available", "kernel_source", "use_runtime"]
+           "find_centroids", "feature_affinity", "feature_affinity_backward", "available", "kernel_source",
+           "use_runtime"]
 
 # The kernels are plain functions: affinity.py wraps them in an autograd.Function.
 DIFFERENTIABLE = False
@@ -36,7 +37,8 @@ _KERNEL_FILE = "cuda_kernels.cuh"
 # (kernel, extra template argument or None): every instantiation, each for float and double
 _CHANNEL_BLOCKS = (1, 2, 4, 8)
 _KERNELS = (("path_affinity_kernel", None), ("path_affinity_backward_kernel", None), ("stencil_planes_kernel", None),
-            ("stencil_norm_kernel", None), ("find_centroids_kernel", None)) + \
+            ("stencil_norm_kernel", None), ("find_centroids_kernel", None), ("feature_affinity_kernel", None),
+            ("feature_affinity_backward_kernel", None)) + \
     tuple((kernel, cb) for kernel in ("walk_tiles_kernel", "chebyshev_tiles_kernel") for cb in _CHANNEL_BLOCKS)
 # kernels templated on the accumulation type too (the storage type's own: float32 accumulates in float)
 _ACCUMULATING = ("chebyshev_tiles_kernel",)
@@ -455,4 +457,33 @@ def find_centroids(displacement, iterations):
         run.launch("find_centroids_kernel", displacement.dtype, _grid(height * width, _CENTROID_THREADS),
                    (_CENTROID_THREADS,), (run.array(displacement), run.array(out), _i32(height), _i32(width),
                                           _i32(iterations)))
+    return out
+
+
+def feature_affinity(features, dirs):
+    """features [B, C, h, w] -> affinity [B, D, h, w] (kernels/feature_affinity_kernels.cuh)."""
+    batch, channels, height, width = features.shape
+    num_dirs = dirs.shape[0]
+    out = _output((batch, num_dirs, height, width), features.dtype, features.device)
+    if out.numel() == 0:
+        return out
+    with _runtime(features.device) as run:
+        run.launch("feature_affinity_kernel", features.dtype, _grid(out.numel()), (_THREADS,),
+                   (run.array(features), run.array(dirs), run.array(out), _i32(batch), _i32(channels), _i32(height),
+                    _i32(width), _i32(num_dirs)))
+    return out
+
+
+def feature_affinity_backward(grad, features, affinity, dirs):
+    """grad, affinity [B, D, h, w] -> grad_features [B, C, h, w] (a gather: deterministic)."""
+    batch, channels, height, width = features.shape
+    num_dirs = dirs.shape[0]
+    out = _output(features.shape, features.dtype, features.device)
+    if out.numel() == 0:
+        return out
+    with _runtime(features.device) as run:
+        run.launch("feature_affinity_backward_kernel", features.dtype, _grid(out.numel()), (_THREADS,),
+                   (run.array(grad), run.array(features), run.array(affinity), run.array(dirs, _int_placeholder(
+                       features.device)), run.array(out), _i32(batch), _i32(channels), _i32(height), _i32(width),
+                    _i32(num_dirs)))
     return out

@@ -236,6 +236,19 @@ def psa_indices_of_pairs(radius: int, size):
     return indices_from, np.concatenate(indices_to_list, axis=0)
 
 
+def psa_indices_in_radius(height: int, width: int, radius: int) -> np.ndarray:
+    """``get_indices_in_radius(height, width, radius)`` of infer_aff.py: ``[D * M, 2]`` int64."""
+    radius_floor = radius - 1
+    full_indices = np.reshape(np.arange(0, height * width, dtype=np.int64), (height, width))
+    cropped_height, cropped_width = height - radius_floor, width - 2 * radius_floor
+    indices_from = np.reshape(full_indices[:-radius_floor, radius_floor:-radius_floor], [-1])
+    indices_from_to_list = []
+    for dy, dx in psa_search_dst(radius):
+        indices_to = full_indices[dy:dy + cropped_height, radius_floor + dx:radius_floor + dx + cropped_width]
+        indices_from_to_list.append(np.stack((indices_from, np.reshape(indices_to, [-1])), axis=1))
+    return np.concatenate(indices_from_to_list, axis=0)
+
+
 def psa_affinity(x: torch.Tensor, radius: int = 5, to_dense: bool = False) -> torch.Tensor:
     """The head's forward from features ``x [B, C, h, w]``: ``aff [B, D, M]`` by index_select, or
     with ``to_dense`` (batch of one) the symmetric ``N x N`` matrix with ones on the diagonal."""
@@ -257,7 +270,7 @@ def psa_affinity(x: torch.Tensor, radius: int = 5, to_dense: bool = False) -> to
     indices_id = torch.stack([torch.arange(0, area, device=x.device), torch.arange(0, area, device=x.device)])
     return torch.sparse_coo_tensor(torch.cat([indices, indices_id, indices_tp], dim=1),
                                    torch.cat([aff, torch.ones([area], dtype=aff.dtype, device=x.device), aff]),
-                                   (area, area)).to_dense()
+                                   (area, area), check_invariants=False).to_dense()
 
 
 def psa_propagate(cam: torch.Tensor, features: torch.Tensor, beta: float = 8, logt: int = 8,

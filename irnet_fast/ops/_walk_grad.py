@@ -20,6 +20,7 @@ No dense matrix anywhere; ``A u`` is the backend's single-step ``random_walk`` w
 """
 from __future__ import annotations
 
+import functools
 from typing import List, Optional, Sequence, Tuple
 
 import torch
@@ -45,9 +46,14 @@ def stencil_windows(dirs: Sequence[Tuple[int, int]], height: int, width: int):
 
 
 def valid_mask(dirs: Tensor, height: int, width: int, dtype, device) -> Tensor:
-    """``[D, h, w]``: 1 where ``p + o_k`` is on the grid."""
+    """``[D, h, w]``: 1 where ``p + o_k`` is on the grid (cached: read only)."""
+    return _valid_mask(tuple(map(tuple, dirs.tolist())), height, width, dtype, torch.device(device))
+
+
+@functools.lru_cache(maxsize=32)
+def _valid_mask(dirs, height: int, width: int, dtype, device) -> Tensor:
     mask = torch.zeros((len(dirs), height, width), dtype=dtype, device=device)
-    for k, rows, x0, x1, _, _ in stencil_windows(dirs.tolist(), height, width):
+    for k, rows, x0, x1, _, _ in stencil_windows(dirs, height, width):
         mask[k, :rows, x0:x1] = 1
     return mask
 

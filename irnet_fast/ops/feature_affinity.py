@@ -52,8 +52,8 @@ def region_mask(radius: int, height: int, width: int, region: str = "psa", *, dt
 
 
 def _implementation(name: str, device):
-    """The backend's kernels; where it has none (the GPU backends so far), the vectorised torch
-    form, which runs on any device."""
+    """The backend's kernels; where the compiled extension has none for the device (built without
+    CUDA, or before the op existed), the vectorised torch form, which runs on any device."""
     impl = _dispatch.implementation(name)
     has = getattr(impl, "has_feature_affinity", None)
     if not hasattr(impl, "feature_affinity") or (has is not None and not has(device)):

@@ -50,8 +50,9 @@ def _check_affinity(affinity, radius: int, *, op: str) -> Tensor:
     if affinity.shape[-1] == 0 or affinity.shape[-2] == 0:
         raise ValueError(f"{op}(): affinity expected a non-empty grid (h, w >= 1), got {tuple(affinity.shape)}")
     if value_checks_enabled() and affinity.numel():
-        check_finite(affinity, op=op, name="affinity")
-        lo, hi = float(affinity.detach().min()), float(affinity.detach().max())
+        lo, hi = (float(v) for v in torch.aminmax(affinity.detach()))  # one pass; NaN propagates
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError(f"{op}(): affinity expected finite values, got NaN or Inf")
         if lo < 0.0 or hi > 1.0:
             raise ValueError(f"{op}(): affinity expected values in [0, 1], got range [{lo!r}, {hi!r}]")
     return affinity
@@ -144,13 +145,14 @@ def transition_matrix(edge: Optional[Tensor] = None, radius: int = 5, beta: floa
 
 def _check_walk_pair(x, source, kind: str, radius: int, *, op: str) -> None:
     check_tensor(x, op=op, name="x", dims=["B", "C", "h", "w"])
-    _check_source(source, kind, radius, op=op)
+    channels = "1" if kind == "edge" else str(len(geometry(radius).search_dst))
+    check_tensor(source, op=op, name=kind, dims=["B", channels, "h", "w"])
     if x.shape[0] != source.shape[0] or x.shape[2:] != source.shape[2:]:
-        channels = 1 if kind == "edge" else source.shape[1]
         raise ValueError(f"{op}(): {kind} expected shape [{x.shape[0]}, {channels}, {x.shape[2]}, {x.shape[3]}] "
                          f"to match x {tuple(x.shape)}, got {tuple(source.shape)}")
     check_same_device(("x", x), (kind, source), op=op)
     check_same_dtype(("x", x), (kind, source), op=op)
+    _check_source(source, kind, radius, op=op)  # values last: after the device check
     check_finite(x, op=op, name="x")
 
 

@@ -31,7 +31,6 @@ from .common import LogContext, StepSummary, infer_source, run_images
 __all__ = ["make_ins_seg", "INSTANCE_KEYS", "instances_from_walk", "instance_cams"]
 
 
-
 def instances_from_walk(rw: torch.Tensor, keys: np.ndarray, num_clusters: int, size, cfg: Config) -> Dict[str, np.ndarray]:
     """Instances of one image from its walked per-cluster scores ``rw (K * U, h, w)``."""
     height, width = size

@@ -407,3 +407,20 @@ def test_cupy_source_compiles_and_instantiates_every_kernel(tmp_path):
                            str(root / "csrc" / "emulate" / "emulate.h"), str(source)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 3, 9, 12), (1, 5, 7, 4)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_feature_affinity(kind, shape, dtype):
+    ops = _ops(kind)
+    gen = torch.Generator().manual_seed(sum(shape))
+    features = torch.randn(shape, generator=gen, dtype=torch.float64).to(dtype)
+    dirs = geometry_on(5, torch.device("cpu"))[0][:, 0].contiguous()
+    want = CPU.feature_affinity(features, dirs)
+    got = ops.feature_affinity(features, dirs)
+    torch.testing.assert_close(got, want, **TOL[dtype])
+    grad = torch.randn(want.shape, generator=gen, dtype=torch.float64).to(dtype)
+    backward = getattr(ops, "_feature_affinity_backward", None) or ops.feature_affinity_backward
+    torch.testing.assert_close(backward(grad, features, want, dirs),
+                               CPU._feature_affinity_backward(grad, features, want, dirs), **TOL[dtype])

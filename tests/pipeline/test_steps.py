@@ -47,7 +47,8 @@ def _config(root: Path, out: Path, **kw) -> Config:
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny dataset and the whole pipeline run once: (root, out, cfg, results)."""
+    """A tiny dataset and the pipeline up to the pseudo labels' evaluation run once: (root, out,
+    cfg, results); the final networks have their own tests."""
     base = tmp_path_factory.mktemp("steps")
     root = generate_synthetic(base / "data", num_train=8, num_val=2, size=SIZE, seed=3)
     out = base / "out"
@@ -55,7 +56,7 @@ def trained(tmp_path_factory):
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = run_pipeline(cfg, progress=False)
+        results = run_pipeline(cfg, progress=False, stop="eval_ins_seg")
     return root, out, cfg, results
 
 
@@ -299,7 +300,7 @@ def test_coco_pipeline_end_to_end(trained, tmp_path):
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = run_pipeline(coco_cfg, progress=False)
+        results = run_pipeline(coco_cfg, progress=False, stop="eval_ins_seg")
     assert torch.load(tmp_path / "out" / "cam.pth", weights_only=True)["classifier.weight"].shape[0] == 4
     assert all(results[s]["result"].done == 8 for s in ("make_cam", "cam_to_ir_label", "make_sem_seg", "make_ins_seg"))
     ins = results["eval_ins_seg"]["result"]
