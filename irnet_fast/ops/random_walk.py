@@ -172,9 +172,9 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
     passes (78 instead of 256 for float32 at exp_times 8, see :func:`chebyshev_coefficients`),
     and falls back to steps where that saves nothing (exp_times <= 4 for float32, <= 5 for
     float64 at the default tol). The weights of float32 inputs are computed in float64 and
-    rounded once; the Chebyshev passes sum in float64, so float32 results are closer to float64
-    than the reference's own float32 walk (about 6e-6 against 7e-5 of the max at 94x125; the
-    float32 steps: 1.5e-4). docs/chebyshev.md has the derivation.
+    rounded once; float32 results are closer to float64 than the reference's own float32 walk
+    (about 1e-5 against 7e-5 of the max at 94x125, either method). docs/chebyshev.md has the
+    derivation.
 
     Differentiable with respect to ``x`` and ``edge`` / ``affinity`` on every backend, without a
     dense matrix (docs/walk_gradient.md): the gradient of ``x`` alone costs one more walk; the
