@@ -238,8 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_make_synthetic)
 
     p = sub.add_parser("demo", help="the whole method on generated data, on the CPU, with a visual report",
-                       description="Generates the synthetic dataset, runs every step with a ResNet-18 trained "
-                                   "from scratch, prints the metrics table and writes OUT/summary.json and "
+                       description="Generates the synthetic dataset (training and held-out images), runs every "
+                                   "step with ResNet-18 networks trained from scratch, the final models "
+                                   "included, prints the metrics table and writes OUT/summary.json and "
                                    "OUT/report.md (PNG panels per image).")
     p.add_argument("--out", default="demo_out", metavar="DIR", help="output folder (default demo_out)")
     p.add_argument("--quick", action="store_true", help="CI-sized run: few small images, few epochs")
