@@ -145,7 +145,8 @@ def _cmd_make_synthetic(args) -> int:
 
 def _cmd_demo(args) -> int:
     from . import demo
-    summary = demo.run(args.out, quick=args.quick, images=args.images, progress=not args.quiet, device=args.device)
+    summary = demo.run(args.out, quick=args.quick, images=args.images, progress=not args.quiet, device=args.device,
+                       affinitynet=args.affinitynet)
     _print(demo.format_table(summary))
     _print(f"report: {Path(args.out) / 'report.md'}   figures: {Path(args.out) / 'summary.json'}")
     return 0
@@ -234,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, metavar="N", help="number of training images (default 256)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--affinitynet", action="store_true",
+                   help="also train AffinityNet's head and walk the same CAMs with it (aff_sem_miou)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("walk-demo", help="the random walk alone on a generated scene, every backend compared")

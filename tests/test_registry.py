@@ -29,7 +29,7 @@ def test_every_step_is_a_command_with_its_arguments_and_a_function(capsys):
             assert arg.flag in help_text, (step.name, arg.flag)
         assert ("--no-resume" in help_text) == (step.kind == "train")
     assert steps.DEFAULT_ORDER[0] == "train_cam" and steps.DEFAULT_ORDER[-1] == "eval_ins_seg"
-    assert set(steps.EXTRA) == {"tune", "export_coco"}
+    assert set(steps.EXTRA) == {"tune", "export_coco", "train_aff", "make_sem_seg_aff", "eval_sem_seg_aff"}
 
 
 def test_parser_and_registry_import_no_torch():
