@@ -146,10 +146,15 @@ def _cmd_make_synthetic(args) -> int:
 
 def _cmd_demo(args) -> int:
     if args.dataset == "cityscapes":
+        if args.affinitynet:
+            raise InputValueError("demo --affinitynet runs on the VOC-layout demo only, not with --dataset cityscapes")
         from . import demo_cityscapes as demo
+        extra = {}
     else:
         from . import demo
-    summary = demo.run(args.out, quick=args.quick, images=args.images, progress=not args.quiet, device=args.device)
+        extra = {"affinitynet": args.affinitynet}
+    summary = demo.run(args.out, quick=args.quick, images=args.images, progress=not args.quiet, device=args.device,
+                       **extra)
     _print(demo.format_table(summary))
     if args.dataset == "cityscapes":
         _print(f"summary: {Path(args.out) / 'summary.json'}")
@@ -250,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--images", type=int, metavar="N", help="number of training images (default 256)")
     p.add_argument("--device", default="cpu", help="device (default cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--affinitynet", action="store_true",
+                   help="also train AffinityNet's head and walk the same CAMs with it (aff_sem_miou)")
     p.set_defaults(func=_cmd_demo)
 
     p = sub.add_parser("walk-demo", help="the random walk alone on a generated scene, every backend compared")

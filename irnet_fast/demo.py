@@ -37,6 +37,7 @@ __all__ = ["demo_config", "run", "format_table", "METRICS"]
 
 METRICS = (("cam_miou", "CAM mIoU"), ("ir_label_precision", "IR-label precision"),
            ("ir_label_coverage", "IR-label coverage"), ("sem_miou", "random-walk semantic mIoU"),
+           ("aff_sem_miou", "AffinityNet-walk sem. mIoU"),
            ("ins_map50", "instance mAP@0.5"), ("ins_map70", "instance mAP@0.7"),
            ("val_sem_miou", "val: DeepLab mIoU"), ("val_ins_map50", "val: Mask R-CNN mAP@0.5"),
            ("val_ins_map70", "val: Mask R-CNN mAP@0.7"))
@@ -96,8 +97,9 @@ def _summary_value(results: Dict, step: str, key: str, name: str, summary: Dict)
 
 
 def run(out, *, quick: bool = False, images: Optional[int] = None, progress: bool = True,
-        device: str = "cpu", panels: int = 6) -> Dict:
-    """Runs the demo into ``out``; returns the summary (also written to ``out/summary.json``)."""
+        device: str = "cpu", panels: int = 6, affinitynet: bool = False) -> Dict:
+    """Runs the demo into ``out``; returns the summary (also written to ``out/summary.json``).
+    ``affinitynet``: also AffinityNet's walk on the same CAMs (``aff_sem_miou``)."""
     from . import visualize
     from .pipeline.common import build_source
     from .pipeline.panels import render_panels
@@ -113,7 +115,7 @@ def run(out, *, quick: bool = False, images: Optional[int] = None, progress: boo
     results = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PretrainedWeightsWarning)  # from scratch on purpose
-        for step in STEPS:
+        for step in STEPS + (("train_aff", "make_sem_seg_aff", "eval_sem_seg_aff") if affinitynet else ()):
             t0 = time.time()
             if step == "eval_cam":  # the CAMs at their best threshold: the walk's gain is not flattered
                 results[step] = eval_cam(cfg, CAM_THRESHOLDS)
@@ -127,6 +129,7 @@ def run(out, *, quick: bool = False, images: Optional[int] = None, progress: boo
         "ir_label_precision": results["eval_ir_label"]["precision"],
         "ir_label_coverage": results["eval_ir_label"]["coverage"],
         "sem_miou": results["eval_sem_seg"]["miou"],
+        **({"aff_sem_miou": results["eval_sem_seg_aff"]["miou"]} if affinitynet else {}),
         "ins_map50": results["eval_ins_seg"]["map50"],
         "ins_map70": results["eval_ins_seg"]["map70"],
     }
@@ -154,7 +157,8 @@ def format_table(summary: Dict) -> str:
     def fmt(v):
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.1f}"
     lines = [f"{'metric':<30}{'value':>8}", "-" * 38]
-    lines += [f"{label:<30}{fmt(summary.get(key)):>8}" for key, label in METRICS]
+    lines += [f"{label:<30}{fmt(summary.get(key)):>8}" for key, label in METRICS
+              if key in summary or key != "aff_sem_miou"]  # that one only when run
     lines += ["", f"{'step':<30}{'seconds':>8}", "-" * 38]
     lines += [f"{step:<30}{sec:8.1f}" for step, sec in summary.get("seconds", {}).items()]
     return "\n".join(lines)

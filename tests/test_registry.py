@@ -33,7 +33,7 @@ def test_every_step_is_a_command_with_its_arguments_and_a_function(capsys):
     # the final networks train on the pseudo labels, after every pseudo-label step
     assert order.index("eval_ins_seg") < order.index("train_sem") < order.index("eval_sem")
     assert order.index("eval_ins_seg") < order.index("train_ins") < order.index("eval_ins")
-    assert set(steps.EXTRA) == {"tune", "export_coco"}
+    assert set(steps.EXTRA) == {"tune", "export_coco", "train_aff", "make_sem_seg_aff", "eval_sem_seg_aff"}
 
 
 def test_parser_and_registry_import_no_torch():

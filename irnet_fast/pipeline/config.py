@@ -75,6 +75,10 @@ class Config:
 
     CAM: batch 16, 5 epochs, lr 0.1 for layer3-4 and ``cam_head_lr_mult`` (10) x lr for the
     classifier, weight decay 1e-4, long side resized to 320..640, flip, crop 512.
+    AffinityNet walk (steps on request): a head of ``aff_feature_dim`` channels on the frozen CAM
+    backbone, trained ``aff_num_epochs`` (8) with batch ``aff_batch_size`` (8), lr 0.1, weight
+    decay 5e-4 (AffinityNet's) on IRNet's crops (``irn_crop_size``, ``irn_rescale``) at
+    ``aff_radius`` (5); its walk uses ``aff_beta`` (8) and ``2 ** aff_logt`` (8) steps.
     IRNet: ``irn_init_from_cam`` (False; True starts IRNet's frozen backbone from the trained CAM
     network's backbone, for data without ImageNet weights such as the synthetic demo), batch 32, 3 epochs, lr 0.1 for the boundary branch and ``irn_dp_lr_mult`` (10) x lr
     for the displacement branch, weight decay 1e-4, rescale 0.5..1.5, flip, crop 512, radius 10.
@@ -178,6 +182,15 @@ class Config:
     irn_rescale: Tuple[float, float] = (0.5, 1.5)
     irn_init_from_cam: bool = False
     radius: int = 10
+    # --- AffinityNet walk (on request: train_aff, make_sem_seg_aff) ----------------------------
+    aff_batch_size: int = 8
+    aff_num_epochs: int = 8
+    aff_learning_rate: float = 0.1
+    aff_weight_decay: float = 5e-4
+    aff_feature_dim: int = 64
+    aff_radius: int = 5
+    aff_beta: float = 8.0
+    aff_logt: int = 8
     # --- inference -----------------------------------------------------------------------------
     walk_radius: int = 5
     beta: float = 10.0
@@ -387,6 +400,14 @@ _RULES: Dict[str, Tuple[Any, str]] = {
     "irn_crop_size": (_at_least(16), "an integer >= 16 (the network's stride)"),
     "irn_rescale": (_positive, "two finite numbers 0 < low <= high"),
     "radius": (_between(1, MAX_RADIUS), f"an integer in [1, {MAX_RADIUS}]"),
+    "aff_batch_size": (_at_least(1), "an integer >= 1"),
+    "aff_num_epochs": (_at_least(1), "an integer >= 1"),
+    "aff_learning_rate": (_non_negative, "a finite number >= 0"),
+    "aff_weight_decay": (_non_negative, "a finite number >= 0"),
+    "aff_feature_dim": (_at_least(1), "an integer >= 1"),
+    "aff_radius": (_between(1, MAX_RADIUS), f"an integer in [1, {MAX_RADIUS}]"),
+    "aff_beta": (_positive, "a finite number > 0"),
+    "aff_logt": (_between(0, MAX_EXP_TIMES), f"an integer in [0, {MAX_EXP_TIMES}]"),
     "walk_radius": (_between(1, MAX_RADIUS), f"an integer in [1, {MAX_RADIUS}]"),
     "beta": (_positive, "a finite number > 0"),
     "exp_times": (_between(0, MAX_EXP_TIMES), f"an integer in [0, {MAX_EXP_TIMES}]"),

@@ -5,7 +5,7 @@ truth of the dataset, print nothing themselves, and write ``<out_dir>/<step>.jso
 
 - :func:`eval_cam`: mIoU of the high-resolution CAMs with a background threshold (0.15).
 - :func:`eval_ir_label`: precision of the confident IR-label pixels and their coverage.
-- :func:`eval_sem_seg`: mIoU of the semantic pseudo labels.
+- :func:`eval_sem_seg`: mIoU of the semantic pseudo labels (:func:`eval_sem_seg_aff`: of AffinityNet's walk).
 - :func:`eval_ins_seg`: PASCAL VOC instance mask AP at IoU 0.5 and 0.7.
 - :func:`tune`: the background threshold of the semantic labels swept on the saved random-walk
   scores (``save_rw_scores``), without re-running the walk.
@@ -36,7 +36,7 @@ from .make_cam import load_cam_file
 from .make_ins_seg import INSTANCE_KEYS
 from .common import Progress, failed_images, infer_source
 
-__all__ = ["eval_cam", "eval_ir_label", "eval_sem_seg", "eval_ins_seg", "tune", "export_coco"]
+__all__ = ["eval_cam", "eval_ir_label", "eval_sem_seg", "eval_sem_seg_aff", "eval_ins_seg", "tune", "export_coco"]
 
 logger = logging.getLogger("irnet_fast.pipeline")
 
@@ -148,20 +148,27 @@ def eval_ir_label(cfg: Config, progress: bool = False) -> Dict:
     return _main_only(cfg, "eval_ir_label", run)
 
 
-def eval_sem_seg(cfg: Config, progress: bool = False) -> Dict:
-    """mIoU (percent) of ``sem_seg/<id>.png`` against the ground truth."""
+def eval_sem_seg(cfg: Config, progress: bool = False, *, folder: str = "sem_seg") -> Dict:
+    """mIoU (percent) of ``<folder>/<id>.png`` (``sem_seg``: IRNet's walk) against the ground truth,
+    written as ``eval_<folder>.json``."""
+    step, producer = f"eval_{folder}", f"make_{folder}"
+
     def run():
         source = infer_source(cfg)
-        names, paths, excluded = _inputs(cfg, Path(cfg.out_dir) / "sem_seg", source.ids, ".png", "eval_sem_seg",
-                                         "make_sem_seg")
+        names, paths, excluded = _inputs(cfg, Path(cfg.out_dir) / folder, source.ids, ".png", step, producer)
         conf = ConfusionMatrix(source.num_classes + 1)
-        bar = Progress(progress, "eval_sem_seg", len(paths))
+        bar = Progress(progress, step, len(paths))
         for i, (name, path) in enumerate(zip(names, paths)):
             conf.update(load_label_png(path), source.seg_label(name))
             bar.update(i + 1)
         bar.close()
         return _semantic(conf, source, images=len(paths), failed_upstream=len(excluded))
-    return _main_only(cfg, "eval_sem_seg", run)
+    return _main_only(cfg, step, run)
+
+
+def eval_sem_seg_aff(cfg: Config, progress: bool = False) -> Dict:
+    """mIoU (percent) of AffinityNet's walk, ``sem_seg_aff/<id>.png`` (:func:`eval_sem_seg`)."""
+    return eval_sem_seg(cfg, progress, folder="sem_seg_aff")
 
 
 def eval_ins_seg(cfg: Config, progress: bool = False) -> Dict:

@@ -185,6 +185,27 @@ def test_sem_seg_and_tune(trained):
     assert (tuned["best_threshold"], tuned["best_miou"]) == (best["threshold"], best["miou"])
 
 
+def test_affinitynet_walk_steps(trained, tmp_path):
+    """train_aff, make_sem_seg_aff and eval_sem_seg_aff (on request) on the shared run's CAMs and IR labels."""
+    root, out, cfg, results = trained
+    shutil.copytree(out / "cam", tmp_path / "cam")
+    shutil.copytree(out / "ir_label", tmp_path / "ir_label")
+    shutil.copy(out / "cam.pth", tmp_path / "cam.pth")
+    c = cfg.override(out_dir=str(tmp_path), aff_num_epochs=1, aff_batch_size=4, aff_feature_dim=8, aff_logt=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run_pipeline(c, steps=["train_aff", "make_sem_seg_aff", "eval_sem_seg_aff"], progress=False)
+    ids = (root / "ImageSets/Segmentation/train.txt").read_text().split()
+    assert (tmp_path / "aff.pth").is_file() and (tmp_path / "aff_history.json").is_file()
+    for name in ids:
+        label = load_label_png(tmp_path / "sem_seg_aff" / f"{name}.png")
+        keys = load_cam_file(out / "cam" / f"{name}.npz")["keys"]
+        assert label.shape == SIZE and set(np.unique(label)) <= {0} | set((keys + 1).tolist())
+    res = json.loads((tmp_path / "eval_sem_seg_aff.json").read_text())
+    assert 0 <= res["miou"] <= 100 and res["images"] == len(ids)
+    assert res.keys() == results["eval_sem_seg"]["result"].keys()
+
+
 def cfg_class_names(cfg):
     from irnet_fast.pipeline.common import infer_source
     return infer_source(cfg).class_names
