@@ -141,7 +141,7 @@ def run(out, *, quick: bool = False, images: Optional[int] = None, progress: boo
     t0 = time.time()
     names = infer_source(cfg).ids[:panels]
     paths = render_panels(cfg, names, out / "panels", device=device)
-    val_source = build_source(cfg, cfg.deeplab_eval_split)
+    val_source = build_source(cfg, cfg.heldout_split)
     val_paths = render_panels(cfg, val_source.ids[:panels], out / "panels_val", device=device, source=val_source,
                               titles=visualize.VAL_TILE_TITLES)
     seconds["report"] = time.time() - t0

@@ -31,7 +31,7 @@ from .config import Config
 from . import steps
 from .distributed import DistInfo
 
-__all__ = ["build_source", "held_out_source", "LogContext", "Progress", "StepSummary", "StepFailed", "run_images", "step_ids", "infer_source", "MergedSource", "inference_model",
+__all__ = ["build_source", "check_held_out", "held_out_source", "LogContext", "Progress", "StepSummary", "StepFailed", "run_images", "step_ids", "infer_source", "MergedSource", "inference_model",
            "load_state_dict_file", "is_valid_weights", "failed_images"]
 
 logger = logging.getLogger("irnet_fast.pipeline")
@@ -56,10 +56,24 @@ def build_source(cfg: Config, split: str):
                           "'coco' or 'cityscapes'")
 
 
+def check_held_out(cfg: Config, split: str, step: str) -> None:
+    """The cheap part of :func:`held_out_source` (no image list read), for a training step to
+    refuse early: the held-out split (or COCO annotation file) is not the training one."""
+    if cfg.dataset == "coco":
+        if cfg.heldout_coco_ann_file and cfg.coco_ann_file and \
+                Path(cfg.heldout_coco_ann_file).resolve() == Path(cfg.coco_ann_file).resolve():
+            raise InputValueError(f"{step}: heldout_coco_ann_file {cfg.heldout_coco_ann_file} is coco_ann_file, the "
+                                  f"annotations of the training images: evaluate on held-out images (e.g. val2014)")
+    elif split == cfg.infer_split:
+        raise InputValueError(f"{step}: the held-out split {split!r} is the training split (infer_split): "
+                              f"evaluate on another split, e.g. val")
+
+
 def held_out_source(cfg: Config, split: str, step: str):
     """The held-out images a final model is evaluated on, checked to share no image with the
     training split ``cfg.infer_split``: the VOC list ``split`` of ``dataset_root``; for COCO the
     images of ``heldout_dataset_root`` with ``heldout_coco_ann_file`` (val2014), ``split`` unused."""
+    check_held_out(cfg, split, step)
     if cfg.dataset == "coco":
         if not (cfg.heldout_dataset_root and cfg.heldout_coco_ann_file):
             raise InputValueError(f"{step} on COCO needs heldout_dataset_root and heldout_coco_ann_file (the "
@@ -67,10 +81,9 @@ def held_out_source(cfg: Config, split: str, step: str):
         source = build_source(cfg.override(dataset_root=cfg.heldout_dataset_root,
                                            coco_ann_file=cfg.heldout_coco_ann_file), split)
     else:
-        if split == cfg.infer_split:
-            raise InputValueError(f"{step}: the held-out split {split!r} is the training split (infer_split): "
-                                  f"evaluate on another split, e.g. val")
         source = build_source(cfg, split)
+    if not source.ids:
+        raise InputValueError(f"{step}: the held-out split {split!r} has no images")
     shared = set(source.ids) & set(build_source(cfg, cfg.infer_split).ids)
     if shared:
         raise InputValueError(f"{step}: the held-out images share {len(shared)} images with the training split "

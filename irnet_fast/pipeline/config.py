@@ -52,9 +52,11 @@ class Config:
         cam_split / irn_split: the training lists (``train_aug`` in the paper).
         mean_shift_split: the list the displacement mean shift is measured on after IRNet
             training (the reference's ``infer_list``, ``train``).
+        heldout_split: the split of ``dataset_root`` the final models (``eval_sem``, ``eval_ins``)
+            are evaluated on (``val``); refused when it shares an image with ``infer_split``, the
+            split they train on.
         heldout_dataset_root / heldout_coco_ann_file: COCO only: the held-out images the final
-            models are evaluated on (val2014 and its instances JSON); VOC uses a split of
-            ``dataset_root`` instead (``deeplab_eval_split``).
+            models are evaluated on instead (val2014 and its instances JSON).
         out_dir: checkpoints, logs and weights go here.
 
     Model: backbone (``resnet50`` in the paper), backbone_weights (a local torchvision ImageNet
@@ -108,8 +110,7 @@ class Config:
     paper) with batch 16, ``deeplab_num_epochs`` 45 (about the paper's 30k iterations on
     ``train_aug``), lr 0.007 for the backbone and ``deeplab_head_lr_mult`` (1) x lr for the
     head, weight decay 1e-4, the same poly schedule and momentum as above, random rescale
-    ``deeplab_rescale`` 0.5..2.0, flip, crop 513. Evaluated on ``deeplab_eval_split`` (``val``;
-    never the training split) at ``deeplab_test_scales`` (0.5 .. 1.75) with flips
+    ``deeplab_rescale`` 0.5..2.0, flip, crop 513. Evaluated on ``heldout_split`` at ``deeplab_test_scales`` (0.5 .. 1.75) with flips
     (``deeplab_test_flip``), softmax averaged, then the dense CRF if ``deeplab_crf`` (False).
     Mask R-CNN (``train_ins`` / ``eval_ins``, the final instance model trained on the instance
     pseudo labels ``ins_seg/`` of ``infer_split``): torchvision's Mask R-CNN with a
@@ -128,9 +129,7 @@ class Config:
     (four 256-channel convolutions), torchvision's; smaller ones are for CPU runs. Pseudo-label
     instances with a score <= ``maskrcnn_min_score`` (0: the fragments) or fewer than
     ``maskrcnn_min_instance_pixels`` (16) pixels are left out. ``eval_ins`` evaluates on the ground
-    truth of ``maskrcnn_eval_split`` (``val``; it must not share images with ``infer_split``), for
-    COCO on the images ``maskrcnn_eval_root`` and the instances JSON ``maskrcnn_eval_ann_file``
-    (e.g. ``val2014``).
+    truth of ``heldout_split`` (COCO: ``heldout_dataset_root`` and ``heldout_coco_ann_file``).
 
     Runtime: num_workers (DataLoader workers per process), seed (data order, augmentation,
     initialisation), device (``"auto"``: CUDA when available, else CPU), log_interval (iterations
@@ -147,6 +146,7 @@ class Config:
     irn_split: str = "train_aug"
     mean_shift_split: str = "train"
     infer_split: str = "train"
+    heldout_split: str = "val"
     heldout_dataset_root: Optional[str] = None
     heldout_coco_ann_file: Optional[str] = None
     out_dir: str = "result"
@@ -216,7 +216,6 @@ class Config:
     deeplab_weight_decay: float = 1e-4
     deeplab_crop_size: int = 513
     deeplab_rescale: Tuple[float, float] = (0.5, 2.0)
-    deeplab_eval_split: str = "val"
     deeplab_test_scales: Tuple[float, ...] = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
     deeplab_test_flip: bool = True
     deeplab_crf: bool = False
@@ -240,9 +239,6 @@ class Config:
     maskrcnn_mask_head_layers: Tuple[int, ...] = (256, 256, 256, 256)
     maskrcnn_min_score: float = 0.0
     maskrcnn_min_instance_pixels: int = 16
-    maskrcnn_eval_split: str = "val"
-    maskrcnn_eval_root: Optional[str] = None
-    maskrcnn_eval_ann_file: Optional[str] = None
     # --- runtime -------------------------------------------------------------------------------
     num_workers: int = 4
     seed: int = 0

@@ -1,6 +1,6 @@
 """``eval_sem``: the trained DeepLab on a held-out split, scored against its ground truth.
 
-Per image of ``deeplab_eval_split`` (``val``): the image rescaled (bicubic) to each of
+Per image of ``heldout_split`` (``val``): the image rescaled (bicubic) to each of
 ``deeplab_test_scales`` and, with ``deeplab_test_flip``, mirrored too; the softmax of every pass
 resized (bilinear) to the image and averaged (the DeepLab papers' multi-scale + flip test);
 optionally the dense CRF (``deeplab_crf``, :func:`irnet_fast.crf.crf_inference_prob`); argmax.
@@ -68,13 +68,13 @@ def predict_semantic(model: torch.nn.Module, image: np.ndarray, scales: Sequence
 
 
 def eval_sem(cfg: Config, *, weights=None, progress: bool = True, limit: Optional[int] = None) -> dict:
-    """Predicts ``deeplab_eval_split`` with DeepLab (``weights`` or ``<out_dir>/deeplab.pth``) and
+    """Predicts ``heldout_split`` with DeepLab (``weights`` or ``<out_dir>/deeplab.pth``) and
     writes its mIoU against the ground truth to ``<out_dir>/eval_sem.json`` (module docstring)."""
     info = init_distributed(cfg.device)
     out = Path(cfg.out_dir)
     pred_dir = out / "sem_pred"
     with LogContext(out / "eval_sem.log", info, progress):
-        source = held_out_source(cfg, cfg.deeplab_eval_split, "eval_sem")
+        source = held_out_source(cfg, cfg.heldout_split, "eval_sem")
         weights_path = Path(weights) if weights else out / "deeplab.pth"
         model = load_deeplab(cfg, source.num_classes, weights_path, info.device)
         made_after = weights_path.stat().st_mtime
@@ -97,9 +97,9 @@ def eval_sem(cfg: Config, *, weights=None, progress: bool = True, limit: Optiona
             names = [n for n in source.ids if n not in summary.failed and (pred_dir / f"{n}.png").is_file()]
             for name in names:
                 conf.update(load_label_png(pred_dir / f"{name}.png"), source.seg_label(name))
-            result = _semantic(conf, source.class_names, split=cfg.deeplab_eval_split, images=len(names),
+            result = _semantic(conf, source, split=cfg.heldout_split, images=len(names),
                                failed=len(summary.failed))
             atomic_write_json(out / "eval_sem.json", result)
-            logger.info("eval_sem: mIoU %.2f on %d images of %r", result["miou"], len(names), cfg.deeplab_eval_split)
+            logger.info("eval_sem: mIoU %.2f on %d images of %r", result["miou"], len(names), cfg.heldout_split)
         barrier(info)
         return result

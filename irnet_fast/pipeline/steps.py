@@ -8,7 +8,7 @@ A step's function takes the :class:`~irnet_fast.pipeline.config.Config` first, t
 ``resume`` and ``progress`` for ``kind="train"``, ``progress`` for ``kind="images"``, none for
 ``kind="eval"``, plus the ``dest`` of each of its :class:`Arg`. Paths in ``inputs`` and ``outputs``
 are relative to ``cfg.out_dir``; ``<id>`` stands for every image of the step's split
-(``infer_split``, or the held-out ``deeplab_eval_split`` for ``eval_sem``).
+(``infer_split``, or the held-out ``heldout_split`` for ``eval_sem``).
 """
 from __future__ import annotations
 
@@ -95,7 +95,7 @@ STEPS: Tuple[Step, ...] = (
     Step("train_sem", _P + "train_sem:train_sem", "train", ("sem_seg/<id>.png",), ("deeplab.pth",),
          "train DeepLab, the final semantic network, on the semantic pseudo labels (writes OUT/deeplab.pth)"),
     Step("eval_sem", _P + "eval_sem:eval_sem", "images", ("deeplab.pth",), ("sem_pred/<id>.png", "eval_sem.json"),
-         "DeepLab's multi-scale + flip predictions of the held-out split (deeplab_eval_split) and their mIoU "
+         "DeepLab's multi-scale + flip predictions of the held-out split (heldout_split) and their mIoU "
          "(OUT/eval_sem.json)",
          (Arg("--weights", "weights", "trained DeepLab weights (default OUT/deeplab.pth)", metavar="PATH"),)),
     Step("tune", _P + "evaluate:tune", "eval", ("rw/<id>.npz",), ("tune.json",),
@@ -119,7 +119,7 @@ STEPS: Tuple[Step, ...] = (
     Step("train_ins", _P + "train_ins:train_ins", "train", ("ins_seg/<id>.npz",), ("maskrcnn.pth",),
          "train Mask R-CNN on the instance pseudo labels (writes OUT/maskrcnn.pth)"),
     Step("eval_ins", _P + "train_ins:eval_ins", "eval", ("maskrcnn.pth",), ("eval_ins.json",),
-         "Mask R-CNN's mask AP on the held-out split maskrcnn_eval_split (OUT/eval_ins.json)",
+         "Mask R-CNN's mask AP on the held-out split heldout_split (OUT/eval_ins.json)",
          (Arg("--weights", "weights", "trained Mask R-CNN weights (default OUT/maskrcnn.pth)", metavar="PATH"),)),
 )
 

@@ -9,7 +9,7 @@ epoch; ``resume`` continues from it) and ``maskrcnn_history.json``. One process 
 the loop is :func:`.training.fit`. The RPN and RoI samplers draw from each process's own random
 stream, so N processes train as one process would with other samples, not bit for bit the same.
 
-``eval_ins(cfg)`` runs it on the ground truth of a held-out split (``maskrcnn_eval_split``,
+``eval_ins(cfg)`` runs it on the ground truth of a held-out split (``heldout_split``,
 never one that shares images with ``infer_split``) and writes ``<out_dir>/eval_ins.json``: the
 paper's VOC mask AP at IoU 0.5 and 0.7 (``map50``, ``map70``, percent; the evaluation of
 ``eval_ins_seg``), per class, and COCO's mask AP (``coco``: ``AP``, ``AP50``, ``AP75``, ...) by
@@ -35,7 +35,7 @@ from ..errors import InputValueError
 from ..metrics import InstanceAP
 from ..models import PretrainedWeightsWarning, build_maskrcnn, calibrate_backbone
 from .checkpoint import read_state_dict
-from .common import LogContext, Progress, build_source, infer_source
+from .common import LogContext, Progress, check_held_out, held_out_source, infer_source
 from .config import Config
 from .distributed import DistInfo, cleanup_distributed, init_distributed
 from .evaluate import _inputs, _main_only
@@ -66,36 +66,9 @@ def build_model(cfg: Config, num_classes: int, *, weights: bool = True) -> nn.Mo
         box_batch_size_per_image=cfg.maskrcnn_box_batch_size)
 
 
-def _check_held_out(cfg: Config) -> None:
-    if cfg.dataset == "voc12" and cfg.maskrcnn_eval_split == cfg.infer_split:
-        raise InputValueError(f"maskrcnn_eval_split {cfg.maskrcnn_eval_split!r} is infer_split, the split Mask R-CNN "
-                              f"trains on: evaluate on a held-out split (e.g. val)")
-    if cfg.dataset == "coco" and cfg.maskrcnn_eval_ann_file is not None and cfg.coco_ann_file is not None and \
-            Path(cfg.maskrcnn_eval_ann_file).resolve() == Path(cfg.coco_ann_file).resolve():
-        raise InputValueError(f"maskrcnn_eval_ann_file {cfg.maskrcnn_eval_ann_file} is coco_ann_file, the annotations "
-                              f"of the training images: evaluate on a held-out split (e.g. instances_val2014.json)")
-
-
 def eval_source(cfg: Config):
-    """The held-out images ``eval_ins`` evaluates on (VOC: ``maskrcnn_eval_split``; COCO:
-    ``maskrcnn_eval_root`` and ``maskrcnn_eval_ann_file``), checked not to share an image with
-    the training images."""
-    _check_held_out(cfg)
-    if cfg.dataset == "coco":
-        if not cfg.maskrcnn_eval_root or not cfg.maskrcnn_eval_ann_file:
-            raise InputValueError("eval_ins on COCO needs maskrcnn_eval_root and maskrcnn_eval_ann_file (the held-out "
-                                  "images and their instances JSON, e.g. val2014/ and instances_val2014.json)")
-        from ..data.coco import COCO2014
-        source = COCO2014(cfg.maskrcnn_eval_root, cfg.maskrcnn_eval_ann_file)
-    else:
-        source = build_source(cfg, cfg.maskrcnn_eval_split)
-    if not source.ids:
-        raise InputValueError(f"eval_ins: the held-out split {cfg.maskrcnn_eval_split!r} has no images")
-    shared = set(source.ids) & set(infer_source(cfg).ids)
-    if shared:
-        raise InputValueError(f"eval_ins: {len(shared)} images of the held-out split are training images of Mask "
-                              f"R-CNN (infer_split), e.g. {sorted(shared)[:3]}: evaluate on a disjoint split")
-    return source
+    """The held-out images ``eval_ins`` evaluates on (:func:`~irnet_fast.pipeline.common.held_out_source`)."""
+    return held_out_source(cfg, cfg.heldout_split, "eval_ins")
 
 
 def train_ins(cfg: Config, *, resume: bool = False, progress: bool = True, stop_after: Optional[int] = None) -> Path:
@@ -107,7 +80,7 @@ def train_ins(cfg: Config, *, resume: bool = False, progress: bool = True, stop_
         progress: a progress line and the log on stderr (main process only).
         stop_after: train at most this many epochs in this call (then return the checkpoint path).
     """
-    _check_held_out(cfg)
+    check_held_out(cfg, cfg.heldout_split, "train_ins")
     info = init_distributed(cfg.device)
     out_dir = Path(cfg.out_dir)
     log = LogContext(out_dir / "train_ins.log", info, progress)
@@ -196,7 +169,7 @@ def _coco_ground_truth(cfg: Config, source, names: List[str]):
     from pycocotools.coco import COCO
     with contextlib.redirect_stdout(io.StringIO()):
         if cfg.dataset == "coco":
-            return COCO(str(cfg.maskrcnn_eval_ann_file))
+            return COCO(str(cfg.heldout_coco_ann_file))
         gt = COCO()
         gt.dataset = coco_dataset(ground_truth_records(source, names), source.class_names,
                                   category_ids=source_category_ids(source))
@@ -245,7 +218,7 @@ def eval_ins(cfg: Config, weights=None, progress: bool = False) -> Dict:
 
         def per_class(values):
             return {n: (None if np.isnan(v) else 100 * float(v)) for n, v in zip(source.class_names, values)}
-        split = cfg.maskrcnn_eval_ann_file if cfg.dataset == "coco" else cfg.maskrcnn_eval_split
+        split = cfg.heldout_coco_ann_file if cfg.dataset == "coco" else cfg.heldout_split
         result = {"map50": 100 * res["map"][0.5], "map70": 100 * res["map"][0.7], "split": split,
                   "images": len(source.ids), "ap50": per_class(res["ap"][0.5]), "ap70": per_class(res["ap"][0.7])}
         if use_coco:

@@ -131,6 +131,6 @@ def test_eval_split_must_be_held_out(tmp_path):
     root = generate_synthetic(tmp_path / "data", num_train=3, num_val=2, size=(32, 40))
     cfg = Config(dataset_root=str(root), out_dir=str(tmp_path / "out"), infer_split="train", device="cpu")
     with pytest.raises(InputValueError, match="is the training split"):
-        eval_sem(cfg.override(deeplab_eval_split="train"), progress=False)
+        eval_sem(cfg.override(heldout_split="train"), progress=False)
     with pytest.raises(InputValueError, match="share 3 images with the training split"):
-        eval_sem(cfg.override(deeplab_eval_split="trainval"), progress=False)
+        eval_sem(cfg.override(heldout_split="trainval"), progress=False)

@@ -252,16 +252,16 @@ def test_eval_ins_on_the_held_out_split(data, trained, monkeypatch):
 def test_eval_ins_refuses_training_images(data, trained):
     voc, _ = data
     cfg, _ = trained
-    with pytest.raises(InputValueError, match="maskrcnn_eval_split 'train' is infer_split"):
-        eval_ins(cfg.override(maskrcnn_eval_split="train"))
-    with pytest.raises(InputValueError, match="maskrcnn_eval_split 'train' is infer_split"):
-        train_ins(cfg.override(maskrcnn_eval_split="train"), progress=False)
-    with pytest.raises(InputValueError, match="8 images of the held-out split are training images"):
-        eval_ins(cfg.override(maskrcnn_eval_split="trainval"))
-    with pytest.raises(InputValueError, match="needs maskrcnn_eval_root and maskrcnn_eval_ann_file"):
+    with pytest.raises(InputValueError, match="held-out split 'train' is the training split"):
+        eval_ins(cfg.override(heldout_split="train"))
+    with pytest.raises(InputValueError, match="train_ins: the held-out split 'train' is the training split"):
+        train_ins(cfg.override(heldout_split="train"), progress=False)
+    with pytest.raises(InputValueError, match="share 8 images with the training split"):
+        eval_ins(cfg.override(heldout_split="trainval"))
+    with pytest.raises(InputValueError, match="needs heldout_dataset_root and heldout_coco_ann_file"):
         eval_ins(cfg.override(dataset="coco", coco_ann_file="x.json"))
     with pytest.raises(InputValueError, match="is coco_ann_file"):
-        eval_ins(cfg.override(dataset="coco", coco_ann_file="x.json", maskrcnn_eval_ann_file="x.json"))
+        eval_ins(cfg.override(dataset="coco", coco_ann_file="x.json", heldout_coco_ann_file="x.json"))
     with pytest.raises(InputValueError, match="do not fit the network of this config"):
         eval_ins(cfg.override(maskrcnn_box_head_size=64))
 
