@@ -97,7 +97,7 @@ def train_aff(cfg: Config, ir_label_dir=None, *, resume: bool = False, progress:
         dataset = AffinityDataset(source, ir_label_dir, crop_size=cfg.irn_crop_size, radius=cfg.aff_radius,
                                   transform=transform, seed=cfg.seed)
         model = AffinityHead(cfg.backbone, cfg.aff_feature_dim)
-        load_cam_backbone(model, out_dir / "cam.pth")
+        load_cam_backbone(model.backbone, out_dir / "cam.pth", "train_aff")
 
         def step(net: nn.Module, batch: dict) -> Dict[str, Tensor]:
             img = batch["img"].to(info.device, non_blocking=True)

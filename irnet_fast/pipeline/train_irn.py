@@ -116,7 +116,7 @@ def load_cam_backbone(backbone: nn.Module, cam_weights: Path, key: str = "irn_in
     except RuntimeError as exc:
         raise RuntimeError(f"{key}: the CAM weights {cam_weights} do not fit the backbone (another backbone "
                            f"kind?): {exc}") from None
-    logger.info("%s: backbone initialised from %s", key.split("_")[0], cam_weights)
+    logger.info("%s: backbone initialised from %s", key, cam_weights)
 
 
 def train_irn(cfg: Config, ir_label_dir=None, *, resume: bool = False, progress: bool = True,
