@@ -152,12 +152,12 @@ def run(out, *, quick: bool = False, images: Optional[int] = None, progress: boo
     return summary
 
 
-def format_table(summary: Dict) -> str:
-    """The demo's result table (metrics, then the time of every step)."""
+def format_table(summary: Dict, metrics=METRICS) -> str:
+    """The demo's result table (``metrics``: (key, label) pairs, then the time of every step)."""
     def fmt(v):
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.1f}"
     lines = [f"{'metric':<30}{'value':>8}", "-" * 38]
-    lines += [f"{label:<30}{fmt(summary.get(key)):>8}" for key, label in METRICS
+    lines += [f"{label:<30}{fmt(summary.get(key)):>8}" for key, label in metrics
               if key in summary or key != "aff_sem_miou"]  # that one only when run
     lines += ["", f"{'step':<30}{'seconds':>8}", "-" * 38]
     lines += [f"{step:<30}{sec:8.1f}" for step, sec in summary.get("seconds", {}).items()]

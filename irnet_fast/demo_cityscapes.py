@@ -21,6 +21,7 @@ import torch
 
 from ._io import atomic_write_json
 from .data.synthetic_cityscapes import generate
+from . import demo as _demo
 from .demo import CAM_THRESHOLDS
 from .models import PretrainedWeightsWarning
 from .pipeline import Config, eval_cam
@@ -106,11 +107,5 @@ def run(out, *, quick: bool = False, images: Optional[int] = None, progress: boo
 
 
 def format_table(summary: Dict) -> str:
-    """The demo's result table (metrics, then the time of every step)."""
-    def fmt(v):
-        return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:6.1f}"
-    lines = [f"{'metric':<28}{'value':>8}", "-" * 36]
-    lines += [f"{label:<28}{fmt(summary.get(key)):>8}" for key, label in METRICS]
-    lines += ["", f"{'step':<28}{'seconds':>8}", "-" * 36]
-    lines += [f"{step:<28}{sec:8.1f}" for step, sec in summary.get("seconds", {}).items()]
-    return "\n".join(lines)
+    """The Cityscapes demo's result table (:func:`irnet_fast.demo.format_table` with its metrics)."""
+    return _demo.format_table(summary, METRICS)
