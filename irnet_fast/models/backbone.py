@@ -214,6 +214,18 @@ def _short(keys: List[str], limit: int = 8) -> str:
     return f"[{shown}{more}]"
 
 
+def pretrained_or_warn(model: nn.Module, weights: Optional[PathLike], what: str, where: str) -> nn.Module:
+    """Loads the ImageNet weights ``weights`` into ``model``'s backbone, or, without them, warns with a
+    :class:`PretrainedWeightsWarning` (pointing at the builder's caller) that ``what`` starts from random
+    initialisation and ``where`` the weights can be given."""
+    if weights is None:
+        warnings.warn(f"{what} backbone built without pretrained weights (random initialisation): fine for the "
+                      f"synthetic data, but real data needs ImageNet weights ({where})",
+                      PretrainedWeightsWarning, stacklevel=3)
+        return model
+    return load_backbone_weights(model, weights)
+
+
 def build_backbone(name: str = "resnet50", weights: Optional[PathLike] = None, *,
                    freeze_bn_affine: bool = True) -> ResNetBackbone:
     """A :class:`ResNetBackbone`, with ImageNet weights from the local file ``weights``.
@@ -222,11 +234,5 @@ def build_backbone(name: str = "resnet50", weights: Optional[PathLike] = None, *
     :class:`PretrainedWeightsWarning` says that real data needs pretrained weights.
     """
     model = ResNetBackbone(name, freeze_bn_affine=freeze_bn_affine)
-    if weights is None:
-        warnings.warn(f"{name} backbone built without pretrained weights (random initialisation): "
-                      f"fine for the synthetic data, but real data (VOC, COCO) needs ImageNet weights "
-                      f"(pass a local torchvision checkpoint, e.g. --backbone-weights PATH)",
-                      PretrainedWeightsWarning, stacklevel=3)
-    else:
-        load_backbone_weights(model, weights)
+    pretrained_or_warn(model, weights, name, "pass a local torchvision checkpoint, e.g. --backbone-weights PATH")
     return model

@@ -19,12 +19,11 @@ of IRNet's backbone (:class:`~.backbone.ResNetBackbone`, same names) load too
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Optional, Tuple, Union
 
 from torch import nn
 
-from .backbone import PretrainedWeightsWarning, _torchvision_resnet, load_backbone_weights
+from .backbone import _torchvision_resnet, pretrained_or_warn
 
 __all__ = ["build_deeplab", "DEEPLAB_BACKBONES", "atrous_rates"]
 
@@ -88,10 +87,5 @@ def build_deeplab(num_classes: int, backbone: str = "resnet50", weights: Optiona
                 d *= 2
     body = IntermediateLayerGetter(net, return_layers={"layer4": "out"})  # torchvision's names, no fc
     body.name = backbone
-    if weights is None:
-        warnings.warn(f"DeepLab {backbone} backbone built without pretrained weights (random initialisation): "
-                      f"fine for the synthetic data, but real data needs ImageNet weights (a local torchvision "
-                      f"checkpoint: deeplab_backbone_weights)", PretrainedWeightsWarning, stacklevel=2)
-    else:
-        load_backbone_weights(body, weights)
+    pretrained_or_warn(body, weights, f"DeepLab {backbone}", "a local torchvision checkpoint: deeplab_backbone_weights")
     return DeepLabV3(body, DeepLabHead(channels, num_classes, rates), None)

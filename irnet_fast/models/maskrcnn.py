@@ -11,13 +11,12 @@ first training batches (:func:`calibrate_backbone`), as the CAM network does fro
 """
 from __future__ import annotations
 
-import warnings
 from typing import Iterable, Optional, Sequence
 
 import torch
 from torch import nn
 
-from .backbone import PathLike, PretrainedWeightsWarning, calibrate_batchnorm, load_backbone_weights
+from .backbone import PathLike, calibrate_batchnorm, pretrained_or_warn
 
 __all__ = ["MASKRCNN_BACKBONES", "MaskRCNNNet", "build_maskrcnn", "calibrate_backbone"]
 
@@ -85,12 +84,7 @@ def build_maskrcnn(num_classes: int, backbone: str = "resnet50", weights: Option
     net = getattr(resnet, backbone)(weights=None)
     net.fc = None  # the classifier: not part of the detector, not in its state dict
     net.name = backbone
-    if weights is None:
-        warnings.warn(f"Mask R-CNN {backbone} backbone built without pretrained weights (random initialisation): "
-                      f"fine for the synthetic data, but real data needs ImageNet weights (maskrcnn_backbone_weights "
-                      f"or --backbone-weights)", PretrainedWeightsWarning, stacklevel=2)
-    else:
-        load_backbone_weights(net, weights)
+    pretrained_or_warn(net, weights, f"Mask R-CNN {backbone}", "maskrcnn_backbone_weights or --backbone-weights")
     # torchvision's rule (backbone_utils._resnet_fpn_extractor): the last stages train, bn1 with conv1
     train = ["layer4", "layer3", "layer2", "layer1", "conv1"][:trainable_layers] + (["bn1"] if trainable_layers == 5 else [])
     for name, param in net.named_parameters():

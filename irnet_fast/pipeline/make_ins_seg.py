@@ -25,23 +25,38 @@ from ..ops import cluster_centroids, detect_instance, find_centroids_with_refine
 from .config import Config
 from .distributed import init_distributed
 from .make_cam import load_cam_file
-from .inference import irn_and_cam, load_edge_displacement, upsample_scores, walk
+from .inference import channel_chunks, irn_and_cam, load_edge_displacement, upsample_scores, upsampled_peak, walk
 from .common import LogContext, StepSummary, infer_source, run_images
 
 __all__ = ["make_ins_seg", "INSTANCE_KEYS", "instances_from_walk", "instance_cams"]
 
 
 def instances_from_walk(rw: torch.Tensor, keys: np.ndarray, num_clusters: int, size, cfg: Config) -> Dict[str, np.ndarray]:
-    """Instances of one image from its walked per-cluster scores ``rw (K * U, h, w)``."""
+    """Instances of one image from its walked per-cluster scores ``rw (K * U, h, w)``.
+
+    The argmax over the background and the ``K * U`` upsampled channels runs a chunk of channels at
+    a time (:func:`channel_chunks`), so a full-resolution image holds a few planes, not all of them;
+    the result is that of the whole stack (ties go to the lower channel, the background first)."""
     height, width = size
-    up = upsample_scores(rw, (height, width))
-    bg = up.new_full((1, height, width), float(cfg.ins_seg_bg_thres))
-    shape = torch.argmax(torch.cat([bg, up], dim=0), dim=0)
-    channels = torch.arange(1, up.shape[0] + 1, device=shape.device).view(-1, 1, 1)
-    masks = (shape[None] == channels).cpu().numpy()
+    chunks = channel_chunks(rw.shape[0], (height, width))
+    peak = upsampled_peak(rw, (height, width), chunks)
+    best = torch.full((height, width), float(cfg.ins_seg_bg_thres), dtype=torch.float32, device=rw.device)
+    shape = torch.zeros((height, width), dtype=torch.long, device=rw.device)
+    for chunk in chunks:
+        value, index = upsample_scores(rw[chunk], (height, width), peak=peak).max(dim=0)
+        better = value > best
+        best = torch.where(better, value, best)
+        shape = torch.where(better, index + (chunk.start + 1), shape)
     class_id = np.repeat(np.asarray(keys, np.int64), num_clusters)
-    return detect_instance(up.cpu().numpy(), masks, class_id,
-                           max_fragment_size=height * width * cfg.min_instance_fraction)
+    fragment = height * width * cfg.min_instance_fraction
+    found = [detect_instance(np.zeros((0, height, width), np.float32), np.zeros((0, height, width), bool),
+                             class_id[:0], max_fragment_size=fragment)]
+    for chunk in chunks:
+        up = upsample_scores(rw[chunk], (height, width), peak=peak)
+        channels = torch.arange(chunk.start + 1, chunk.stop + 1, device=shape.device).view(-1, 1, 1)
+        found.append(detect_instance(up.cpu().numpy(), (shape[None] == channels).cpu().numpy(), class_id[chunk],
+                                     max_fragment_size=fragment))
+    return {k: np.concatenate([f[k] for f in found]) for k in INSTANCE_KEYS}
 
 
 def instance_cams(cams: Dict[str, np.ndarray], classes) -> Dict[str, np.ndarray]:
