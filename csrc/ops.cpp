@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "cpu/threads.h"
+
 
 namespace {
 
@@ -35,4 +37,10 @@ pybind11::dict build_info() {
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "irnet_fast compiled ops (registered as torch.ops.irnet_fast.*)";
   m.def("build_info", &build_info, "How this extension was built: CUDA, compiler, OpenMP.");
+  m.def("cpu_threads", &irnet_fast::threads_for, pybind11::arg("units"), pybind11::arg("work"),
+        pybind11::arg("min_work_per_thread") = 1e7,
+        "Threads the CPU kernels start now for `units` independent units of `work` operations "
+        "(torch's thread count, the work size and the cores other processes leave idle).");
+  m.def("other_runnable_threads", &irnet_fast::other_runnable_threads,
+        "Runnable threads of other processes on this machine now (0 where unknown).");
 }

@@ -8,6 +8,7 @@ torch.export trace and can be switched off with :func:`set_value_checks` (or
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import os
 from typing import Iterator, Optional, Sequence, Tuple
@@ -90,26 +91,33 @@ def check_tensor(t, *, op: str, name: str, dims: Sequence[str], dtypes=FLOAT_DTY
     return t
 
 
+def _value_range(t: torch.Tensor):
+    """``(min, max)`` of a non-empty tensor in one pass (NaN propagates to both)."""
+    lo, hi = torch.aminmax(t.detach())
+    return float(lo), float(hi)
+
+
 def check_finite(t: torch.Tensor, *, op: str, name: str) -> None:
-    if not value_checks_enabled():
+    if not value_checks_enabled() or not t.numel() or not (t.is_floating_point() or t.is_complex()):
         return
-    t = t.detach()
-    if t.numel() and not bool(torch.isfinite(t).all()):
+    if t.is_complex():
+        t = torch.view_as_real(t)
+    lo, hi = _value_range(t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{op}(): {name} expected finite values, got NaN or Inf")
 
 
 def check_unit_interval(t: torch.Tensor, *, op: str, name: str) -> None:
     """Boundary probabilities must be finite and in [0, 1]."""
-    if not value_checks_enabled():
+    if not value_checks_enabled() or not t.numel():
         return
-    check_finite(t, op=op, name=name)
-    t = t.detach()
-    if t.numel():
-        lo, hi = float(t.min()), float(t.max())
-        if lo < 0.0 or hi > 1.0:
-            # repr: the shortest digits that tell 1 + 1e-7 from 1
-            raise ValueError(f"{op}(): {name} expected values in [0, 1] (a boundary probability), "
-                             f"got range [{lo!r}, {hi!r}]; apply torch.sigmoid to logits")
+    lo, hi = _value_range(t)
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError(f"{op}(): {name} expected finite values, got NaN or Inf")
+    if lo < 0.0 or hi > 1.0:
+        # repr: the shortest digits that tell 1 + 1e-7 from 1
+        raise ValueError(f"{op}(): {name} expected values in [0, 1] (a boundary probability), "
+                         f"got range [{lo!r}, {hi!r}]; apply torch.sigmoid to logits")
 
 
 def check_same_device(*named, op: str) -> None:

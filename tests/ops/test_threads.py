@@ -1,0 +1,60 @@
+"""The CPU kernels' thread count on a busy machine (csrc/cpu/threads.h): no more threads than the
+cores other processes leave idle, because a thread that shares a core finishes last and the
+kernel's end waits for it."""
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from irnet_fast import _ext
+
+if _ext.HAS_CPP:
+    from irnet_fast import _C as ext
+else:
+    ext = None
+pytestmark = pytest.mark.skipif(ext is None or not sys.platform.startswith("linux"),
+                                reason="the compiled extension on Linux (/proc) is needed")
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture
+def every_core_busy():
+    """One spinning process per usable core, until the test ends."""
+    cores = len(os.sched_getaffinity(0))
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        deadline = time.monotonic() + 20
+        while ext.other_runnable_threads() < cores and time.monotonic() < deadline:
+            time.sleep(0.05)
+        yield cores
+    finally:
+        for proc in spinners:
+            proc.kill()
+        for proc in spinners:
+            proc.wait()
+
+
+def test_every_core_busy_gives_one_thread(two_threads, every_core_busy, monkeypatch):
+    assert ext.other_runnable_threads() >= every_core_busy
+    assert ext.cpu_threads(8, 1e10) == 1
+    monkeypatch.setenv("IRNET_FAST_LOAD_AWARE", "0")
+    assert ext.cpu_threads(8, 1e10) == 2
+
+
+def test_work_size_and_units_bound_the_threads(two_threads, monkeypatch):
+    monkeypatch.setenv("IRNET_FAST_LOAD_AWARE", "0")
+    assert ext.cpu_threads(8, 1e10) == 2
+    assert ext.cpu_threads(1, 1e10) == 1        # one unit
+    assert ext.cpu_threads(8, 1.5e7) == 1       # too little work for a second thread
+    assert ext.cpu_threads(8, 1.5e5, 1e5) == 1
+    assert ext.cpu_threads(8, 2e5, 1e5) == 2
