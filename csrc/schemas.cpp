@@ -12,4 +12,6 @@ TORCH_LIBRARY(irnet_fast, m) {
   m.def("_random_walk_portable(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps) -> Tensor");
   m.def("_random_walk_chebyshev_portable(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, "
         "float[] coefficients) -> Tensor");
+  // The walk's weight gradient (CPU; other devices use the torch form in ops/_walk_grad.py).
+  m.def("_walk_pair_products(Tensor z, Tensor w, Tensor dirs) -> Tensor");
 }

@@ -84,6 +84,8 @@ _PART_OFFSET = 0.35  # centre of the part on the long axis, in half-lengths from
 _MIN_PART_VISIBLE = 0.7  # an occluded instance keeps most of its part, the only sign of its class
 _OUTLINE = 1  # pixels of the dark outline of every body
 _BODY_NOISE = 4.0
+_PART_SOFTNESS = 0.0  # the part's pattern fades into the body over this fraction of its radius
+_DECOY_OUTLINE = True  # decoy bodies get the dark outline of the objects
 
 
 def _style(cls: int) -> Tuple:
@@ -173,13 +175,23 @@ def _darken_outline(colour: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return colour
 
 
-def _part(mask: np.ndarray, u: np.ndarray, v: np.ndarray, a: float) -> np.ndarray:
-    """The class-specific part: a disc of a fifth of the body's area, centred on the body's long
-    axis towards one end (a compact "head", as big as a few cells of the CAM network's grid)."""
+def _part_weight(mask: np.ndarray, u: np.ndarray, v: np.ndarray, a: float) -> np.ndarray:
+    """How much of the class pattern each pixel shows (0..1): the class-specific part is a disc of
+    a fifth of the body's area, centred on the body's long axis towards one end (a compact "head",
+    as big as a few cells of the CAM network's grid), fading into the body at its rim."""
     if not mask.any():
-        return mask
+        return np.zeros(mask.shape)
     r = np.sqrt(_PART_FRACTION * mask.sum() / np.pi)
-    return mask & ((u - _PART_OFFSET * a) ** 2 + v * v <= r * r)
+    dist = np.sqrt((u - _PART_OFFSET * a) ** 2 + v * v)
+    if _PART_SOFTNESS <= 0:
+        return (mask & (dist <= r)).astype(np.float64)
+    soft = _PART_SOFTNESS * r
+    return np.where(mask, np.clip((r + soft / 2 - dist) / soft, 0.0, 1.0), 0.0)
+
+
+def _part(mask: np.ndarray, u: np.ndarray, v: np.ndarray, a: float) -> np.ndarray:
+    """The pixels that show the part at least half."""
+    return _part_weight(mask, u, v, a) >= 0.5
 
 
 def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int, max_instances: int,
@@ -231,7 +243,11 @@ def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int, m
         pattern = np.asarray(col_a, np.float64) * (1 - t) + np.asarray(col_b, np.float64) * t
         if style == "part":
             colour = _plain_body(rng, u, a, h, w)
-            colour[part] = pattern[part] + rng.normal(0, _BODY_NOISE, (int(part.sum()), 3))
+            if _PART_SOFTNESS > 0:
+                weight = _part_weight(mask, u, v, a)[..., None]
+                colour = colour * (1 - weight) + (pattern + rng.normal(0, _BODY_NOISE, (h, w, 3))) * weight
+            else:
+                colour[part] = pattern[part] + rng.normal(0, _BODY_NOISE, (int(part.sum()), 3))
             colour = _darken_outline(colour, mask)
         else:
             shade = rng.uniform(0.85, 1.15) * (1 + 0.15 * (u / max(a, 1.0)))[..., None]
@@ -252,7 +268,8 @@ def _clutter(rng: np.random.Generator, img: np.ndarray, yy: np.ndarray, xx: np.n
     h, w = img.shape[:2]
     for _ in range(int(rng.integers(0, 3))):
         mask, u, _, a, _, _ = _placement(rng, yy, xx, h, w, _SHAPES, (0.1, 0.22), [], [], 0)
-        img[mask] = _darken_outline(_plain_body(rng, u, a, h, w), mask)[mask]
+        body = _plain_body(rng, u, a, h, w)
+        img[mask] = (_darken_outline(body, mask) if _DECOY_OUTLINE else body)[mask]
     for _ in range(int(rng.integers(1, 4))):
         mask, *_ = _placement(rng, yy, xx, h, w, "ellipse", (0.03, 0.06), [], [], 0)
         img[mask] = rng.uniform(40, 220, 3)

@@ -47,6 +47,16 @@ def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
                                                       [float(c) for c in coefficients])
 
 
+def has_walk_pair_products(device) -> bool:
+    """Whether the walk's weight-gradient kernel exists for ``device`` (CPU only)."""
+    return (torch.device(device).type == "cpu" and hasattr(torch.ops.irnet_fast, "_walk_pair_products")
+            and torch._C._dispatch_has_kernel_for_dispatch_key("irnet_fast::_walk_pair_products", "CPU"))
+
+
+def walk_pair_products(z, w, dirs):
+    return torch.ops.irnet_fast._walk_pair_products(z, w, dirs)
+
+
 def find_centroids(displacement, iterations):
     return torch.ops.irnet_fast.find_centroids(displacement, iterations)
 
@@ -98,6 +108,10 @@ def _feature_affinity_backward_fake(grad, features, affinity, dirs):
     return torch.empty_like(features)
 
 
+def _pair_products_fake(z, w, dirs):
+    return z.new_empty((z.shape[0], dirs.shape[0], z.shape[2], z.shape[3]))
+
+
 def _tiled_fake(x, *plan):
     return torch.empty_like(x)
 
@@ -115,6 +129,7 @@ FAKES = {
     "find_centroids": _centroids_fake,
     "feature_affinity": _feature_affinity_fake, "_feature_affinity_backward": _feature_affinity_backward_fake,
     "random_walk_tiled": _tiled_fake, "random_walk_chebyshev_tiled": _tiled_fake,
+    "_walk_pair_products": _pair_products_fake,
 }
 # the explicit-plan walks (random_walk_tiled, random_walk_chebyshev_tiled) have CUDA kernels only
 CUDA_ONLY = ("random_walk_tiled", "random_walk_chebyshev_tiled")

@@ -71,9 +71,13 @@ def stencil_norm(planes: Tensor, dirs: Tensor) -> Tensor:
     return norm
 
 
-def pair_products(z: Tensor, w: Tensor, dirs: Tensor) -> Tensor:
+def pair_products(z: Tensor, w: Tensor, dirs: Tensor, impl=None) -> Tensor:
     """``G_k(p) = sum_c z(c, p) w(c, p + o_k) + z(c, p + o_k) w(c, p)`` for ``z, w [B, C, h, w]``
-    -> ``[B, D, h, w]``, 0 where ``p + o_k`` is off the grid (the gradient of the walk's planes)."""
+    -> ``[B, D, h, w]``, 0 where ``p + o_k`` is off the grid (the gradient of the walk's planes).
+    ``impl``: a backend whose own kernel computes it (``has_walk_pair_products``), else torch ops."""
+    has_kernel = getattr(impl, "has_walk_pair_products", None)
+    if has_kernel is not None and has_kernel(z.device):
+        return impl.walk_pair_products(z.contiguous(), w.contiguous(), dirs)
     batch, _, height, width = z.shape
     out = z.new_zeros((batch, len(dirs), height, width))
     for k, rows, x0, x1, dy, dx in stencil_windows(dirs.tolist(), height, width):
@@ -111,17 +115,18 @@ class WalkFunction(torch.autograd.Function):
         values, planes64, inv64 = values.to(work), planes.to(work), inv_norm.to(work)
         ones = torch.ones_like(inv64)
         alpha, beta, c = recurrence(steps, coefficients)
+        scaled = {a: a * inv64.unsqueeze(1) for a in set(alpha)}  # alpha_m D^-1, once per value
         states, applied = [values], []
         result = values * c[0]
         for m in range(len(alpha)):
             au = _apply_a(impl, states[m], planes64, ones, dirs)
-            nxt = (alpha[m] * inv64.unsqueeze(1)) * au
+            nxt = scaled[alpha[m]] * au
             if beta[m] != 0.0:
-                nxt = nxt + beta[m] * states[m - 1]
+                nxt.add_(states[m - 1], alpha=beta[m])
             applied.append(au)
             states.append(nxt)
             if c[m + 1] != 0.0:
-                result = result + c[m + 1] * nxt
+                result.add_(nxt, alpha=c[m + 1])
         ctx.states, ctx.applied = states, applied
         ctx.save_for_backward(planes64, inv64, dirs)
         ctx.dtypes = (dtype, planes.dtype, inv_norm.dtype)
@@ -144,25 +149,31 @@ class WalkFunction(torch.autograd.Function):
         passes = len(alpha)
         # adjoints of w_{passes}, w_{passes - 1}, ... built from the top; entry m complete once the
         # passes m and m + 1 (which read w_m) have been reversed
-        adjoint = [c[m] * g if c[m] != 0.0 else torch.zeros_like(g) for m in range(passes + 1)]
-        grad_inv = torch.zeros_like(inv)
+        adjoint: List[Optional[Tensor]] = [c[m] * g if c[m] != 0.0 else None for m in range(passes + 1)]
+        scaled = {a: a * inv4 for a in set(alpha)}  # alpha_m D^-1
+        grad_inv = torch.zeros_like(states[0])  # per channel; summed over them at the end
         zs = []
         for m in range(passes - 1, -1, -1):
-            zbar = alpha[m] * adjoint[m + 1]          # adjoint of the product P w_m
-            grad_inv = grad_inv + (zbar * applied[m]).sum(1)
-            z = inv4 * zbar                           # adjoint of A w_m
+            above = adjoint[m + 1]  # adjoint of w_{m+1}; zbar = alpha_m * above is that of P w_m
+            if above is None:
+                above = torch.zeros_like(g)
+            grad_inv.addcmul_(above, applied[m], value=alpha[m])
+            z = scaled[alpha[m]] * above              # adjoint of A w_m
             zs.append(z)
-            adjoint[m] = adjoint[m] + _apply_a(impl, z, planes, ones, dirs)
+            back = _apply_a(impl, z, planes, ones, dirs)
+            adjoint[m] = back if adjoint[m] is None else adjoint[m].add_(back)
             if beta[m] != 0.0:
-                adjoint[m - 1] = adjoint[m - 1] + beta[m] * adjoint[m + 1]
+                adjoint[m - 1] = beta[m] * above if adjoint[m - 1] is None else adjoint[m - 1].add_(above, alpha=beta[m])
             adjoint[m + 1] = None  # done: free it
+        grad_inv = grad_inv.sum(1)
         dtype_v, dtype_p, dtype_i = ctx.dtypes
         grad_planes = None
         if ctx.needs_input_grad[1]:
             # every pass's (z_m, w_m) as channels of one stack: one sweep over the directions
             zs.reverse()
-            grad_planes = pair_products(torch.cat(zs, 1), torch.cat(states[:passes], 1), dirs).to(dtype_p) \
+            grad_planes = pair_products(torch.cat(zs, 1), torch.cat(states[:passes], 1), dirs, impl).to(dtype_p) \
                 if passes else torch.zeros_like(planes, dtype=dtype_p)
-        grad_values = adjoint[0].to(dtype_v) if ctx.needs_input_grad[0] else None
+        grad_values = (adjoint[0] if adjoint[0] is not None else torch.zeros_like(g)).to(dtype_v) \
+            if ctx.needs_input_grad[0] else None
         grad_inv = grad_inv.to(dtype_i) if ctx.needs_input_grad[2] else None
         return (grad_values, grad_planes, grad_inv) + none

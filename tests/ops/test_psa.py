@@ -208,3 +208,25 @@ def test_errors():
         psa.get_indices_of_pairs(5, (4, 20))
     with pytest.raises(ValueError, match="cam expected the feature grid"):
         psa.propagate(cams(1, 2, 8, 12)[0], f)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 5, 7, 9), (1, 40, 6, 17), (1, 3, 2, 30)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_walk_pair_products_kernel_matches_torch_form(shape, dtype):
+    """The CPU kernel of the walk's weight gradient against its torch form (ops/_walk_grad.py),
+    radius 5 directions (dx < 0 included), a non-contiguous z, sizes smaller than the stencil."""
+    from irnet_fast.ops import _compiled, _walk_grad
+    from irnet_fast.ops.path_index import geometry
+    if not _compiled.has_walk_pair_products("cpu"):
+        pytest.skip("the compiled extension is not loaded")
+    gen = torch.Generator().manual_seed(sum(shape))
+    dirs = torch.as_tensor(np.asarray(geometry(5).search_dst), dtype=torch.int32)
+    z = torch.randn(shape[0], shape[3], shape[2], shape[1], generator=gen, dtype=dtype).permute(0, 3, 2, 1)
+    w = torch.randn(shape, generator=gen, dtype=dtype)
+    got = _walk_grad.pair_products(z, w, dirs, _compiled)
+    want = _walk_grad.pair_products(z, w, dirs)
+    assert got.shape == (shape[0], dirs.shape[0], shape[2], shape[3]) and got.dtype == dtype
+    torch.testing.assert_close(got, want, rtol=1e-5 if dtype == torch.float32 else 1e-12,
+                               atol=1e-5 if dtype == torch.float32 else 1e-12)
+    with pytest.raises(RuntimeError, match="w expected the shape of z"):
+        _compiled.walk_pair_products(z, w[..., :-1], dirs)
