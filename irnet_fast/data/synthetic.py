@@ -16,14 +16,15 @@ from the XML exactly as for real VOC). Two styles:
 
 - ``style="part"`` (the default) shows the problem IRNet solves. In photos a classifier fires on
   the most discriminative part of an object (a face, a wheel) and its CAMs cover a fraction of
-  it. Here an object is a body of no class (a random shape and a random, moderately saturated
-  colour drawn from one distribution for every class, with smooth shading and a dark outline)
-  that carries a class-specific part: a disc of a fifth of the body's area on its long axis,
-  towards one end, with the class's pair of saturated colours and texture (:data:`CLASS_STYLES`).
-  Bodies therefore stand out from the background and from their neighbours by visible edges,
-  never by their class; the part is the only sign of it. Backgrounds carry clutter: up to two
-  decoy bodies without a part and a few small plain blobs. An occluded instance keeps at least
-  70% of its part visible.
+  it. Here an object is a body (a random shape, moderately saturated, with smooth shading and a
+  dark outline) that carries a class-specific part: a disc of a fifth of the body's area on its
+  long axis, towards one end, with the class's pair of saturated colours and texture
+  (:data:`CLASS_STYLES`), fading into the body at its rim. The body's hue is drawn around the
+  part's, so it is weak evidence of the class, as the rest of an object is in a photo; the part
+  is the strong one. Bodies stand out from the background and from their neighbours by their
+  outlines; a part has no edge of its own. Backgrounds carry clutter: up to two decoy bodies
+  (random hue, no part, no outline) and a few small plain blobs. An occluded instance keeps at
+  least 70% of its part visible.
 - ``style="texture"`` (the earlier data): each class has its own colours, texture and shape over
   the whole object, so CAMs already cover most of each object.
 
@@ -76,7 +77,7 @@ _SHAPES = ("ellipse", "rectangle", "diamond")
 _MIN_VISIBLE = 0.4
 _MIN_PIXELS = 40
 _SAME_CLASS_GAP = 0.06  # of min(H, W)
-_FORMAT_VERSION = 3
+_FORMAT_VERSION = 4
 STYLES = ("part", "texture")
 # style "part"
 _PART_FRACTION = 0.2  # of the body's area
@@ -84,8 +85,8 @@ _PART_OFFSET = 0.35  # centre of the part on the long axis, in half-lengths from
 _MIN_PART_VISIBLE = 0.7  # an occluded instance keeps most of its part, the only sign of its class
 _OUTLINE = 1  # pixels of the dark outline of every body
 _BODY_NOISE = 4.0
-_PART_SOFTNESS = 0.0  # the part's pattern fades into the body over this fraction of its radius
-_DECOY_OUTLINE = True  # decoy bodies get the dark outline of the objects
+_PART_SOFTNESS = 0.6  # the part's pattern fades into the body over this fraction of its radius
+_BODY_HUE_SPREAD = 0.06  # an object's body hue: around its class's part hue, with this spread
 
 
 def _style(cls: int) -> Tuple:
@@ -159,12 +160,17 @@ def _placement(rng, yy, xx, h, w, shape_names, size_range, classes, centres, cls
     return _shape_mask(shape, u, v, a, b), u, v, a, b, (cy, cx, (a + b) / 2)
 
 
-def _plain_body(rng, u, a, h, w) -> np.ndarray:
-    """The colour of a body of no class: a random moderately saturated colour (one distribution for
-    every class) with smooth shading, so that it stands out from the grey background, but never by
-    its class."""
+def _plain_body(rng, u, a, h, w, cls: int = 0) -> np.ndarray:
+    """The colour of a body: a moderately saturated colour with smooth shading, so that it stands
+    out from the grey background. An object's (class ``cls`` > 0) hue is drawn around the hue of
+    its class's part: weak evidence of the class over the whole body, as the rest of an object
+    gives a classifier in photos; a decoy's (``cls`` 0) hue is random."""
     import colorsys
-    rgb = np.asarray(colorsys.hsv_to_rgb(rng.random(), rng.uniform(0.2, 0.55), rng.uniform(0.45, 0.85))) * 255
+    if cls > 0:
+        hue = (colorsys.rgb_to_hsv(*(np.asarray(_style(cls)[0]) / 255.0))[0] + rng.normal(0, _BODY_HUE_SPREAD)) % 1.0
+    else:
+        hue = rng.random()
+    rgb = np.asarray(colorsys.hsv_to_rgb(hue, rng.uniform(0.2, 0.55), rng.uniform(0.45, 0.85))) * 255
     shade = rng.uniform(0.9, 1.1) * (1 + 0.12 * (u / max(a, 1.0)))[..., None]
     return rgb[None, None] * shade + rng.normal(0, _BODY_NOISE, (h, w, 3))
 
@@ -183,8 +189,6 @@ def _part_weight(mask: np.ndarray, u: np.ndarray, v: np.ndarray, a: float) -> np
         return np.zeros(mask.shape)
     r = np.sqrt(_PART_FRACTION * mask.sum() / np.pi)
     dist = np.sqrt((u - _PART_OFFSET * a) ** 2 + v * v)
-    if _PART_SOFTNESS <= 0:
-        return (mask & (dist <= r)).astype(np.float64)
     soft = _PART_SOFTNESS * r
     return np.where(mask, np.clip((r + soft / 2 - dist) / soft, 0.0, 1.0), 0.0)
 
@@ -242,12 +246,9 @@ def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int, m
         t = _texture(texture, u + rng.uniform(0, p), v + rng.uniform(0, p), p)[..., None]
         pattern = np.asarray(col_a, np.float64) * (1 - t) + np.asarray(col_b, np.float64) * t
         if style == "part":
-            colour = _plain_body(rng, u, a, h, w)
-            if _PART_SOFTNESS > 0:
-                weight = _part_weight(mask, u, v, a)[..., None]
-                colour = colour * (1 - weight) + (pattern + rng.normal(0, _BODY_NOISE, (h, w, 3))) * weight
-            else:
-                colour[part] = pattern[part] + rng.normal(0, _BODY_NOISE, (int(part.sum()), 3))
+            weight = _part_weight(mask, u, v, a)[..., None]
+            colour = _plain_body(rng, u, a, h, w, cls)
+            colour = colour * (1 - weight) + (pattern + rng.normal(0, _BODY_NOISE, (h, w, 3))) * weight
             colour = _darken_outline(colour, mask)
         else:
             shade = rng.uniform(0.85, 1.15) * (1 + 0.15 * (u / max(a, 1.0)))[..., None]
@@ -268,8 +269,7 @@ def _clutter(rng: np.random.Generator, img: np.ndarray, yy: np.ndarray, xx: np.n
     h, w = img.shape[:2]
     for _ in range(int(rng.integers(0, 3))):
         mask, u, _, a, _, _ = _placement(rng, yy, xx, h, w, _SHAPES, (0.1, 0.22), [], [], 0)
-        body = _plain_body(rng, u, a, h, w)
-        img[mask] = (_darken_outline(body, mask) if _DECOY_OUTLINE else body)[mask]
+        img[mask] = _plain_body(rng, u, a, h, w)[mask]  # no outline: the objects' outlines are theirs
     for _ in range(int(rng.integers(1, 4))):
         mask, *_ = _placement(rng, yy, xx, h, w, "ellipse", (0.03, 0.06), [], [], 0)
         img[mask] = rng.uniform(40, 220, 3)
