@@ -16,7 +16,7 @@ from ..helpers import BACKENDS, boundary_map, cams, needs_ext
 COMPILED_OPS = ("path_affinity", "_path_affinity_backward", "transition_stencil", "random_walk", "find_centroids",
                 "_path_affinity_portable", "_path_affinity_backward_portable", "_transition_stencil_portable",
                 "_random_walk_portable", "random_walk_chebyshev", "_random_walk_chebyshev_portable",
-                "feature_affinity", "_feature_affinity_backward")
+                "feature_affinity", "_feature_affinity_backward", "_walk_pair_products")
 
 
 def _walk(x, edge):
@@ -92,6 +92,7 @@ def _opcheck_args():
         "find_centroids": (displacement, 5),
         "feature_affinity": (features, paths[:, 0].contiguous()),
         "_feature_affinity_backward": (grad_planes, features, aff_planes, paths[:, 0].contiguous()),
+        "_walk_pair_products": (features, cams(2, 3, 9, 11, seed=4).contiguous(), paths[:, 0].contiguous()),
     }
 
 
