@@ -98,17 +98,15 @@ def _value_range(t: torch.Tensor):
 
 
 def check_finite(t: torch.Tensor, *, op: str, name: str) -> None:
-    if not value_checks_enabled() or not t.numel() or not (t.is_floating_point() or t.is_complex()):
-        return
-    if t.is_complex():
-        t = torch.view_as_real(t)
+    if not value_checks_enabled() or not t.numel() or not t.is_floating_point():
+        return  # integer and bool tensors are finite
     lo, hi = _value_range(t)
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise ValueError(f"{op}(): {name} expected finite values, got NaN or Inf")
 
 
-def check_unit_interval(t: torch.Tensor, *, op: str, name: str) -> None:
-    """Boundary probabilities must be finite and in [0, 1]."""
+def check_unit_interval(t: torch.Tensor, *, op: str, name: str, boundary: bool = True) -> None:
+    """Finite and in [0, 1] (one pass): boundary probabilities, or affinities (``boundary=False``)."""
     if not value_checks_enabled() or not t.numel():
         return
     lo, hi = _value_range(t)
@@ -116,8 +114,8 @@ def check_unit_interval(t: torch.Tensor, *, op: str, name: str) -> None:
         raise ValueError(f"{op}(): {name} expected finite values, got NaN or Inf")
     if lo < 0.0 or hi > 1.0:
         # repr: the shortest digits that tell 1 + 1e-7 from 1
-        raise ValueError(f"{op}(): {name} expected values in [0, 1] (a boundary probability), "
-                         f"got range [{lo!r}, {hi!r}]; apply torch.sigmoid to logits")
+        what, advice = (" (a boundary probability)", "; apply torch.sigmoid to logits") if boundary else ("", "")
+        raise ValueError(f"{op}(): {name} expected values in [0, 1]{what}, got range [{lo!r}, {hi!r}]{advice}")
 
 
 def check_same_device(*named, op: str) -> None:

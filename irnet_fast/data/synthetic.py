@@ -193,11 +193,6 @@ def _part_weight(mask: np.ndarray, u: np.ndarray, v: np.ndarray, a: float) -> np
     return np.where(mask, np.clip((r + soft / 2 - dist) / soft, 0.0, 1.0), 0.0)
 
 
-def _part(mask: np.ndarray, u: np.ndarray, v: np.ndarray, a: float) -> np.ndarray:
-    """The pixels that show the part at least half."""
-    return _part_weight(mask, u, v, a) >= 0.5
-
-
 def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int, max_instances: int,
             style: str = "part") -> Tuple[np.ndarray, np.ndarray, List[int]]:
     """One image: (RGB uint8, instance map 0..N, class (1-based) of each instance)."""
@@ -229,7 +224,8 @@ def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int, m
             area = int(mask.sum())
             if area < _MIN_PIXELS / _MIN_VISIBLE:
                 continue
-            part = _part(mask, u, v, a) if style == "part" else mask
+            weight = _part_weight(mask, u, v, a) if style == "part" else None
+            part = weight >= 0.5 if style == "part" else mask  # pixels showing the part at least half
             if part.sum() < 0.5 * _PART_FRACTION * area:
                 continue  # the part would be cut off by the image border
             if same_class_zone[cls].any() and (mask & same_class_zone[cls]).any():
@@ -246,9 +242,9 @@ def _render(rng: np.random.Generator, size: Tuple[int, int], num_classes: int, m
         t = _texture(texture, u + rng.uniform(0, p), v + rng.uniform(0, p), p)[..., None]
         pattern = np.asarray(col_a, np.float64) * (1 - t) + np.asarray(col_b, np.float64) * t
         if style == "part":
-            weight = _part_weight(mask, u, v, a)[..., None]
             colour = _plain_body(rng, u, a, h, w, cls)
-            colour = colour * (1 - weight) + (pattern + rng.normal(0, _BODY_NOISE, (h, w, 3))) * weight
+            shown = weight[..., None]
+            colour = colour * (1 - shown) + (pattern + rng.normal(0, _BODY_NOISE, (h, w, 3))) * shown
             colour = _darken_outline(colour, mask)
         else:
             shade = rng.uniform(0.85, 1.15) * (1 + 0.15 * (u / max(a, 1.0)))[..., None]

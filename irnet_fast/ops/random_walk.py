@@ -49,12 +49,7 @@ def _check_affinity(affinity, radius: int, *, op: str) -> Tensor:
     check_tensor(affinity, op=op, name="affinity", dims=["B", str(num_dirs), "h", "w"])
     if affinity.shape[-1] == 0 or affinity.shape[-2] == 0:
         raise ValueError(f"{op}(): affinity expected a non-empty grid (h, w >= 1), got {tuple(affinity.shape)}")
-    if value_checks_enabled() and affinity.numel():
-        lo, hi = (float(v) for v in torch.aminmax(affinity.detach()))  # one pass; NaN propagates
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            raise ValueError(f"{op}(): affinity expected finite values, got NaN or Inf")
-        if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"{op}(): affinity expected values in [0, 1], got range [{lo!r}, {hi!r}]")
+    check_unit_interval(affinity, op=op, name="affinity", boundary=False)
     return affinity
 
 

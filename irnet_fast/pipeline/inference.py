@@ -16,8 +16,8 @@ from ..ops import random_walk
 from .common import inference_model
 from .config import Config
 
-__all__ = ["load_edge_displacement", "boundary_and_displacement", "irn_and_cam", "walk", "upsample_scores",
-           "channel_chunks", "upsampled_peak"]
+__all__ = ["load_edge_displacement", "boundary_and_displacement", "irn_and_cam", "walk", "upsampled",
+           "upsample_scores", "channel_chunks"]
 
 
 def load_edge_displacement(cfg: Config, weights, device: torch.device) -> EdgeDisplacement:
@@ -59,17 +59,19 @@ def walk(cfg: Config, scores: Sequence[torch.Tensor], edges: Sequence[torch.Tens
     return out
 
 
-def upsample_scores(rw: torch.Tensor, size: Tuple[int, int], peak: Optional[float] = None) -> torch.Tensor:
-    """Stride-4 scores ``(C, h, w)`` upsampled x4 (bilinear, align_corners False), cropped to
-    ``size``, divided by their global max (left at 0 when the max is 0: the reference would divide
-    by zero). ``peak``: divide by this instead (the max of all of an image's channels, when they
-    are upsampled a chunk at a time: :func:`upsampled_peak`)."""
+def upsampled(rw: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """Stride-4 scores ``(C, h, w)`` upsampled x4 (bilinear, align_corners False), cropped to ``size``."""
+    up = F.interpolate(rw[None].float(), scale_factor=4, mode="bilinear", align_corners=False)[0]
+    return up[:, :size[0], :size[1]]
+
+
+def upsample_scores(rw: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+    """:func:`upsampled`, divided by the global max (left at 0 when the max is 0: the reference
+    would divide by zero)."""
     if rw.shape[0] == 0:
         return rw.new_zeros((0,) + tuple(size))
-    up = F.interpolate(rw[None].float(), scale_factor=4, mode="bilinear", align_corners=False)[0]
-    up = up[:, :size[0], :size[1]]
-    if peak is None:
-        peak = float(up.max())
+    up = upsampled(rw, size)
+    peak = up.max()
     return up / peak if peak > 0 else up
 
 
@@ -83,8 +85,3 @@ def channel_chunks(channels: int, size: Tuple[int, int], chunk_bytes: Optional[i
     them upsampled at once would take gigabytes. ``chunk_bytes``: default :data:`CHUNK_BYTES`."""
     step = max(1, int(CHUNK_BYTES if chunk_bytes is None else chunk_bytes) // (4 * max(1, size[0] * size[1])))
     return [slice(start, min(channels, start + step)) for start in range(0, channels, step)]
-
-
-def upsampled_peak(rw: torch.Tensor, size: Tuple[int, int], chunks: Sequence[slice]) -> float:
-    """The max of ``upsample_scores``' upsampled planes (before its division), a chunk at a time."""
-    return max((float(upsample_scores(rw[c], size, peak=1.0).max()) for c in chunks), default=0.0)

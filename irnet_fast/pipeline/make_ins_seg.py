@@ -25,7 +25,7 @@ from ..ops import cluster_centroids, detect_instance, find_centroids_with_refine
 from .config import Config
 from .distributed import init_distributed
 from .make_cam import load_cam_file
-from .inference import channel_chunks, irn_and_cam, load_edge_displacement, upsample_scores, upsampled_peak, walk
+from .inference import channel_chunks, irn_and_cam, load_edge_displacement, upsample_scores, upsampled, walk
 from .common import LogContext, StepSummary, infer_source, run_images
 
 __all__ = ["make_ins_seg", "INSTANCE_KEYS", "instances_from_walk", "instance_cams"]
@@ -39,11 +39,22 @@ def instances_from_walk(rw: torch.Tensor, keys: np.ndarray, num_clusters: int, s
     the result is that of the whole stack (ties go to the lower channel, the background first)."""
     height, width = size
     chunks = channel_chunks(rw.shape[0], (height, width))
-    peak = upsampled_peak(rw, (height, width), chunks)
+    if len(chunks) == 1:  # every VOC image: upsampled once
+        stack = upsample_scores(rw, (height, width))
+
+        def scores(chunk: slice) -> torch.Tensor:
+            return stack
+    else:  # a full-resolution image: each chunk upsampled again in each of the three passes
+        peak = max((float(upsampled(rw[c], (height, width)).max()) for c in chunks), default=0.0)
+
+        def scores(chunk: slice) -> torch.Tensor:  # upsample_scores' values, over the image's max
+            up = upsampled(rw[chunk], (height, width))
+            return up / peak if peak > 0 else up
+
     best = torch.full((height, width), float(cfg.ins_seg_bg_thres), dtype=torch.float32, device=rw.device)
     shape = torch.zeros((height, width), dtype=torch.long, device=rw.device)
     for chunk in chunks:
-        value, index = upsample_scores(rw[chunk], (height, width), peak=peak).max(dim=0)
+        value, index = scores(chunk).max(dim=0)
         better = value > best
         best = torch.where(better, value, best)
         shape = torch.where(better, index + (chunk.start + 1), shape)
@@ -52,7 +63,7 @@ def instances_from_walk(rw: torch.Tensor, keys: np.ndarray, num_clusters: int, s
     found = [detect_instance(np.zeros((0, height, width), np.float32), np.zeros((0, height, width), bool),
                              class_id[:0], max_fragment_size=fragment)]
     for chunk in chunks:
-        up = upsample_scores(rw[chunk], (height, width), peak=peak)
+        up = scores(chunk)
         channels = torch.arange(chunk.start + 1, chunk.stop + 1, device=shape.device).view(-1, 1, 1)
         found.append(detect_instance(up.cpu().numpy(), (shape[None] == channels).cpu().numpy(), class_id[chunk],
                                      max_fragment_size=fragment))
