@@ -33,6 +33,7 @@ from PIL import Image
 
 from ._checks import check_array
 from .data.cityscapes import Label, labels_table
+from .data.instances import instance_pixels
 
 __all__ = ["OVERLAPS", "MIN_REGION_SIZE", "CityscapesInstanceAP", "official_instance_ap", "has_cityscapesscripts"]
 
@@ -54,6 +55,26 @@ def _label_id(value: int) -> int:
     return int(value) if value < 1000 else int(value / 1000)
 
 
+def _prediction_pixels(pred, num: int, size, op: str):
+    """``(P, [flat pixel indices of each prediction])`` of masks ``bool (P, H, W)`` or of
+    a label map ``int (H, W)`` (``num`` predictions), checked against the image ``size``."""
+    arr = np.asarray(pred)
+    if arr.ndim == 2 and arr.dtype.kind in "iu":
+        label = check_array(arr, op=op, name="pred_masks", kind="int", dims=("H", "W"))
+        if label.shape != tuple(size):
+            raise ValueError(f"{op}(): pred_masks expected a label map of size {tuple(size)} (the instance "
+                             f"map's), got {label.shape}")
+        if label.size and (label.min() < 0 or label.max() > num):
+            raise ValueError(f"{op}(): pred_masks expected label values in [0, {num}] ({num} predictions), got "
+                             f"[{label.min()}, {label.max()}]")
+        return num, instance_pixels(label, num)
+    masks = check_array(pred, op=op, name="pred_masks", kind="bool", dims=("P", "H", "W")).astype(bool)
+    if masks.shape[0] and masks.shape[1:] != tuple(size):
+        raise ValueError(f"{op}(): pred_masks expected masks of size {tuple(size)} (the instance map's), "
+                         f"got {masks.shape[1:]}")
+    return masks.shape[0], [np.flatnonzero(m) for m in masks]
+
+
 class CityscapesInstanceAP:
     """Accumulates images (:meth:`update`) and computes the Cityscapes AP (:meth:`compute`)."""
 
@@ -66,19 +87,17 @@ class CityscapesInstanceAP:
         self._images: List[Dict[int, Tuple[list, list]]] = []
 
     def update(self, pred_masks, pred_classes, pred_scores, instance_ids) -> "CityscapesInstanceAP":
-        """Add one image: predicted masks ``bool (P, H, W)``, their train ids ``(P,)`` and confidences
-        ``(P,)``; the image's ``instanceIds`` map ``(H, W)`` as stored. Predictions of classes
-        without instances are left out (as the official evaluator does)."""
+        """Add one image: the predictions as masks ``bool (P, H, W)`` or as one label map ``int (H, W)``
+        (prediction ``i`` where it is ``i + 1``: ``ins_seg/<id>.npz``'s, no full-size mask each), their
+        train ids ``(P,)`` and confidences ``(P,)``; the image's ``instanceIds`` map ``(H, W)`` as stored.
+        Predictions of classes without instances are left out (as the official evaluator does)."""
         op = "CityscapesInstanceAP.update"
         ids = check_array(instance_ids, op=op, name="instance_ids", kind="int", dims=("H", "W")).astype(np.int64)
-        masks = check_array(pred_masks, op=op, name="pred_masks", kind="bool", dims=("P", "H", "W")).astype(bool)
         classes = np.asarray(pred_classes).reshape(-1)
         scores = np.asarray(pred_scores, np.float64).reshape(-1)
-        if masks.shape[0] and masks.shape[1:] != ids.shape:
-            raise ValueError(f"{op}(): pred_masks expected masks of size {ids.shape} (the instance map's), "
-                             f"got {masks.shape[1:]}")
-        if classes.shape != (masks.shape[0],) or scores.shape != (masks.shape[0],):
-            raise ValueError(f"{op}(): pred_classes and pred_scores expected {masks.shape[0]} values each, got "
+        count, pixels = _prediction_pixels(pred_masks, classes.shape[0], ids.shape, op)
+        if classes.shape != (count,) or scores.shape != (count,):
+            raise ValueError(f"{op}(): pred_classes and pred_scores expected {count} values each, got "
                              f"{classes.shape[0]} and {scores.shape[0]}")
         uniq, inverse = np.unique(ids, return_inverse=True)
         inverse = inverse.reshape(-1)
@@ -89,18 +108,16 @@ class CityscapesInstanceAP:
             # (instance id, pixel count) in increasing id order, groups included
             gts = [(int(v), int(c), k) for k, (v, c) in enumerate(zip(uniq, counts)) if _label_id(v) == lab.id]
             per[lab.id] = (gts, [])
-        flat = masks.reshape(masks.shape[0], ids.size)
-        for m, cls, conf in zip(flat, classes, scores):
+        for where, cls, conf in zip(pixels, classes, scores):
             label_id = self._train_to_id.get(int(cls))
             if label_id not in per:
                 continue
-            area = int(np.count_nonzero(m))
-            if not area:
+            if not where.size:
                 continue
-            inter = np.bincount(inverse[m], minlength=len(uniq))
+            inter = np.bincount(inverse[where], minlength=len(uniq))
             gts, preds = per[label_id]
             matched = [(g, int(inter[k])) for g, (_, _, k) in enumerate(gts) if inter[k] > 0]
-            preds.append((float(conf), area, int(np.count_nonzero(void & m)), matched))
+            preds.append((float(conf), int(where.size), int(np.count_nonzero(void[where])), matched))
         self._images.append(per)
         return self
 
@@ -214,7 +231,8 @@ class _NumpyCompat(types.ModuleType):
 def official_instance_ap(records: Iterable[Tuple[os.PathLike, np.ndarray, np.ndarray, np.ndarray]],
                          workdir: Optional[os.PathLike] = None) -> Dict:
     """The installed ``cityscapesscripts`` evaluator on ``records``: per image ``(path of its
-    gtFine instanceIds PNG, masks bool (P, H, W), train ids (P,), confidences (P,))``.
+    gtFine instanceIds PNG, masks bool (P, H, W) or a label map int (H, W) (prediction i where it is
+    i + 1), train ids (P,), confidences (P,))``.
 
     Predictions are written in the official result format (one PNG per mask and a text file per
     image) under ``workdir`` (a temporary folder by default); nothing is written elsewhere (the
@@ -232,7 +250,9 @@ def official_instance_ap(records: Iterable[Tuple[os.PathLike, np.ndarray, np.nda
         gt_files, pred_files = [], []
         for i, (gt_path, masks, classes, scores) in enumerate(records):
             lines = []
-            for k, (mask, cls, conf) in enumerate(zip(np.asarray(masks, bool), classes, scores)):
+            masks = np.asarray(masks)
+            for k, (cls, conf) in enumerate(zip(classes, scores)):
+                mask = masks == k + 1 if masks.ndim == 2 else masks[k].astype(bool)
                 png = f"img{i}_inst{k}.png"
                 Image.fromarray(mask.astype(np.uint8) * 255).save(os.path.join(tmp, png))
                 lines.append(f"{png} {train_to_id[int(cls)]} {float(conf)!r}\n")

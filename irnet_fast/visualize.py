@@ -32,6 +32,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ._io import atomic_write_bytes, voc_palette
+from .data.instances import instance_masks, load_instances
 
 __all__ = ["jet", "hsv_to_rgb", "colorize_labels", "overlay_cam", "colorize_boundary", "colorize_displacement",
            "colorize_instances", "instance_colors", "panel", "panel_tiles", "write_report",
@@ -374,12 +375,15 @@ def panel_tiles(cfg, source, name: str, irn=None, titles: Sequence[str] = TILE_T
             logger.warning("IRNet on %s: %s", name, exc)
 
     def ins_tile():
-        ins = _read_npz(out / "ins_seg" / f"{name}.npz", ("score", "mask"))
-        if ins is None:
+        path = out / "ins_seg" / f"{name}.npz"
+        if not path.is_file():
             return None
-        mask = ins["mask"]
-        if mask.ndim != 3:
-            raise ValueError(f"ins_seg mask of shape {mask.shape}")
+        try:
+            ins = load_instances(path)
+        except Exception as exc:
+            logger.warning("cannot read %s: %s", path, exc)
+            return None
+        mask = instance_masks(ins["label"], len(ins["score"]))
         return colorize_instances(mask, ins["score"], base if mask.shape[1:] == tuple(size) else None)
 
     def gt_sem_tile():

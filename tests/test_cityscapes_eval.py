@@ -136,6 +136,30 @@ def test_equals_official_evaluator(tmp_path, seed):
     assert mine["map"] == official["map"] and mine["map50"] == official["map50"]
 
 
+@pytest.mark.parametrize("seed", [0, 1])
+def test_label_map_predictions_equal_masks(tmp_path, seed):
+    """ins_seg files hold disjoint predictions as one label map: both evaluators take it as it is."""
+    from irnet_fast.data.instances import instance_label_map
+    rng = np.random.default_rng(seed)
+    by_masks, by_label, records = CityscapesInstanceAP(), CityscapesInstanceAP(), []
+    for i in range(3):
+        ids, masks, classes, scores = _random_image(rng)
+        disjoint = masks & (np.cumsum(masks, axis=0) == 1)  # each pixel to its first mask
+        label = instance_label_map(disjoint)
+        by_masks.update(disjoint, classes, scores, ids)
+        by_label.update(label, classes, scores, ids)
+        records.append((_write_gt(tmp_path / f"d_{i}_gtFine_instanceIds.png", ids), label, classes, scores))
+    want, got = by_masks.compute(), by_label.compute()
+    assert np.isfinite(want["matrix"]).sum() >= 10 and want["map50"] > 0
+    np.testing.assert_array_equal(got["matrix"], want["matrix"])
+    with pytest.raises(ValueError, match=r"pred_masks expected label values in \[0, 1\]"):
+        CityscapesInstanceAP().update(np.full(ids.shape, 2, np.int32), [CAR], [0.5], ids)
+    with pytest.raises(ValueError, match="pred_masks expected a label map of size"):
+        CityscapesInstanceAP().update(np.zeros((4, 4), np.int32), [CAR], [0.5], ids)
+    if has_cityscapesscripts():
+        np.testing.assert_array_equal(official_instance_ap(records)["matrix"], want["matrix"])
+
+
 class _Source:
     def __init__(self, has_background):
         self.has_background = has_background

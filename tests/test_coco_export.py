@@ -212,15 +212,16 @@ def _predictions(source, out_dir, drop=()):
     """``ins_seg`` files of ``source``: the ground truth (scores 0.9, 0.8, ...) and one low-scoring
     false positive per image, minus the images in ``drop``'s instances."""
     from irnet_fast._io import save_npz
+    from irnet_fast.data.instances import instance_label_map
     for i, name in enumerate(source.ids):
         masks, classes = source.instance_label(name)
         if name in drop:
             masks, classes = masks[:0], classes[:0]
-        fp = np.zeros((1,) + masks.shape[1:], bool)
-        fp[0, :3, :3] = True
+        label = instance_label_map(masks)
+        label.flat[np.flatnonzero(label.reshape(-1) == 0)[:9]] = len(classes) + 1  # on the background
         save_npz(out_dir / "ins_seg" / f"{name}.npz",
                  {"score": np.concatenate([0.9 - 0.1 * np.arange(len(classes)), [0.05]]).astype(np.float32),
-                  "mask": np.concatenate([masks, fp]), "class": np.concatenate([classes, [0]]).astype(np.int64)})
+                  "label": label, "class": np.concatenate([classes, [0]]).astype(np.int64)})
 
 
 def _coco_eval(gt_json, annotations):

@@ -168,7 +168,7 @@ def _fake_out(tmp_path):
     save_label_png(out / "ir_label" / f"{a}.png", ir)
     save_label_png(out / "sem_seg" / f"{a}.png", rng.integers(0, 4, (h, w)).astype(np.uint8))
     save_npz(out / "ins_seg" / f"{a}.npz", {"score": np.array([0.3, 0.8], np.float32),
-                                            "mask": rng.random((2, h, w)) > 0.5,
+                                            "label": rng.integers(0, 3, (h, w)).astype(np.int32),
                                             "class": np.array([0, 2], np.int64)}, compress=True)
     return cfg, source, names
 

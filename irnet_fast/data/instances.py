@@ -1,8 +1,8 @@
 """Training items for an instance segmentation network, read straight from instance masks.
 
 :class:`InstanceDataset` reads the instance pseudo labels ``<label_dir>/<id>.npz`` that
-``make_ins_seg`` writes (``score`` float32 (P,), ``mask`` bool (P, H, W), ``class`` int64 (P,),
-0-based) and gives torchvision's detection targets: the masks themselves (no polygon round trip),
+``make_ins_seg`` writes (:func:`load_instances`: ``score`` float32 (P,), ``class`` int64 (P,),
+0-based, and the instances as one label map ``label`` int32 (H, W)) and gives torchvision's detection targets: the masks themselves (no polygon round trip),
 their boxes (:func:`mask_boxes`) and labels ``class + 1`` (0 is the background). Instances with
 ``score <= min_score`` (``detect_instance`` gives fragments under its size limit 0) or fewer than
 ``min_pixels`` pixels are left out; an image left without instances stays, as a negative.
@@ -19,14 +19,75 @@ import numpy as np
 import torch
 
 from .._checks import check_array
-from .._io import load_npz
+from .._io import is_valid_npz, load_npz
 from .voc import _SourceDataset
 
-__all__ = ["mask_boxes", "InstanceDataset", "collate_detection", "INSTANCE_KEYS"]
+__all__ = ["mask_boxes", "InstanceDataset", "collate_detection", "INSTANCE_KEYS", "load_instances", "instance_masks",
+           "instance_label_map", "instance_pixels", "is_instance_file"]
 
 PathLike = Union[str, os.PathLike]
 
-INSTANCE_KEYS = ("score", "mask", "class")
+# ins_seg/<id>.npz: the instances are disjoint (one argmax), so one label map holds them all:
+# instance i is where label == i + 1. Files of the earlier format, one full-size mask per instance
+# (LEGACY_INSTANCE_KEYS), are still read.
+INSTANCE_KEYS = ("score", "label", "class")
+LEGACY_INSTANCE_KEYS = ("score", "mask", "class")
+
+
+def instance_label_map(masks) -> np.ndarray:
+    """``int32 (H, W)`` label map of disjoint ``bool (P, H, W)`` masks: mask ``i`` is ``i + 1``, 0 outside."""
+    m = check_array(masks, op="instance_label_map", name="masks", dims=("P", "H", "W"), kind="bool").astype(bool, copy=False)
+    if m.shape[0] > 1 and int(m.sum(axis=0, dtype=np.int64).max()) > 1:
+        raise ValueError("instance_label_map(): masks expected disjoint masks, got a pixel inside several")
+    label = np.zeros(m.shape[1:], np.int32)
+    for i, mask in enumerate(m):
+        label[mask] = i + 1
+    return label
+
+
+def instance_masks(label, index) -> np.ndarray:
+    """``bool (P, H, W)`` masks of the instances ``index`` (0-based ids, or their number P for all of
+    ``0 .. P - 1``) of an ``int (H, W)`` label map (instance ``i`` where ``label == i + 1``)."""
+    lab = check_array(label, op="instance_masks", name="label", dims=("H", "W"), kind="int")
+    index = np.arange(index) if np.ndim(index) == 0 else np.asarray(index, np.int64).reshape(-1)
+    return lab[None] == (index + 1).reshape(-1, 1, 1)
+
+
+def instance_pixels(label, count: int) -> List[np.ndarray]:
+    """Flat pixel indices of each of the ``count`` instances of an ``int (H, W)`` label map, in one
+    sort (no full-size mask per instance)."""
+    flat = np.asarray(label).reshape(-1)
+    order = np.argsort(flat, kind="stable")
+    ends = np.cumsum(np.bincount(flat, minlength=count + 1))
+    return [order[ends[i]:ends[i + 1]] for i in range(count)]
+
+
+def load_instances(path: PathLike) -> Dict[str, np.ndarray]:
+    """An ``ins_seg/<id>.npz``: ``{'score' float32 (P,), 'class' int64 (P,), 'label' int32 (H, W)}``
+    (instance ``i`` where ``label == i + 1``); a file of the earlier one-mask-per-instance format is
+    converted."""
+    data = load_npz(path)
+    if all(k in data for k in INSTANCE_KEYS):
+        out = {k: data[k] for k in INSTANCE_KEYS}
+    elif all(k in data for k in LEGACY_INSTANCE_KEYS):
+        try:
+            label = instance_label_map(data["mask"])
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        out = {"score": data["score"], "class": data["class"], "label": label}
+    else:
+        raise KeyError(f"{path}: expected the arrays {list(INSTANCE_KEYS)}, got {sorted(data)}")
+    p = out["score"].shape[0]
+    if out["class"].shape != (p,) or out["label"].ndim != 2 or (out["label"].size and out["label"].max() > p):
+        raise ValueError(f"{path}: score {out['score'].shape}, class {out['class'].shape} and a label map of "
+                         f"values up to {out['label'].max() if out['label'].size else 0} do not describe one set "
+                         f"of instances")
+    return out
+
+
+def is_instance_file(path: PathLike) -> bool:
+    """Whether ``path`` is a readable instance file (either format)."""
+    return is_valid_npz(path, INSTANCE_KEYS) or is_valid_npz(path, LEGACY_INSTANCE_KEYS)
 
 
 def mask_boxes(masks) -> np.ndarray:
@@ -71,10 +132,11 @@ class InstanceDataset(_SourceDataset):
 
     def instances(self, name: str) -> Tuple[np.ndarray, np.ndarray]:
         """The kept ``(masks bool (P, H, W), labels int64 (P,) 0-based)`` of image ``name``."""
-        data = load_npz(self.label_dir / f"{name}.npz", INSTANCE_KEYS)
-        masks = data["mask"].astype(bool, copy=False)
-        keep = (data["score"] > self.min_score) & (masks.reshape(masks.shape[0], -1).sum(axis=1) >= self.min_pixels)
-        return masks[keep], data["class"][keep].astype(np.int64)
+        data = load_instances(self.label_dir / f"{name}.npz")
+        count = data["score"].shape[0]
+        pixels = np.bincount(data["label"].reshape(-1), minlength=count + 1)[1:]
+        keep = np.flatnonzero((data["score"] > self.min_score) & (pixels >= self.min_pixels))
+        return instance_masks(data["label"], keep), data["class"][keep].astype(np.int64)
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, Dict]:
         i, name, img = self._load(index)

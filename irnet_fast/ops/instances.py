@@ -148,8 +148,8 @@ def cluster_centroids(centroids: Array, displacement: Array, thres: float = 2.5,
     return ids.unsqueeze(0) == torch.arange(int(ids.max()) + 1, device=ids.device).view(-1, 1, 1)
 
 
-def _segments_numpy(score: np.ndarray, mask: np.ndarray, max_fragment_size: float):
-    """Segments of one mask: (scores float32 [n], masks bool [n, h, w])."""
+def _segment_scores_numpy(score: np.ndarray, mask: np.ndarray, max_fragment_size: float):
+    """Segments of one mask: (scores float32 [n], component labels int [h, w] (0 outside), n)."""
     from scipy import ndimage
     labels, count = _label_numpy(mask)
     index = np.arange(1, count + 1)
@@ -158,10 +158,10 @@ def _segments_numpy(score: np.ndarray, mask: np.ndarray, max_fragment_size: floa
     # the reference takes max(score * segment) over the whole image: pixels outside count as 0
     best = np.where(sizes < labels.size, np.maximum(best, 0), best)
     best = np.where(sizes < max_fragment_size, 0, best).astype(np.float32)
-    return best, labels[None] == index.reshape(-1, 1, 1)
+    return best, labels, count
 
 
-def _segments_torch(score: Tensor, mask: Tensor, max_fragment_size: float):
+def _segment_scores_torch(score: Tensor, mask: Tensor, max_fragment_size: float):
     from . import _torch
     labels, count = _torch.label_components(mask)
     flat = labels.reshape(-1)
@@ -170,12 +170,11 @@ def _segments_torch(score: Tensor, mask: Tensor, max_fragment_size: float):
     best = best.scatter_reduce(0, flat, score.reshape(-1), reduce="amax")[1:]
     best = torch.where(sizes < flat.numel(), best.clamp_min(0), best)
     best = torch.where(sizes < max_fragment_size, torch.zeros_like(best), best)
-    index = torch.arange(1, count + 1, device=labels.device).view(-1, 1, 1)
-    return best, labels.unsqueeze(0) == index
+    return best, labels, count
 
 
 def detect_instance(score_map: Array, mask: Array, class_id: Array, max_fragment_size: float = 0, *,
-                    backend: str = "auto") -> Dict[str, Array]:
+                    label_map: bool = False, backend: str = "auto") -> Dict[str, Array]:
     """Split every instance mask into 4-connected segments and score them (IRNet's detect_instance).
 
     A segment smaller than ``max_fragment_size`` pixels scores 0; any other scores the maximum of
@@ -187,12 +186,16 @@ def detect_instance(score_map: Array, mask: Array, class_id: Array, max_fragment
         mask (bool array or Tensor[N, h, w]): instance masks (nonzero = inside).
         class_id (int array or Tensor[N]): class of each mask (kept as given: no +1).
         max_fragment_size (float): minimum segment size in pixels for a non-zero score.
+        label_map (bool): return the segments as one ``int32 (h, w)`` map (``'label'``: segment
+            ``i`` is ``i + 1``, 0 outside every segment) instead of ``M`` full-size masks; needs
+            disjoint masks (an argmax's), and holds one plane where the masks would hold ``M``.
         backend (str): "auto" (SciPy on the CPU, torch on a GPU) or "torch".
 
     Returns:
-        ``{'score': float32 (M,), 'mask': bool (M, h, w), 'class': int64 (M,)}``, NumPy arrays for
-        NumPy input, else tensors on the input's device; ``M = 0`` when no mask has a pixel (where
-        the reference raises).
+        ``{'score': float32 (M,), 'mask': bool (M, h, w), 'class': int64 (M,)}`` (with ``label_map``:
+        ``'label'`` instead of ``'mask'``), NumPy arrays for NumPy input, else tensors on the
+        input's device; ``M = 0`` when no mask has a pixel (where the reference raises). Segments
+        are numbered mask by mask, each mask's in raster order of their first pixel.
     """
     op = "detect_instance"
     check_array(score_map, op=op, name="score_map", dims=("N", "h", "w"), kind="anyfloat", tensors=True)
@@ -206,38 +209,61 @@ def detect_instance(score_map: Array, mask: Array, class_id: Array, max_fragment
         raise ValueError(f"{op}(): class_id expected shape ({score_map.shape[0]},) (one per mask), "
                          f"got {describe(class_id)}")
     max_fragment_size = check_number(max_fragment_size, op=op, name="max_fragment_size", minimum=0)
+    if label_map and mask.shape[0] > 1:
+        overlap = int((mask != 0).sum(0).max())
+        if overlap > 1:
+            raise ValueError(f"{op}(): mask expected disjoint masks with label_map=True, got a pixel inside "
+                             f"{overlap} masks")
     height, width = score_map.shape[1:]
     if isinstance(score_map, np.ndarray):
         _label_on_gpu(backend, torch.device("cpu"), op=op)
-        scores, masks, classes = [], [], []
+        scores, classes, masks = [], [], []
+        label = np.zeros((height, width), np.int32) if label_map else None
+        total = 0
         for score, m, cls in zip(score_map.astype(np.float32, copy=False), mask != 0, class_id):
             if not m.any():
                 continue
-            best, segments = _segments_numpy(score, m, max_fragment_size)
+            best, labels, count = _segment_scores_numpy(score, m, max_fragment_size)
+            if label_map:
+                inside = labels > 0
+                label[inside] = labels[inside] + total
+            else:
+                masks.append(labels[None] == np.arange(1, count + 1).reshape(-1, 1, 1))
+            total += count
             scores.append(best)
-            masks.append(segments)
-            classes.append(np.full(len(best), cls, dtype=np.int64))
-        if not scores:
-            return {"score": np.zeros(0, np.float32), "mask": np.zeros((0, height, width), bool),
-                    "class": np.zeros(0, np.int64)}
-        return {"score": np.concatenate(scores), "mask": np.concatenate(masks), "class": np.concatenate(classes)}
+            classes.append(np.full(count, cls, dtype=np.int64))
+        out = {"score": np.concatenate(scores) if scores else np.zeros(0, np.float32),
+               "class": np.concatenate(classes) if classes else np.zeros(0, np.int64)}
+        if label_map:
+            out["label"] = label
+        else:
+            out["mask"] = np.concatenate(masks) if masks else np.zeros((0, height, width), bool)
+        return out
     device = score_map.device
     if not _label_on_gpu(backend, device, op=op):
         result = detect_instance(score_map.detach().float().numpy(), mask.detach().numpy(),
-                                 class_id.detach().numpy(), max_fragment_size)
+                                 class_id.detach().numpy(), max_fragment_size, label_map=label_map)
         return {k: torch.from_numpy(v) for k, v in result.items()}
     score_map, mask = score_map.detach().float(), mask.detach() != 0
-    scores, masks, classes = [], [], []
+    scores, classes, masks = [], [], []
+    label = torch.zeros((height, width), dtype=torch.int32, device=device) if label_map else None
+    total = 0
     for i in torch.nonzero(mask.flatten(1).any(1)).flatten().tolist():
-        best, segments = _segments_torch(score_map[i], mask[i], max_fragment_size)
+        best, labels, count = _segment_scores_torch(score_map[i], mask[i], max_fragment_size)
+        if label_map:
+            label = torch.where(labels > 0, (labels + total).to(torch.int32), label)
+        else:
+            masks.append(labels.unsqueeze(0) == torch.arange(1, count + 1, device=device).view(-1, 1, 1))
+        total += count
         scores.append(best)
-        masks.append(segments)
-        classes.append(class_id[i].to(torch.int64).expand(len(best)))
-    if not scores:
-        return {"score": torch.zeros(0, dtype=torch.float32, device=device),
-                "mask": torch.zeros((0, height, width), dtype=torch.bool, device=device),
-                "class": torch.zeros(0, dtype=torch.int64, device=device)}
-    return {"score": torch.cat(scores), "mask": torch.cat(masks), "class": torch.cat(classes)}
+        classes.append(class_id[i].to(torch.int64).expand(count))
+    out = {"score": torch.cat(scores) if scores else torch.zeros(0, dtype=torch.float32, device=device),
+           "class": torch.cat(classes) if classes else torch.zeros(0, dtype=torch.int64, device=device)}
+    if label_map:
+        out["label"] = label
+    else:
+        out["mask"] = torch.cat(masks) if masks else torch.zeros((0, height, width), dtype=torch.bool, device=device)
+    return out
 
 
 def separate_score_by_mask(scores: Array, masks: Array) -> Array:

@@ -25,6 +25,7 @@ import torch
 from .._io import atomic_write_json, load_npz
 from ..coco_export import export_coco as write_coco_json
 from ..coco_export import source_category_ids, source_file_name, source_image_id
+from ..data.instances import instance_masks, load_instances
 from ..data.voc import load_label_png
 from ..errors import InputFileNotFoundError
 from ..metrics import ConfusionMatrix, InstanceAP, cam_to_label
@@ -33,7 +34,6 @@ from . import steps
 from .distributed import barrier, init_distributed
 from .inference import upsample_scores
 from .make_cam import load_cam_file
-from .make_ins_seg import INSTANCE_KEYS
 from .common import Progress, failed_images, infer_source
 
 __all__ = ["eval_cam", "eval_ir_label", "eval_sem_seg", "eval_sem_seg_aff", "eval_ins_seg", "tune", "export_coco"]
@@ -186,9 +186,10 @@ def eval_ins_seg(cfg: Config, progress: bool = False) -> Dict:
         ap = InstanceAP(source.num_classes, (0.5, 0.7))
         bar = Progress(progress, "eval_ins_seg", len(paths))
         for i, (name, path) in enumerate(zip(names, paths)):
-            pred = load_npz(path, INSTANCE_KEYS)
+            pred = load_instances(path)
             gt_masks, gt_labels = source.instance_label(name)
-            ap.update(pred["mask"], pred["class"], pred["score"], gt_masks, gt_labels)
+            ap.update(instance_masks(pred["label"], len(pred["score"])), pred["class"], pred["score"], gt_masks,
+                      gt_labels)
             bar.update(i + 1)
         bar.close()
         res = ap.compute()
@@ -205,17 +206,21 @@ def _cityscapes_ins(source, names, paths, excluded, progress: bool) -> Dict:
     from ..cityscapes_eval import CityscapesInstanceAP, has_cityscapesscripts, official_instance_ap
     official = has_cityscapesscripts()
     ours = CityscapesInstanceAP()
-    records = []
     bar = Progress(progress, "eval_ins_seg", len(paths))
-    for i, (name, path) in enumerate(zip(names, paths)):
-        pred = load_npz(path, INSTANCE_KEYS)
-        if official:
-            records.append((source.gt_path(name, "instanceIds"), pred["mask"], pred["class"], pred["score"]))
-        else:
-            ours.update(pred["mask"], pred["class"], pred["score"], source.instance_ids(name))
-        bar.update(i + 1)
+
+    def predictions():  # one image at a time: a full-resolution label map each
+        for i, (name, path) in enumerate(zip(names, paths)):
+            pred = load_instances(path)
+            yield name, pred["label"], pred["class"], pred["score"]
+            bar.update(i + 1)
+    if official:
+        res = official_instance_ap((source.gt_path(name, "instanceIds"), label, classes, scores)
+                                   for name, label, classes, scores in predictions())
+    else:
+        for name, label, classes, scores in predictions():
+            ours.update(label, classes, scores, source.instance_ids(name))
+        res = ours.compute()
     bar.close()
-    res = official_instance_ap(records) if official else ours.compute()
 
     def pct(v):
         return None if np.isnan(v) else 100 * float(v)
@@ -266,13 +271,13 @@ def export_coco(cfg: Config, out_path=None, min_score: float = 0.0) -> Dict:
         def records():
             nonlocal kept, total
             for name, path in zip(names, paths):
-                pred = load_npz(path, INSTANCE_KEYS)
-                keep = pred["score"] > min_score
-                total += len(keep)
-                kept += int(keep.sum())
-                height, width = pred["mask"].shape[1:]
+                pred = load_instances(path)
+                keep = np.flatnonzero(pred["score"] > min_score)
+                total += len(pred["score"])
+                kept += len(keep)
+                height, width = pred["label"].shape
                 yield {"file_name": source_file_name(source, name), "image_id": source_image_id(source, name),
-                       "height": int(height), "width": int(width), "masks": pred["mask"][keep],
+                       "height": int(height), "width": int(width), "masks": instance_masks(pred["label"], keep),
                        "labels": pred["class"][keep], "scores": pred["score"][keep]}
         write_coco_json(records(), source.class_names, target, category_ids=source_category_ids(source))
         return {"path": str(target), "images": len(paths), "failed_upstream": len(excluded), "instances": kept,

@@ -8,8 +8,11 @@ walk; upsampled, divided by the global max, a background channel of ``ins_seg_bg
 each of the ``K * U`` channels becomes a mask of its class, split into 4-connected segments by
 ``detect_instance`` (segments under ``min_instance_fraction`` of the image score 0).
 
-Writes ``<out_dir>/ins_seg/<id>.npz`` (compressed): ``score`` float32 (P,), ``mask`` bool
-(P, H, W), ``class`` int64 (P,) (0-based class ids). An image without instances gets P = 0.
+Writes ``<out_dir>/ins_seg/<id>.npz`` (compressed; read by :func:`~irnet_fast.data.instances.load_instances`):
+``score`` float32 (P,), ``class`` int64 (P,) (0-based class ids) and ``label`` int32 (H, W), instance
+``i`` where ``label == i + 1``. The segments are disjoint, so one plane holds what the reference
+stores as P full-size masks (hundreds of planes on a fragmented full-resolution image). An image
+without instances gets P = 0.
 """
 from __future__ import annotations
 
@@ -19,8 +22,8 @@ from typing import Dict, Optional
 import numpy as np
 import torch
 
-from .._io import is_valid_npz, save_npz
-from ..data.instances import INSTANCE_KEYS
+from .._io import save_npz
+from ..data.instances import INSTANCE_KEYS, is_instance_file
 from ..ops import cluster_centroids, detect_instance, find_centroids_with_refinement, separate_score_by_mask
 from .config import Config
 from .distributed import init_distributed
@@ -32,7 +35,8 @@ __all__ = ["make_ins_seg", "INSTANCE_KEYS", "instances_from_walk", "instance_cam
 
 
 def instances_from_walk(rw: torch.Tensor, keys: np.ndarray, num_clusters: int, size, cfg: Config) -> Dict[str, np.ndarray]:
-    """Instances of one image from its walked per-cluster scores ``rw (K * U, h, w)``.
+    """Instances of one image from its walked per-cluster scores ``rw (K * U, h, w)``:
+    ``{'score', 'label', 'class'}`` as ``ins_seg/<id>.npz`` holds them.
 
     The argmax over the background and the ``K * U`` upsampled channels runs a chunk of channels at
     a time (:func:`channel_chunks`), so a full-resolution image holds a few planes, not all of them;
@@ -42,32 +46,37 @@ def instances_from_walk(rw: torch.Tensor, keys: np.ndarray, num_clusters: int, s
     if len(chunks) == 1:  # every VOC image: upsampled once
         stack = upsample_scores(rw, (height, width))
 
-        def scores(chunk: slice) -> torch.Tensor:
+        def scores_of(chunk: slice) -> torch.Tensor:
             return stack
     else:  # a full-resolution image: each chunk upsampled again in each of the three passes
         peak = max((float(upsampled(rw[c], (height, width)).max()) for c in chunks), default=0.0)
 
-        def scores(chunk: slice) -> torch.Tensor:  # upsample_scores' values, over the image's max
+        def scores_of(chunk: slice) -> torch.Tensor:  # upsample_scores' values, over the image's max
             up = upsampled(rw[chunk], (height, width))
             return up / peak if peak > 0 else up
 
     best = torch.full((height, width), float(cfg.ins_seg_bg_thres), dtype=torch.float32, device=rw.device)
     shape = torch.zeros((height, width), dtype=torch.long, device=rw.device)
     for chunk in chunks:
-        value, index = scores(chunk).max(dim=0)
+        value, index = scores_of(chunk).max(dim=0)
         better = value > best
         best = torch.where(better, value, best)
         shape = torch.where(better, index + (chunk.start + 1), shape)
     class_id = np.repeat(np.asarray(keys, np.int64), num_clusters)
     fragment = height * width * cfg.min_instance_fraction
-    found = [detect_instance(np.zeros((0, height, width), np.float32), np.zeros((0, height, width), bool),
-                             class_id[:0], max_fragment_size=fragment)]
+    label = np.zeros((height, width), np.int32)
+    scores, classes, total = [np.zeros(0, np.float32)], [np.zeros(0, np.int64)], 0
     for chunk in chunks:
-        up = scores(chunk)
+        up = scores_of(chunk)
         channels = torch.arange(chunk.start + 1, chunk.stop + 1, device=shape.device).view(-1, 1, 1)
-        found.append(detect_instance(up.cpu().numpy(), (shape[None] == channels).cpu().numpy(), class_id[chunk],
-                                     max_fragment_size=fragment))
-    return {k: np.concatenate([f[k] for f in found]) for k in INSTANCE_KEYS}
+        found = detect_instance(up.cpu().numpy(), (shape[None] == channels).cpu().numpy(), class_id[chunk],
+                                max_fragment_size=fragment, label_map=True)
+        inside = found["label"] > 0
+        label[inside] = found["label"][inside] + total
+        total += len(found["score"])
+        scores.append(found["score"])
+        classes.append(found["class"])
+    return {"score": np.concatenate(scores), "label": label, "class": np.concatenate(classes)}
 
 
 def instance_cams(cams: Dict[str, np.ndarray], classes) -> Dict[str, np.ndarray]:
@@ -107,6 +116,6 @@ def make_ins_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Opt
                 save_npz(ins_dir / f"{name}.npz", {k: found[k] for k in INSTANCE_KEYS}, compress=True)
 
         return run_images("make_ins_seg", source.ids, ins_dir, info,
-                          is_done=lambda n: is_valid_npz(ins_dir / f"{n}.npz", INSTANCE_KEYS), load=load,
+                          is_done=lambda n: is_instance_file(ins_dir / f"{n}.npz"), load=load,
                           process=process, progress=progress, num_workers=cfg.num_workers,
                           chunk=cfg.walk_batch, limit=limit)

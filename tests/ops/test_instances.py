@@ -210,6 +210,40 @@ def test_detect_instance_empty(device):
         assert got["class"].shape == (0,) and got["class"].dtype == np.int64
 
 
+@pytest.mark.parametrize("backend,device", [pytest.param("auto", "numpy", id="numpy")] + BACKENDS)
+@pytest.mark.parametrize("size", [(19, 26), (1, 1), (7, 1)])
+def test_detect_instance_label_map_matches_reference(backend, device, size):
+    rng = np.random.default_rng(size[0] * 31 + size[1])
+    num = 6
+    score = rng.random((num,) + size).astype(np.float32)
+    smooth = ndimage.gaussian_filter(rng.standard_normal((num + 1,) + size), (0, 1.0, 1.0))
+    winner = smooth.argmax(0)  # disjoint masks, channel 0 as background, as the instance step makes them
+    mask = winner[None] == np.arange(1, num + 1).reshape(-1, 1, 1)
+    mask[2] = False
+    classes = rng.integers(0, 20, num)
+    expected = reference.detect_instance(score, mask, classes, 4) if mask.any() else None
+    actual = ops.detect_instance(as_input(score, device), as_input(mask, device), as_input(classes, device), 4,
+                                 label_map=True, backend=backend)
+    assert set(actual) == {"score", "label", "class"}
+    got = {k: to_numpy(v) for k, v in actual.items()}
+    assert got["label"].dtype == np.int32 and got["label"].shape == size
+    if expected is None:
+        assert got["score"].shape == (0,) and not got["label"].any()
+        return
+    index = np.arange(1, len(expected["score"]) + 1).reshape(-1, 1, 1)
+    assert np.array_equal(got["label"][None] == index, expected["mask"])
+    assert np.array_equal(got["class"], expected["class"])
+    assert np.array_equal(got["score"], expected["score"].astype(np.float32))
+
+
+def test_detect_instance_label_map_needs_disjoint_masks():
+    mask = np.zeros((2, 3, 3), bool)
+    mask[0, :2, :2] = mask[1, 1:, 1:] = True
+    with pytest.raises(ValueError, match="mask expected disjoint masks with label_map=True, got a pixel inside 2"):
+        ops.detect_instance(np.ones((2, 3, 3), np.float32), mask, np.arange(2), label_map=True)
+    assert ops.detect_instance(np.ones((2, 3, 3), np.float32), mask, np.arange(2))["mask"].shape == (2, 3, 3)
+
+
 # ---------------------------------------------------------------------------- separate_score_by_mask
 
 @pytest.mark.parametrize("device", ["numpy", "cpu", pytest.param("cuda", marks=pytest.mark.needs_cuda)])

@@ -39,8 +39,8 @@ def test_summary_and_full_resolution_outputs(tiny_run):
         assert sem.max() <= 19
         cams = load_npz(out / "cam" / f"{name}.npz", ("keys",))
         assert [TRAIN_CLASSES[k] for k in cams["keys"]] == classes  # CAMs of the labelled classes
-        ins = load_npz(out / "ins_seg" / f"{name}.npz", ("score", "mask", "class"))
-        assert ins["mask"].shape[1:] == SIZE and set(ins["class"].tolist()) <= set(INSTANCE_TRAIN_IDS)
+        ins = load_npz(out / "ins_seg" / f"{name}.npz", ("score", "label", "class"))
+        assert ins["label"].shape == SIZE and set(ins["class"].tolist()) <= set(INSTANCE_TRAIN_IDS)
 
 
 def test_evaluations_use_the_cityscapes_classes(tiny_run):

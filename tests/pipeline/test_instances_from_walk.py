@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from irnet_fast.data.instances import INSTANCE_KEYS
+from irnet_fast.data.instances import INSTANCE_KEYS, instance_masks
 from irnet_fast.ops import detect_instance
 from irnet_fast.pipeline import inference
 from irnet_fast.pipeline.config import Config
@@ -35,21 +35,24 @@ def test_chunked_equals_whole_stack(monkeypatch, chunk_bytes, seed):
     got = instances_from_walk(rw, keys, clusters, size, cfg)
     want = whole_stack(rw, keys, clusters, size, 0.2, 0.01)
     assert len(inference.channel_chunks(rw.shape[0], size)) == {1: 12, None: 1}.get(chunk_bytes, 4)
-    assert got["mask"].shape[0] > 3
+    assert want["mask"].shape[0] > 3 and got["label"].dtype == np.int32 and got["label"].shape == size
     # torch's bilinear kernel rounds differently from 8 channels up (a vectorised path): 1 ulp
     np.testing.assert_allclose(got["score"], want["score"], rtol=3e-7, atol=0)
-    for key in ("mask", "class"):
-        np.testing.assert_array_equal(got[key], want[key])
+    np.testing.assert_array_equal(got["class"], want["class"])
+    # the label map holds the reference's masks, in its order
+    np.testing.assert_array_equal(instance_masks(got["label"], len(got["score"])), want["mask"])
+    assert got["label"].max() == len(got["score"])
     assert set(got) == set(INSTANCE_KEYS)
 
 
 def test_no_channels_and_all_background():
     cfg = Config(ins_seg_bg_thres=0.5)
     empty = instances_from_walk(torch.zeros(0, 3, 4), np.zeros(0, np.int64), 0, (9, 14), cfg)
-    assert empty["mask"].shape == (0, 9, 14) and empty["score"].dtype == np.float32
+    assert empty["score"].shape == (0,) and empty["score"].dtype == np.float32
+    assert empty["label"].shape == (9, 14) and not empty["label"].any()
     assert empty["class"].dtype == np.int64
     zero = instances_from_walk(torch.zeros(2, 3, 4), np.array([1]), 2, (9, 14), cfg)  # all at the background
-    assert zero["mask"].shape == (0, 9, 14)
+    assert zero["score"].shape == (0,) and not zero["label"].any()
 
 
 def test_channel_chunks_cover_every_channel():

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy import ndimage
 from PIL import Image
 
 from irnet_fast._io import load_npz
@@ -214,10 +215,13 @@ def cfg_class_names(cfg):
 def test_ins_seg_files_eval_and_export(trained, tmp_path):
     root, out, cfg, results = trained
     for path in (out / "ins_seg").glob("*.npz"):
-        data = load_npz(path, ("score", "mask", "class"))
+        data = load_npz(path, ("score", "label", "class"))
         p = len(data["score"])
-        assert data["score"].dtype == np.float32 and data["class"].dtype == np.int64
-        assert data["mask"].dtype == bool and data["mask"].shape[0] == p and data["mask"].shape[1:] == SIZE
+        assert data["score"].dtype == np.float32 and data["class"].dtype == np.int64 and data["class"].shape == (p,)
+        assert data["label"].dtype == np.int32 and data["label"].shape == SIZE
+        # every instance is one non-empty 4-connected segment
+        assert np.array_equal(np.unique(data["label"]), np.arange(p + 1)[int(data["label"].min() > 0):])
+        assert all(ndimage.label(data["label"] == i + 1)[1] == 1 for i in range(p))
     res = results["eval_ins_seg"]["result"]
     assert 0 <= res["map50"] <= 100 and 0 <= res["map70"] <= res["map50"] + 1e-9
     exported = export_coco(cfg, tmp_path / "coco.json")
@@ -241,7 +245,8 @@ def test_image_without_instances(trained, tmp_path):
     assert make_ins_seg(cfg2, progress=False).ok
     assert make_sem_seg(cfg2, progress=False).ok
     data = load_npz(tmp_path / "ins_seg" / f"{name}.npz")
-    assert data["score"].shape == (0,) and data["mask"].shape == (0,) + SIZE and data["class"].shape == (0,)
+    assert data["score"].shape == (0,) and data["label"].shape == SIZE and data["class"].shape == (0,)
+    assert not data["label"].any()
     assert not load_label_png(tmp_path / "sem_seg" / f"{name}.png").any()
 
 

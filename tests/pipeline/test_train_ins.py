@@ -16,7 +16,7 @@ import torch
 
 from irnet_fast._io import save_npz
 from irnet_fast.data import VOC12, generate_synthetic
-from irnet_fast.data.instances import InstanceDataset, collate_detection, mask_boxes
+from irnet_fast.data.instances import InstanceDataset, collate_detection, instance_label_map, mask_boxes
 from irnet_fast.errors import InputValueError
 from irnet_fast.models import PretrainedWeightsWarning, build_maskrcnn
 from irnet_fast.pipeline import Config, eval_ins, load_checkpoint, train_ins
@@ -55,12 +55,13 @@ def data(tmp_path_factory):
     labels = root / "labels"
     for name in VOC12(voc, "train").ids:
         masks, classes = VOC12(voc, "train").instance_label(name)
-        extra = np.zeros((2,) + SIZE, bool)
-        extra[0, :10, :10] = True
-        extra[1, -2:, -2:] = True
+        label = instance_label_map(masks)
+        free = np.flatnonzero(label.reshape(-1) == 0)  # the extras lie on the background
+        label.flat[free[:100]] = len(classes) + 1
+        label.flat[free[-4:]] = len(classes) + 2
         save_npz(labels / "ins_seg" / f"{name}.npz",
                  {"score": np.concatenate([np.ones(len(classes)), [0.0, 0.5]]).astype(np.float32),
-                  "mask": np.concatenate([masks, extra]), "class": np.concatenate([classes, [0, 1]]).astype(np.int64)})
+                  "label": label, "class": np.concatenate([classes, [0, 1]]).astype(np.int64)})
     return voc, labels
 
 
