@@ -2,8 +2,8 @@
 
 :class:`InstanceDataset` reads the instance pseudo labels ``<label_dir>/<id>.npz`` that
 ``make_ins_seg`` writes (:func:`load_instances`: ``score`` float32 (P,), ``class`` int64 (P,),
-0-based, and the instances as one label map ``label`` int32 (H, W)) and gives torchvision's detection targets: the masks themselves (no polygon round trip),
-their boxes (:func:`mask_boxes`) and labels ``class + 1`` (0 is the background). Instances with
+0-based, and the instances as one label map ``label`` int32 (H, W)) and gives torchvision's
+detection targets: the masks themselves (no polygon round trip), their boxes (:func:`mask_boxes`) and labels ``class + 1`` (0 is the background). Instances with
 ``score <= min_score`` (``detect_instance`` gives fragments under its size limit 0) or fewer than
 ``min_pixels`` pixels are left out; an image left without instances stays, as a negative.
 Augmentation: a horizontal flip with probability 1/2 drawn from ``(seed, epoch, index)``, as
@@ -77,11 +77,14 @@ def load_instances(path: PathLike) -> Dict[str, np.ndarray]:
         out = {"score": data["score"], "class": data["class"], "label": label}
     else:
         raise KeyError(f"{path}: expected the arrays {list(INSTANCE_KEYS)}, got {sorted(data)}")
-    p = out["score"].shape[0]
-    if out["class"].shape != (p,) or out["label"].ndim != 2 or (out["label"].size and out["label"].max() > p):
-        raise ValueError(f"{path}: score {out['score'].shape}, class {out['class'].shape} and a label map of "
-                         f"values up to {out['label'].max() if out['label'].size else 0} do not describe one set "
-                         f"of instances")
+    score, cls, label = out["score"], out["class"], out["label"]
+    p = score.shape[0] if score.ndim == 1 else -1
+    top = int(label.max()) if label.size and label.dtype.kind in "iu" else 0
+    if (p < 0 or cls.shape != (p,) or cls.dtype.kind not in "iu" or label.ndim != 2 or label.dtype.kind not in "iu"
+            or top > p or (label.size and label.min() < 0)):
+        raise ValueError(f"{path}: score {score.shape}, class {cls.shape} {cls.dtype} and a label map {label.shape} "
+                         f"{label.dtype} of values up to {top} do not describe one set of instances (expected P "
+                         f"scores, P integer classes and a 2-D integer map of values in [0, P])")
     return out
 
 

@@ -209,7 +209,7 @@ def detect_instance(score_map: Array, mask: Array, class_id: Array, max_fragment
         raise ValueError(f"{op}(): class_id expected shape ({score_map.shape[0]},) (one per mask), "
                          f"got {describe(class_id)}")
     max_fragment_size = check_number(max_fragment_size, op=op, name="max_fragment_size", minimum=0)
-    if label_map and mask.shape[0] > 1:
+    if label_map and mask.shape[0] > 1 and mask.shape[1] * mask.shape[2] > 0:
         overlap = int((mask != 0).sum(0).max())
         if overlap > 1:
             raise ValueError(f"{op}(): mask expected disjoint masks with label_map=True, got a pixel inside "

@@ -61,5 +61,10 @@ def test_bad_files(tmp_path):
     assert not is_instance_file(tmp_path / "keys.npz")
     save_npz(tmp_path / "count.npz", {"score": np.ones(2, np.float32), "label": instance_label_map(masks),
                                       "class": np.zeros(2, np.int64)})
-    with pytest.raises(ValueError, match="count.npz: score \\(2,\\), class \\(2,\\) and a label map of values up to 4"):
+    with pytest.raises(ValueError, match=r"count.npz: score \(2,\), class \(2,\) int64 and a label map \(9, 13\) "
+                                         r"int32 of values up to 4 do not describe"):
         load_instances(tmp_path / "count.npz")
+    save_npz(tmp_path / "negative.npz", {"score": np.ones(1, np.float32), "label": -np.ones((2, 2), np.int32),
+                                         "class": np.zeros(1, np.int64)})
+    with pytest.raises(ValueError, match="values in \\[0, P\\]"):
+        load_instances(tmp_path / "negative.npz")
