@@ -80,7 +80,7 @@ sanitize: $(VENV)/.deps
 cmake: $(VENV)/.deps
 	cmake -S . -B build-cmake -G Ninja -DPython3_EXECUTABLE="$(CURDIR)/$(PY)" \
 		-DCMAKE_MAKE_PROGRAM="$(CURDIR)/$(VENV)/bin/ninja" \
-		$(if $(CUDA_HOME),-DCMAKE_CUDA_COMPILER=$(CUDA_HOME)/bin/nvcc "-DCMAKE_CUDA_ARCHITECTURES=75;80;86;90") $(CMAKE_ARGS)
+		$(if $(CUDA_HOME),-DCMAKE_CUDA_COMPILER=$(CUDA_HOME)/bin/nvcc "-DCMAKE_CUDA_ARCHITECTURES=75;80;90") $(CMAKE_ARGS)
 	cmake --build build-cmake
 	./build-cmake/irnet_fast_smoke
 
