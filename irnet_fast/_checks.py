@@ -47,6 +47,18 @@ def value_checks_enabled() -> bool:
     return _value_checks and not torch.compiler.is_compiling()
 
 
+# The attribute torch.compiler.assume_constant_result sets: the decorator itself imports
+# torch._dynamo, which takes seconds and would make every `import irnet_fast` pay for it.
+# tests/ops/test_torch_tools.py checks that both mark a function the same way.
+_CONSTANT_RESULT_MARK = "_dynamo_marked_constant"
+
+
+def constant_result(fn):
+    """``torch.compiler.assume_constant_result(fn)`` without importing torch._dynamo."""
+    setattr(fn, _CONSTANT_RESULT_MARK, True)
+    return fn
+
+
 def upcast_half(*tensors: torch.Tensor) -> Tuple[torch.Tensor, ...]:
     """float16 / bfloat16 tensors as float32 (the ops compute in float32 or float64)."""
     return tuple(t.float() if isinstance(t, torch.Tensor) and t.dtype in HALF_DTYPES else t for t in tensors)

@@ -9,7 +9,7 @@ from typing import Any, List, NamedTuple, Sequence, Tuple
 import numpy as np
 import torch
 
-from .._checks import check_radius
+from .._checks import check_radius, constant_result
 
 __all__ = ["PathIndex", "Geometry", "geometry", "path_geometry"]
 
@@ -121,7 +121,7 @@ def path_geometry(path_index: Any, *, op: str) -> Tuple[int, np.ndarray]:
                      f"or a radius >= 1, got {type(path_index).__name__}")
 
 
-@torch.compiler.assume_constant_result
+@constant_result
 def _geometry_constants(radius: int):
     geo = geometry(radius)
     return geo.paths.tolist(), geo.lengths.tolist()

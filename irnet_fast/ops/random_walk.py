@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from .. import backends
 from . import _dispatch
 from .._checks import (check_beta, check_exp_times, check_finite, check_radius, check_same_device,
-                       check_same_dtype, check_tensor, check_unit_interval, upcast_half, value_checks_enabled)
+                       check_same_dtype, check_tensor, check_unit_interval, constant_result, upcast_half,
+                       value_checks_enabled)
 from .affinity import path_affinity
 from .chebyshev import DEFAULT_TOL, chebyshev_coefficients, chebyshev_walk
 from ._walk_grad import WalkFunction, stencil_norm, valid_mask
@@ -269,7 +270,7 @@ def walk_coefficients(steps: int, num_dirs: int, dtype: torch.dtype, method: str
     return None if len(coefficients) - 1 >= steps else coefficients
 
 
-@torch.compiler.assume_constant_result
+@constant_result
 def _coefficients(steps: int, tol: float, spread: float) -> list:
     """Plain floats from Python arguments: a constant for torch.compile, not a traced computation."""
     return [float(c) for c in chebyshev_coefficients(steps, tol, spread=spread)]

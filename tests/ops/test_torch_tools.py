@@ -1,5 +1,8 @@
 """The ops under torch's own tools: torch.compile(fullgraph=True), torch.export, opcheck of every
 compiled op, half-precision input, the value-check switch, and the missing-extension warning."""
+import os
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -42,6 +45,29 @@ def test_compile_fullgraph_random_walk_and_path_affinity():
     (out * torch.arange(out.numel(), dtype=out.dtype).view(out.shape)).sum().backward()
     (expected * torch.arange(out.numel(), dtype=out.dtype).view(out.shape)).sum().backward()
     torch.testing.assert_close(ours.grad, ref.grad)
+
+
+def test_constant_result_marks_as_torch_does():
+    """Our mark is the one torch.compiler.assume_constant_result sets (a torch that renamed it
+    would make torch.compile trace the coefficient functions)."""
+    from irnet_fast import _checks
+
+    def ours():
+        return [1.0]
+
+    def theirs():
+        return [1.0]
+
+    assert _checks.constant_result(ours) is ours
+    assert vars(torch.compiler.assume_constant_result(theirs)) == vars(ours) == {_checks._CONSTANT_RESULT_MARK: True}
+
+
+def test_importing_the_ops_leaves_torch_dynamo_unloaded():
+    """torch._dynamo takes seconds to import; a process that only calls the ops must not pay for it."""
+    code = "import sys, irnet_fast, irnet_fast.ops, irnet_fast.compat; print('torch._dynamo' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert out.stdout.strip() == "False"
 
 
 class _Walk(torch.nn.Module):
