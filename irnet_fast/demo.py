@@ -51,7 +51,7 @@ CAM_THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 DATA_STYLE = "texture"
 
 # (training images, held-out images, image size, CAM epochs, IRNet epochs, DeepLab epochs, DeepLab crop)
-_FULL = (256, 64, (128, 160), 12, 8, 10, 112)
+_FULL = (256, 64, (128, 160), 12, 8, 6, 112)
 _QUICK = (128, 32, (128, 160), 8, 10, 6, 96)
 
 
@@ -85,8 +85,8 @@ def demo_config(out: Path, *, quick: bool = False, device: str = "cpu") -> Confi
         deeplab_crop_size=deeplab_crop, deeplab_rescale=(0.75, 1.25), deeplab_test_scales=(0.75, 1.0, 1.25),
         maskrcnn_backbone="resnet18", maskrcnn_init_from_cam=True, maskrcnn_min_size=min(size), maskrcnn_max_size=max(size),
         maskrcnn_fpn_channels=64, maskrcnn_box_head_size=256, maskrcnn_mask_head_layers=(64, 64), maskrcnn_box_batch_size=64,
-        maskrcnn_batch_size=8, maskrcnn_learning_rate=0.01, maskrcnn_warmup_factor=0.1 if quick else 0.001,
-        maskrcnn_warmup_iters=10 if quick else 100, maskrcnn_num_epochs=2 if quick else 6,
+        maskrcnn_batch_size=8, maskrcnn_learning_rate=0.01, maskrcnn_warmup_factor=0.1 if quick else 0.01,
+        maskrcnn_warmup_iters=10 if quick else 25, maskrcnn_num_epochs=2 if quick else 3,
         num_workers=1, device=device, log_interval=0, seed=0, save_rw_scores=True)
 
 
