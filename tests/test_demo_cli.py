@@ -125,6 +125,9 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     assert summary["val_sem_miou"] >= 0.6 * summary["sem_miou"]
     if "eval_ins" in registry.DEFAULT_ORDER:
         assert isinstance(summary["val_ins_map50"], float) and isinstance(summary["val_ins_map70"], float)
+        # two epochs of Mask R-CNN (measured: 17.6, 29% of the pseudo labels'; the full demo's 112%):
+        # it has learnt to find the objects, where an untrained head scores about 0
+        assert summary["val_ins_map50"] >= 0.1 * summary["ins_map50"]
     assert set(summary["seconds"]) >= {"train_cam", "make_cam", "make_sem_seg", "make_ins_seg", "train_sem",
                                        "eval_sem", "total"}
     report = (tmp_path / "report.md").read_text()
