@@ -67,8 +67,9 @@ def demo_config(out: Path, *, quick: bool = False, device: str = "cpu") -> Confi
     background threshold is 0.2: on 128 x 160 images the stride-16 CAMs are 8 x 10 cells, blurred a
     cell beyond each object, so 0.05 left half the background unsure, IRNet learnt weak
     boundaries from the rest and the walk leaked out of the objects (on the full demo's CAMs: walk
-    69.0 mIoU at its best background threshold against 83.6). The pseudo labels' background threshold is 0.45, the walk's best on the
-    training images (as the CAM baseline is scored at its best threshold). One more for
+    69.0 mIoU at its best background threshold against 83.6). The semantic and instance pseudo
+    labels' background threshold is 0.45, the walk's best on the training images (the CAM baseline
+    is scored at its best threshold too). One more for
     speed: IRNet inference pads only to multiples of 16 (``irn_pad_to=0``; the images are
     128 x 160, and the reference's 512 x 512 padding would be 13 times the work). The final
     DeepLab is a ResNet-18 at output stride 16 whose backbone starts from the CAM network's
