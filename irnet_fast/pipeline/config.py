@@ -77,8 +77,8 @@ class Config:
 
     CAM: batch 16, 5 epochs, lr 0.1 for layer3-4 and ``cam_head_lr_mult`` (10) x lr for the
     classifier, weight decay 1e-4, long side resized to 320..640, flip, crop 512.
-    AffinityNet walk (steps on request): a head of ``aff_feature_dim`` channels on the frozen CAM
-    backbone, trained ``aff_num_epochs`` (8) with batch ``aff_batch_size`` (8), lr 0.1, weight
+    AffinityNet walk (steps on request): a head of ``aff_feature_dim`` (>= 4) channels on the four
+    stages of the frozen CAM backbone, trained ``aff_num_epochs`` (8) with batch ``aff_batch_size`` (8), lr 0.1, weight
     decay 5e-4 (AffinityNet's) on IRNet's crops (``irn_crop_size``, ``irn_rescale``) at
     ``aff_radius`` (5); its walk uses ``aff_beta`` (8) and ``2 ** aff_logt`` (8) steps.
     IRNet: ``irn_init_from_cam`` (False; True starts IRNet's frozen backbone from the trained CAM
@@ -400,7 +400,7 @@ _RULES: Dict[str, Tuple[Any, str]] = {
     "aff_num_epochs": (_at_least(1), "an integer >= 1"),
     "aff_learning_rate": (_non_negative, "a finite number >= 0"),
     "aff_weight_decay": (_non_negative, "a finite number >= 0"),
-    "aff_feature_dim": (_at_least(1), "an integer >= 1"),
+    "aff_feature_dim": (_at_least(4), "an integer >= 4 (a channel per backbone stage at least)"),
     "aff_radius": (_between(1, MAX_RADIUS), f"an integer in [1, {MAX_RADIUS}]"),
     "aff_beta": (_positive, "a finite number > 0"),
     "aff_logt": (_between(0, MAX_EXP_TIMES), f"an integer in [0, {MAX_EXP_TIMES}]"),

@@ -1,8 +1,9 @@
 """AffinityNet's walk as an alternative to IRNet's boundary walk (steps on request).
 
-``train_aff``: a small affinity head (a 1x1 convolution of the CAM network's stride-16 features,
-upsampled bilinearly to the stride-4 grid of the CAMs) on the frozen backbone of ``cam.pth``,
-trained with AffinityNet's loss (:func:`affinity_loss`) on the IR labels at ``aff_radius``.
+``train_aff``: a small affinity head (1x1 convolutions of the four stages of the CAM network's
+features, upsampled bilinearly to the stride-4 grid of the CAMs and concatenated) on the frozen
+backbone of ``cam.pth``, trained with AffinityNet's loss (:func:`affinity_loss`) on the IR labels
+at ``aff_radius``.
 Writes ``<out_dir>/aff.pth`` (with ``aff_checkpoint.pt``, ``aff_history.json``, ``train_aff.log``
 as ``train_irn``).
 
@@ -39,15 +40,24 @@ __all__ = ["AffinityHead", "affinity_loss", "train_aff", "make_sem_seg_aff"]
 
 
 class AffinityHead(nn.Module):
-    """Frozen CAM backbone (``backbone.*``, BatchNorm statistics fixed) and a trainable 1x1
-    convolution ``out_channels[-1] -> feature_dim``; ``forward(img [B, 3, H, W])`` gives the
-    features ``[B, F, ceil(H / 4), ceil(W / 4)]`` (the grid of the stride-4 CAMs)."""
+    """Frozen CAM backbone (``backbone.*``, BatchNorm statistics fixed) and trainable 1x1
+    convolutions of its four stages (``heads``, ``feature_dim / 4`` channels each, the last taking
+    the remainder), upsampled to the stride-4 grid and concatenated, as AffinityNet concatenates
+    the features of several stages: the deep stages say what belongs together, the early ones where
+    the edges are (the stride-16 features alone, upsampled, blur every boundary over four cells).
+    ``forward(img [B, 3, H, W])`` gives the features ``[B, F, ceil(H / 4), ceil(W / 4)]`` (the grid
+    of the stride-4 CAMs)."""
 
     def __init__(self, backbone_name: str, feature_dim: int):
         super().__init__()
         self.backbone = build_backbone(backbone_name, None)
         self.backbone.requires_grad_(False)
-        self.head = nn.Conv2d(self.backbone.out_channels[-1], int(feature_dim), 1)
+        feature_dim = int(feature_dim)
+        if feature_dim < 4:
+            raise ValueError(f"AffinityHead: feature_dim expected >= 4 (one channel per stage at least), got {feature_dim}")
+        part = feature_dim // 4
+        sizes = (part, part, part, feature_dim - 3 * part)
+        self.heads = nn.ModuleList(nn.Conv2d(c, n, 1) for c, n in zip(self.backbone.out_channels[1:], sizes))
 
     def train(self, mode: bool = True) -> "AffinityHead":
         super().train(mode)
@@ -59,10 +69,14 @@ class AffinityHead(nn.Module):
         pad = (0, -width % 16, 0, -height % 16)
         b = self.backbone
         with torch.no_grad():
-            x = b.layer4(b.layer3(b.layer2(b.layer1(b.stem(F.pad(img, pad))))))
+            stages = [b.layer1(b.stem(F.pad(img, pad)))]
+            for layer in (b.layer2, b.layer3, b.layer4):
+                stages.append(layer(stages[-1]))
+        grid = stages[0].shape[-2:]  # stride 4
         size = (-(-height // 4), -(-width // 4))
-        grid = (x.shape[-2] * 4, x.shape[-1] * 4)
-        return F.interpolate(self.head(x), grid, mode="bilinear", align_corners=False)[..., :size[0], :size[1]]
+        out = [F.interpolate(head(x), grid, mode="bilinear", align_corners=False) if x.shape[-2:] != grid else head(x)
+               for head, x in zip(self.heads, stages)]
+        return torch.cat(out, 1)[..., :size[0], :size[1]]
 
 
 def affinity_loss(features: Tensor, label: Tensor, radius: int = 5) -> Dict[str, Tensor]:
@@ -104,7 +118,7 @@ def train_aff(cfg: Config, ir_label_dir=None, *, resume: bool = False, progress:
             return affinity_loss(net(img), batch["reduced_label"].to(info.device).long(), cfg.aff_radius)
 
         model, finished = fit(name="aff", cfg=cfg, info=info, model=model,
-                              groups=[(list(model.head.parameters()), cfg.aff_learning_rate)],
+                              groups=[(list(model.heads.parameters()), cfg.aff_learning_rate)],
                               weight_decay=cfg.aff_weight_decay, dataset=dataset, global_batch=cfg.aff_batch_size,
                               num_epochs=cfg.aff_num_epochs, step_fn=step, resume=resume, progress=progress,
                               stop_after=stop_after)

@@ -27,6 +27,7 @@ from irnet_fast.pipeline.common import failed_images, is_valid_weights
     ("cam_scales", [0.0], "> 0"),
     ("sem_seg_bg_thres", float("nan"), r"\[0, 1\]"),
     ("walk_batch", 0, ">= 1"),
+    ("aff_feature_dim", 3, ">= 4"),
     ("bn_calibration_batches", -1, ">= 0"),
     ("cam_crop_size", 0, ">= 16"),
     ("cam_resize_long", [640, 320], "low <= high"),

@@ -207,6 +207,33 @@ def test_affinitynet_walk_steps(trained, tmp_path):
     assert res.keys() == results["eval_sem_seg"]["result"].keys()
 
 
+def test_affinity_head_concatenates_the_four_stages():
+    """Channel block k of the head's features is the 1x1 convolution of backbone stage k + 1,
+    upsampled bilinearly to the stride-4 grid and cropped to ceil(size / 4)."""
+    import torch.nn.functional as F
+    from irnet_fast.pipeline.train_aff import AffinityHead
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        head = AffinityHead("resnet18", 10).eval()
+    img = torch.randn(2, 3, 50, 70)
+    out = head(img)
+    assert out.shape == (2, 10, 13, 18)
+    assert [h.out_channels for h in head.heads] == [2, 2, 2, 4]
+    b = head.backbone
+    x = F.pad(img, (0, 10, 0, 14))  # to multiples of 16
+    stages = [b.layer1(b.stem(x))]
+    for layer in (b.layer2, b.layer3, b.layer4):
+        stages.append(layer(stages[-1]))
+    start = 0
+    for conv, stage in zip(head.heads, stages):
+        expected = F.interpolate(conv(stage), (16, 20), mode="bilinear", align_corners=False)[..., :13, :18]
+        torch.testing.assert_close(out[:, start:start + conv.out_channels], expected)
+        start += conv.out_channels
+    with pytest.raises(ValueError, match="feature_dim expected >= 4"):
+        AffinityHead("resnet18", 3)
+
+
 def cfg_class_names(cfg):
     from irnet_fast.pipeline.common import infer_source
     return infer_source(cfg).class_names
