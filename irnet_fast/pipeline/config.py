@@ -78,9 +78,9 @@ class Config:
     CAM: batch 16, 5 epochs, lr 0.1 for layer3-4 and ``cam_head_lr_mult`` (10) x lr for the
     classifier, weight decay 1e-4, long side resized to 320..640, flip, crop 512.
     AffinityNet walk (steps on request): a head of ``aff_feature_dim`` (>= 4) channels on the four
-    stages of the frozen CAM backbone, trained ``aff_num_epochs`` (8) with batch ``aff_batch_size`` (8), lr 0.1, weight
-    decay 5e-4 (AffinityNet's) on IRNet's crops (``irn_crop_size``, ``irn_rescale``) at
-    ``aff_radius`` (5); its walk uses ``aff_beta`` (8) and ``2 ** aff_logt`` (8) steps.
+    stages of the frozen CAM backbone, trained ``aff_num_epochs`` (8) with batch ``aff_batch_size``
+    (8), lr 0.1, weight decay 5e-4 (AffinityNet's) on IRNet's crops (``irn_crop_size``,
+    ``irn_rescale``) at ``aff_radius`` (5); its walk uses ``aff_beta`` (8) and ``2 ** aff_logt`` (8) steps.
     IRNet: ``irn_init_from_cam`` (False; True starts IRNet's frozen backbone from the trained CAM
     network's backbone, for data without ImageNet weights such as the synthetic demo), batch 32, 3 epochs, lr 0.1 for the boundary branch and ``irn_dp_lr_mult`` (10) x lr
     for the displacement branch, weight decay 1e-4, rescale 0.5..1.5, flip, crop 512, radius 10.

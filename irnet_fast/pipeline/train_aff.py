@@ -67,15 +67,11 @@ class AffinityHead(nn.Module):
     def forward(self, img: Tensor) -> Tensor:
         height, width = img.shape[-2:]
         pad = (0, -width % 16, 0, -height % 16)
-        b = self.backbone
         with torch.no_grad():
-            stages = [b.layer1(b.stem(F.pad(img, pad)))]
-            for layer in (b.layer2, b.layer3, b.layer4):
-                stages.append(layer(stages[-1]))
+            stages = self.backbone(F.pad(img, pad))[1:]  # layer1 .. layer4
         grid = stages[0].shape[-2:]  # stride 4
         size = (-(-height // 4), -(-width // 4))
-        out = [F.interpolate(head(x), grid, mode="bilinear", align_corners=False) if x.shape[-2:] != grid else head(x)
-               for head, x in zip(self.heads, stages)]
+        out = [F.interpolate(head(x), grid, mode="bilinear", align_corners=False) for head, x in zip(self.heads, stages)]
         return torch.cat(out, 1)[..., :size[0], :size[1]]
 
 
