@@ -12,6 +12,10 @@ TORCH_LIBRARY(irnet_fast, m) {
   m.def("_random_walk_portable(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int steps) -> Tensor");
   m.def("_random_walk_chebyshev_portable(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, "
         "float[] coefficients) -> Tensor");
-  // The walk's weight gradient (CPU; other devices use the torch form in ops/_walk_grad.py).
-  m.def("_walk_pair_products(Tensor z, Tensor w, Tensor dirs) -> Tensor");
+  // The walk that keeps its states (padded [passes + 1, B, C, h + 2 pad, row_stride]) and its reverse
+  // pass, for the weights' gradient (CPU; other devices use ops/_walk_grad.py over their single step).
+  m.def("_walk_states(Tensor x, Tensor planes, Tensor inv_norm, Tensor dirs, int pad, float[] alpha, "
+        "float[] beta, float[] c) -> (Tensor, Tensor)");
+  m.def("_walk_states_backward(Tensor grad, Tensor states, Tensor planes, Tensor inv_norm, Tensor dirs, int pad, "
+        "float[] alpha, float[] beta, float[] c) -> (Tensor, Tensor, Tensor)");
 }

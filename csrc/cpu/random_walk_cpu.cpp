@@ -26,34 +26,13 @@
 #include "../kernels/random_walk.h"
 #include "simd.h"
 #include "threads.h"
+#include "walk_layout.h"
 #include "walk_tiles.h"
 
 namespace irnet_fast {
 namespace {
 
-struct PaddedLayout {
-  int64_t pad, row_stride, plane;  // plane: elements of one padded [h + 2P, row_stride] grid
-  int64_t blocks;                  // column blocks per row
-};
-
-// 64-byte vectors (GCC vector extension): one zmm with AVX-512, two ymm with AVX2, four xmm
-// otherwise. Loads and stores are unaligned: rows are shifted by arbitrary offsets.
-typedef float vfloat __attribute__((vector_size(64)));
-typedef double vdouble __attribute__((vector_size(64)));
-typedef float vfloat8 __attribute__((vector_size(32)));  // 8 floats, widened to one vdouble
-
-// memcpy compiles to one unaligned vector move (vmovups)
-template <typename V, typename T>
-IRNET_INLINE V load(const T* p) {
-  V v;
-  __builtin_memcpy(&v, p, sizeof(V));
-  return v;
-}
-
-template <typename V, typename T>
-IRNET_INLINE void store(T* p, const V& v) {
-  __builtin_memcpy(p, &v, sizeof(V));
-}
+using namespace rows;
 
 // Steps one padded row of CB channels (channel planes `chan_stride` apart), one vector of
 // columns at a time. Each plane value is loaded once for all CB channels; the 2 CB accumulators
@@ -88,7 +67,6 @@ IRNET_INLINE void walk_row(const T* __restrict src, T* __restrict dst,
   }
 }
 
-constexpr int kMaxChannelBlock = 4;
 
 template <typename T, typename V>
 IRNET_INLINE void walk_row_channels(const T* src, T* dst, const T* planes,
@@ -117,17 +95,6 @@ IRNET_CLONES void walk_row_any(const double* src, double* dst, const double* pla
                                      channels);
 }
 
-// result[0 .. lanes) += coefficient * v in float64 (float32 values widened, 8 lanes at a time).
-IRNET_INLINE void add_scaled(double* result, const vdouble& v, double coefficient) {
-  store<vdouble>(result, load<vdouble>(result) + coefficient * v);
-}
-
-IRNET_INLINE void add_scaled(double* result, const vfloat& v, double coefficient) {
-  vfloat8 half[2];
-  __builtin_memcpy(half, &v, sizeof(v));
-  add_scaled(result, __builtin_convertvector(half[0], vdouble), coefficient);
-  add_scaled(result + 8, __builtin_convertvector(half[1], vdouble), coefficient);
-}
 
 // One fused Chebyshev pass over one padded row of CB channels: the vector form of
 // kernels::chebyshev_pass_at. Values, weights and the stencil arithmetic are in T (float32 for
@@ -193,41 +160,7 @@ IRNET_CLONES void chebyshev_row_any(const double* cur, double* prev, double* res
                                           coefficient, first, channels);
 }
 
-// Copies [B, K, h, w] into the interior of a zeroed padded [B, K, h + 2P, row_stride] buffer.
-template <typename T>
-at::Tensor to_padded(const at::Tensor& t, const PaddedLayout& layout) {
-  const int64_t B = t.size(0), K = t.size(1), h = t.size(2), w = t.size(3);
-  auto out = at::zeros({B, K, h + 2 * layout.pad, layout.row_stride}, t.options());
-  out.narrow(2, layout.pad, h).narrow(3, layout.pad, w).copy_(t);
-  return out;
-}
 
-// The parallel units of a walk: (image, group of up to kMaxChannelBlock channels), each run by one
-// thread for all passes (threads.h says why). With few images the channels of an image are split
-// into as many groups as there are threads (3 channels on 2 threads: 2 + 1), as evenly as possible.
-struct WalkUnits {
-  int64_t batch, channels, groups;  // groups per image
-  int threads;
-  int64_t count() const { return batch * groups; }
-  void unit(int64_t u, int64_t* b, int64_t* c0, int* size) const {
-    *b = u / groups;
-    const int64_t g = u % groups, base = channels / groups, extra = channels % groups;
-    *c0 = g * base + std::min(g, extra);
-    *size = (int)(base + (g < extra ? 1 : 0));
-  }
-};
-
-WalkUnits plan_units(int64_t B, int64_t C, double work, int64_t max_block = kMaxChannelBlock) {
-  WalkUnits units;
-  units.batch = B;
-  units.channels = C;
-  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
-  const int64_t fewest = (C + max_block - 1) / max_block;
-  units.groups = std::min(C, std::max(fewest, (threads + B - 1) / B));
-  units.threads = threads_for(units.count(), work);
-  if (units.threads == 1) units.groups = fewest;  // one thread: the widest channel blocks
-  return units;
-}
 
 // Temporal blocking: `group` passes of one unit sweep the rows together, pass j + 1 running
 // pad + 1 rows behind pass j, so a row's planes and values are reused by every pass of the group
@@ -257,23 +190,6 @@ int64_t wave_group(const PaddedLayout& layout, int64_t num_dirs, int64_t weight_
   return std::max<int64_t>(2, std::min<int64_t>(8, (int64_t)(512.0 * 1024 / std::max(per_pass, 1.0))));
 }
 
-PaddedLayout padded_layout(const at::Tensor& dirs, int64_t D, int64_t h, int64_t w, int64_t lanes,
-                           std::vector<int64_t>* offsets) {
-  const int* dir_ptr = dirs.data_ptr<int>();
-  int64_t pad = 0;
-  for (int64_t k = 0; k < D; ++k) {
-    TORCH_CHECK(dir_ptr[2 * k] >= 0, "random_walk_cpu: dirs expected dy >= 0 (half plane), got ", dir_ptr[2 * k]);
-    pad = std::max<int64_t>(pad, std::max(dir_ptr[2 * k], std::abs(dir_ptr[2 * k + 1])));
-  }
-  PaddedLayout layout;
-  layout.pad = pad;
-  layout.blocks = (w + lanes - 1) / lanes;
-  layout.row_stride = 2 * pad + layout.blocks * lanes;
-  layout.plane = (h + 2 * pad) * layout.row_stride;
-  offsets->resize(D);
-  for (int64_t k = 0; k < D; ++k) (*offsets)[k] = dir_ptr[2 * k] * layout.row_stride + dir_ptr[2 * k + 1];
-  return layout;
-}
 
 template <typename T, typename V>
 at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Tensor& inv_norm,

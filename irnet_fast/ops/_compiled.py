@@ -47,14 +47,27 @@ def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
                                                       [float(c) for c in coefficients])
 
 
-def has_walk_pair_products(device) -> bool:
-    """Whether the walk's weight-gradient kernel exists for ``device`` (CPU only)."""
-    return (torch.device(device).type == "cpu" and hasattr(torch.ops.irnet_fast, "_walk_pair_products")
-            and torch._C._dispatch_has_kernel_for_dispatch_key("irnet_fast::_walk_pair_products", "CPU"))
+def has_walk_states(device) -> bool:
+    """Whether the walk that keeps its states (and its reverse pass) exists for ``device`` (CPU only)."""
+    return (torch.device(device).type == "cpu" and hasattr(torch.ops.irnet_fast, "_walk_states")
+            and torch._C._dispatch_has_kernel_for_dispatch_key("irnet_fast::_walk_states", "CPU"))
 
 
-def walk_pair_products(z, w, dirs):
-    return torch.ops.irnet_fast._walk_pair_products(z, w, dirs)
+def walk_states(x, planes, inv_norm, dirs, pad, alpha, beta, c):
+    return torch.ops.irnet_fast._walk_states(x, planes, inv_norm, dirs, pad, alpha, beta, c)
+
+
+def walk_states_backward(grad, states, planes, inv_norm, dirs, pad, alpha, beta, c):
+    return torch.ops.irnet_fast._walk_states_backward(grad, states, planes, inv_norm, dirs, pad, alpha, beta, c)
+
+
+def walk_states_shape(x_shape, dtype, pad: int, passes: int):
+    """The padded states' shape ``[passes + 1, B, C, h + 2 pad, row_stride]`` (csrc/cpu/walk_layout.h:
+    rows padded by ``pad`` on the left and to whole 64-byte vectors of columns plus ``pad`` on the right)."""
+    batch, channels, height, width = x_shape
+    lanes = 64 // torch.empty((), dtype=dtype).element_size()
+    row_stride = 2 * pad + -(-width // lanes) * lanes
+    return (passes + 1, batch, channels, height + 2 * pad, row_stride)
 
 
 def find_centroids(displacement, iterations):
@@ -108,8 +121,12 @@ def _feature_affinity_backward_fake(grad, features, affinity, dirs):
     return torch.empty_like(features)
 
 
-def _pair_products_fake(z, w, dirs):
-    return z.new_empty((z.shape[0], dirs.shape[0], z.shape[2], z.shape[3]))
+def _walk_states_fake(x, planes, inv_norm, dirs, pad, alpha, beta, c):
+    return torch.empty_like(x), x.new_empty(walk_states_shape(x.shape, x.dtype, pad, len(alpha)))
+
+
+def _walk_states_backward_fake(grad, states, planes, inv_norm, dirs, pad, alpha, beta, c):
+    return torch.empty_like(grad), torch.empty_like(planes), torch.empty_like(inv_norm)
 
 
 def _tiled_fake(x, *plan):
@@ -129,7 +146,7 @@ FAKES = {
     "find_centroids": _centroids_fake,
     "feature_affinity": _feature_affinity_fake, "_feature_affinity_backward": _feature_affinity_backward_fake,
     "random_walk_tiled": _tiled_fake, "random_walk_chebyshev_tiled": _tiled_fake,
-    "_walk_pair_products": _pair_products_fake,
+    "_walk_states": _walk_states_fake, "_walk_states_backward": _walk_states_backward_fake,
 }
 # the explicit-plan walks (random_walk_tiled, random_walk_chebyshev_tiled) have CUDA kernels only
 CUDA_ONLY = ("random_walk_tiled", "random_walk_chebyshev_tiled")

@@ -11,12 +11,16 @@ truncated Chebyshev expansion. Both are the recurrence
 * Gradient for ``v`` alone: ``p(P)^T = p(P^T)`` and ``P^T = A D^-1 = D P D^-1``, so
   ``grad_v = D p(P) (D^-1 g)``: one more forward walk, with the fused kernels.
 * Gradient for the weights: reverse mode through the recurrence. The forward keeps the states
-  ``w_m`` and ``A w_m``; the backward runs the adjoint recurrence (a Clenshaw sum with
-  ``P^T = A D^-1``, one kernel pass each) and sums the products of the states on the stencil:
+  ``w_m``; the backward runs the adjoint recurrence (a Clenshaw sum with ``P^T = A D^-1``) and sums
+  the products of the states on the stencil:
   ``grad S_k(p) = sum_m sum_c z_m(p) w_m(p + o_k) + z_m(p + o_k) w_m(p)`` with
   ``z_m = D^-1 (adjoint of the m-th product)``, and ``grad D^-1(p) = sum_m sum_c zbar_m(p) (A w_m)(p)``.
+  On the CPU both directions are fused kernels (``_walk_states``, ``_walk_states_backward``: one
+  pass per step, states in the input dtype as the fused forward keeps them); on other backends
+  the recurrence runs here in float64 over the backend's single-step ``random_walk`` (``A u`` is a
+  step with ``D^-1 = 1``) and the products are torch ops.
 
-No dense matrix anywhere; ``A u`` is the backend's single-step ``random_walk`` with ``D^-1 = 1``.
+No dense matrix anywhere.
 """
 from __future__ import annotations
 
@@ -60,9 +64,13 @@ def _valid_mask(dirs, height: int, width: int, dtype, device) -> Tensor:
 
 def stencil_norm(planes: Tensor, dirs: Tensor) -> Tensor:
     """``d(p) = 1 + sum_k S_k(p) + sum_k S_k(p - o_k)`` of planes ``[B, D, h, w]`` -> ``[B, h, w]``
-    (out of place: differentiable through torch autograd)."""
+    (out of place; differentiable, to any order)."""
+    return _StencilNorm.apply(planes, dirs)
+
+
+def _shifted_sums(planes: Tensor, dirs_list) -> Tensor:
+    """``1 + sum_k S_k(p) + sum_k S_k(p - o_k)``."""
     height, width = planes.shape[-2:]
-    dirs_list = dirs.tolist()
     pad = max([max(dy, abs(dx)) for dy, dx in dirs_list], default=0)
     padded = F.pad(planes, (pad, pad, pad, pad))
     norm = 1 + planes.sum(1)
@@ -71,13 +79,31 @@ def stencil_norm(planes: Tensor, dirs: Tensor) -> Tensor:
     return norm
 
 
-def pair_products(z: Tensor, w: Tensor, dirs: Tensor, impl=None) -> Tensor:
+class _StencilNorm(torch.autograd.Function):
+    """``d(q)`` takes ``S_k(p)`` at ``q = p`` and ``q = p + o_k``, so ``grad S_k(p) = g(p) + g(p + o_k)``
+    (``g`` 0 off the grid): one padded copy of ``g`` instead of autograd's zero-filled plane stack
+    per direction."""
+
+    @staticmethod
+    def forward(ctx, planes, dirs):
+        ctx.dirs_list = dirs.tolist()
+        return _shifted_sums(planes, ctx.dirs_list)
+
+    @staticmethod
+    def backward(ctx, grad):
+        dirs_list = ctx.dirs_list
+        height, width = grad.shape[-2:]
+        pad = max([max(dy, abs(dx)) for dy, dx in dirs_list], default=0)
+        padded = F.pad(grad, (pad, pad, pad, pad))
+        shifted = [padded[:, pad + dy:pad + dy + height, pad + dx:pad + dx + width] for dy, dx in dirs_list]
+        if not shifted:
+            return grad.new_zeros((grad.shape[0], 0, height, width)), None
+        return grad.unsqueeze(1) + torch.stack(shifted, 1), None
+
+
+def pair_products(z: Tensor, w: Tensor, dirs: Tensor) -> Tensor:
     """``G_k(p) = sum_c z(c, p) w(c, p + o_k) + z(c, p + o_k) w(c, p)`` for ``z, w [B, C, h, w]``
-    -> ``[B, D, h, w]``, 0 where ``p + o_k`` is off the grid (the gradient of the walk's planes).
-    ``impl``: a backend whose own kernel computes it (``has_walk_pair_products``), else torch ops."""
-    has_kernel = getattr(impl, "has_walk_pair_products", None)
-    if has_kernel is not None and has_kernel(z.device):
-        return impl.walk_pair_products(z.contiguous(), w.contiguous(), dirs)
+    -> ``[B, D, h, w]``, 0 where ``p + o_k`` is off the grid (the gradient of the walk's planes)."""
     batch, _, height, width = z.shape
     out = z.new_zeros((batch, len(dirs), height, width))
     for k, rows, x0, x1, dy, dx in stencil_windows(dirs.tolist(), height, width):
@@ -85,6 +111,16 @@ def pair_products(z: Tensor, w: Tensor, dirs: Tensor, impl=None) -> Tensor:
         dst_z, dst_w = z[:, :, dy:, x0 + dx:x1 + dx], w[:, :, dy:, x0 + dx:x1 + dx]
         out[:, k, :rows, x0:x1] = (src_z * dst_w).sum(1) + (dst_z * src_w).sum(1)
     return out
+
+
+def reach(dirs: Tensor) -> int:
+    """The largest ``|dy|``, ``|dx|`` of the directions: the padding of the CPU kernels' rows."""
+    return max([max(abs(dy), abs(dx)) for dy, dx in dirs.tolist()], default=0)
+
+
+def _has_fused_states(impl, device) -> bool:
+    has = getattr(impl, "has_walk_states", None)
+    return has is not None and has(device)
 
 
 def _apply_a(impl, v: Tensor, planes: Tensor, ones: Tensor, dirs: Tensor) -> Tensor:
@@ -111,6 +147,14 @@ class WalkFunction(torch.autograd.Function):
             ctx.save_for_backward(inv_norm, dirs)
             return walk(values)
         dtype = values.dtype
+        if _has_fused_states(impl, values.device):
+            ctx.fused = recurrence(steps, coefficients), reach(dirs)
+            (alpha, beta, c), pad = ctx.fused
+            result, ctx.states = impl.walk_states(values.contiguous(), planes.contiguous(), inv_norm.contiguous(),
+                                                  dirs, pad, alpha, beta, c)
+            ctx.save_for_backward(planes, inv_norm, dirs)
+            return result
+        ctx.fused = None
         work = torch.float64  # the recurrence amplifies float32 rounding (as the fused kernels sum)
         values, planes64, inv64 = values.to(work), planes.to(work), inv_norm.to(work)
         ones = torch.ones_like(inv64)
@@ -140,6 +184,12 @@ class WalkFunction(torch.autograd.Function):
             inv = inv_norm.unsqueeze(1)
             # grad_v = D p(P) D^-1 g
             return (_safe_div(ctx.walk((grad * inv).contiguous()), inv), None, None) + none
+        if ctx.fused is not None:
+            (alpha, beta, c), pad = ctx.fused
+            planes, inv_norm, dirs = ctx.saved_tensors
+            grads = ctx.impl.walk_states_backward(grad.contiguous(), ctx.states, planes.contiguous(),
+                                                  inv_norm.contiguous(), dirs, pad, alpha, beta, c)
+            return tuple(g if need else None for g, need in zip(grads, ctx.needs_input_grad[:3])) + none
         planes, inv, dirs = ctx.saved_tensors
         states, applied = ctx.states, ctx.applied
         impl, ones = ctx.impl, torch.ones_like(inv)
@@ -171,7 +221,7 @@ class WalkFunction(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             # every pass's (z_m, w_m) as channels of one stack: one sweep over the directions
             zs.reverse()
-            grad_planes = pair_products(torch.cat(zs, 1), torch.cat(states[:passes], 1), dirs, impl).to(dtype_p) \
+            grad_planes = pair_products(torch.cat(zs, 1), torch.cat(states[:passes], 1), dirs).to(dtype_p) \
                 if passes else torch.zeros_like(planes, dtype=dtype_p)
         grad_values = (adjoint[0] if adjoint[0] is not None else torch.zeros_like(g)).to(dtype_v) \
             if ctx.needs_input_grad[0] else None

@@ -210,23 +210,64 @@ def test_errors():
         psa.propagate(cams(1, 2, 8, 12)[0], f)
 
 
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 5, 7, 9), (1, 40, 6, 17), (1, 3, 2, 30)])
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_walk_pair_products_kernel_matches_torch_form(shape, dtype):
-    """The CPU kernel of the walk's weight gradient against its torch form (ops/_walk_grad.py),
-    radius 5 directions (dx < 0 included), a non-contiguous z, sizes smaller than the stencil."""
-    from irnet_fast.ops import _compiled, _walk_grad
-    from irnet_fast.ops.path_index import geometry
-    if not _compiled.has_walk_pair_products("cpu"):
+def _walk_grads(backend, x, aff, g, method, exp_times=6):
+    xx, aa = x.clone().requires_grad_(), aff.clone().requires_grad_()
+    out = ops.random_walk(xx, affinity=aa, beta=3.0, exp_times=exp_times, backend=backend, method=method)
+    out.backward(g)
+    return out.detach(), xx.grad, aa.grad
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (2, 5, 7, 9), (1, 9, 6, 17), (1, 3, 2, 30), (3, 2, 11, 8)])
+@pytest.mark.parametrize("method", ["chebyshev", "steps"])
+def test_fused_state_kernels_match_the_recurrence(shape, method):
+    """The CPU walk that keeps its states and its fused reverse pass against the float64
+    recurrence over the torch backend's single step (ops/_walk_grad.py): float64 to 1e-10,
+    float32 to float32 noise; radius 5 (dx < 0 included), sizes smaller than the stencil,
+    several channel blocks, a non-contiguous upstream gradient."""
+    from irnet_fast.ops import _compiled
+    if not _compiled.has_walk_states("cpu"):
         pytest.skip("the compiled extension is not loaded")
+    batch, channels, height, width = shape
     gen = torch.Generator().manual_seed(sum(shape))
+    x = torch.rand(shape, generator=gen, dtype=torch.float64)
+    aff = torch.rand(batch, 34, height, width, generator=gen, dtype=torch.float64)
+    g = torch.randn(batch, width, height, channels, generator=gen, dtype=torch.float64).permute(0, 3, 2, 1)
+    want = _walk_grads("torch", x, aff, g, method)
+    got = _walk_grads("cpp", x, aff, g, method)
+    for actual, expected in zip(got, want):
+        assert rel_err(actual, expected) <= 1e-10
+    got32 = _walk_grads("cpp", x.float(), aff.float(), g.float(), method)
+    for actual, expected in zip(got32, want):
+        assert actual.dtype == torch.float32 and rel_err(actual, expected) <= 1e-4
+
+
+def test_fused_state_kernels_check_their_arguments():
+    from irnet_fast.ops import _compiled
+    if not _compiled.has_walk_states("cpu"):
+        pytest.skip("the compiled extension is not loaded")
+    from irnet_fast.ops.path_index import geometry
     dirs = torch.as_tensor(np.asarray(geometry(5).search_dst), dtype=torch.int32)
-    z = torch.randn(shape[0], shape[3], shape[2], shape[1], generator=gen, dtype=dtype).permute(0, 3, 2, 1)
-    w = torch.randn(shape, generator=gen, dtype=dtype)
-    got = _walk_grad.pair_products(z, w, dirs, _compiled)
-    want = _walk_grad.pair_products(z, w, dirs)
-    assert got.shape == (shape[0], dirs.shape[0], shape[2], shape[3]) and got.dtype == dtype
-    torch.testing.assert_close(got, want, rtol=1e-5 if dtype == torch.float32 else 1e-12,
-                               atol=1e-5 if dtype == torch.float32 else 1e-12)
-    with pytest.raises(RuntimeError, match="w expected the shape of z"):
-        _compiled.walk_pair_products(z, w[..., :-1], dirs)
+    x, planes, inv = torch.rand(1, 2, 5, 6), torch.rand(1, 34, 5, 6), torch.rand(1, 5, 6)
+    with pytest.raises(RuntimeError, match="pad expected the largest"):
+        _compiled.walk_states(x, planes, inv, dirs, 3, [1.0], [0.0], [0.0, 1.0])
+    with pytest.raises(RuntimeError, match="len\\(c\\) == len\\(alpha\\) \\+ 1"):
+        _compiled.walk_states(x, planes, inv, dirs, 4, [1.0], [0.0], [1.0])
+    y, states = _compiled.walk_states(x, planes, inv, dirs, 4, [1.0], [0.0], [0.0, 1.0])
+    assert tuple(states.shape) == _compiled.walk_states_shape(x.shape, x.dtype, 4, 1)
+    with pytest.raises(RuntimeError, match="states expected"):
+        _compiled.walk_states_backward(torch.ones_like(y), states[:1], planes, inv, dirs, 4, [1.0], [0.0], [0.0, 1.0])
+
+
+def test_stencil_norm_gradient_matches_its_autograd_form():
+    """The norm's own backward against autograd through the shifted sums, to the second order."""
+    from irnet_fast.ops import _walk_grad
+    from irnet_fast.ops.path_index import geometry
+    dirs = torch.as_tensor(np.asarray(geometry(3).search_dst), dtype=torch.int32)
+    planes = torch.rand(2, dirs.shape[0], 4, 5, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    planes.requires_grad_()
+    assert torch.autograd.gradcheck(lambda p: _walk_grad.stencil_norm(p, dirs), (planes,))
+    assert torch.autograd.gradgradcheck(lambda p: _walk_grad.stencil_norm(p, dirs) ** 2, (planes,))
+    g = torch.randn(2, 4, 5, dtype=torch.float64)
+    got, = torch.autograd.grad(_walk_grad.stencil_norm(planes, dirs), planes, g)
+    want, = torch.autograd.grad(_walk_grad._shifted_sums(planes, dirs.tolist()), planes, g)
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-15)

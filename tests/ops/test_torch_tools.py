@@ -11,7 +11,7 @@ import torch
 
 import irnet_fast
 from irnet_fast import _ext, backends, ops
-from irnet_fast.ops import _compiled, _reference
+from irnet_fast.ops import _compiled, _reference, _walk_grad
 from irnet_fast.ops.path_index import geometry, geometry_on
 
 from ..helpers import BACKENDS, boundary_map, cams, needs_ext
@@ -19,7 +19,7 @@ from ..helpers import BACKENDS, boundary_map, cams, needs_ext
 COMPILED_OPS = ("path_affinity", "_path_affinity_backward", "transition_stencil", "random_walk", "find_centroids",
                 "_path_affinity_portable", "_path_affinity_backward_portable", "_transition_stencil_portable",
                 "_random_walk_portable", "random_walk_chebyshev", "_random_walk_chebyshev_portable",
-                "feature_affinity", "_feature_affinity_backward", "_walk_pair_products")
+                "feature_affinity", "_feature_affinity_backward", "_walk_states", "_walk_states_backward")
 
 
 def _walk(x, edge):
@@ -107,6 +107,8 @@ def _opcheck_args():
     features = cams(2, 3, 9, 11).contiguous()
     aff_planes = torch.ops.irnet_fast.feature_affinity(features, paths[:, 0].contiguous())
     grad_planes = torch.randn(aff_planes.shape, dtype=features.dtype, generator=torch.Generator().manual_seed(3))
+    recurrence = ([1.0, 2.0], [0.0, -1.0], [0.5, 0.25, 0.25])  # two Chebyshev passes
+    states_args = walk[:4] + (_walk_grad.reach(walk[3]),) + recurrence
     return {
         "path_affinity": (edge.clone().requires_grad_(), paths, lengths, rf),
         "_path_affinity_portable": (edge, paths, lengths, rf),
@@ -118,7 +120,9 @@ def _opcheck_args():
         "find_centroids": (displacement, 5),
         "feature_affinity": (features, paths[:, 0].contiguous()),
         "_feature_affinity_backward": (grad_planes, features, aff_planes, paths[:, 0].contiguous()),
-        "_walk_pair_products": (features, cams(2, 3, 9, 11, seed=4).contiguous(), paths[:, 0].contiguous()),
+        "_walk_states": states_args,
+        "_walk_states_backward": (torch.randn(walk[0].shape, dtype=walk[0].dtype, generator=torch.Generator().manual_seed(5)),
+                                  torch.ops.irnet_fast._walk_states(*states_args)[1]) + states_args[1:],
     }
 
 

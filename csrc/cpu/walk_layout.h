@@ -1,0 +1,118 @@
+// The padded row layout and the thread units shared by the CPU walk kernels
+// (random_walk_cpu.cpp: the walks; walk_grad_cpu.cpp: the walk that keeps its states, and its
+// reverse pass).
+//
+// Values, planes and the inverse norm live in buffers padded by P = max |offset| on every side
+// (zeros there), so the inner loops are branch-free multiply-adds over contiguous rows; a row is
+// padded on the right to whole vectors of columns.
+#pragma once
+#include <ATen/Parallel.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/zeros.h>
+#include <c10/util/Exception.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <vector>
+
+#include "simd.h"
+#include "threads.h"
+
+namespace irnet_fast {
+namespace rows {
+
+// 64-byte vectors (GCC vector extension): one zmm with AVX-512, two ymm with AVX2, four xmm
+// otherwise. Loads and stores are unaligned: rows are shifted by arbitrary offsets.
+typedef float vfloat __attribute__((vector_size(64)));
+typedef double vdouble __attribute__((vector_size(64)));
+typedef float vfloat8 __attribute__((vector_size(32)));  // 8 floats, widened to one vdouble
+
+// memcpy compiles to one unaligned vector move (vmovups)
+template <typename V, typename T>
+IRNET_INLINE V load(const T* p) {
+  V v;
+  __builtin_memcpy(&v, p, sizeof(V));
+  return v;
+}
+
+template <typename V, typename T>
+IRNET_INLINE void store(T* p, const V& v) {
+  __builtin_memcpy(p, &v, sizeof(V));
+}
+
+// result[0 .. lanes) += coefficient * v in float64 (float32 values widened, 8 lanes at a time).
+IRNET_INLINE void add_scaled(double* result, const vdouble& v, double coefficient) {
+  store<vdouble>(result, load<vdouble>(result) + coefficient * v);
+}
+
+IRNET_INLINE void add_scaled(double* result, const vfloat& v, double coefficient) {
+  vfloat8 half[2];
+  __builtin_memcpy(half, &v, sizeof(v));
+  add_scaled(result, __builtin_convertvector(half[0], vdouble), coefficient);
+  add_scaled(result + 8, __builtin_convertvector(half[1], vdouble), coefficient);
+}
+
+struct PaddedLayout {
+  int64_t pad, row_stride, plane;  // plane: elements of one padded [h + 2P, row_stride] grid
+  int64_t blocks;                  // column blocks per row
+};
+
+inline PaddedLayout padded_layout(const at::Tensor& dirs, int64_t D, int64_t h, int64_t w, int64_t lanes,
+                           std::vector<int64_t>* offsets) {
+  const int* dir_ptr = dirs.data_ptr<int>();
+  int64_t pad = 0;
+  for (int64_t k = 0; k < D; ++k) {
+    TORCH_CHECK(dir_ptr[2 * k] >= 0, "random_walk: dirs expected dy >= 0 (half plane), got ", dir_ptr[2 * k]);
+    pad = std::max<int64_t>(pad, std::max(dir_ptr[2 * k], std::abs(dir_ptr[2 * k + 1])));
+  }
+  PaddedLayout layout;
+  layout.pad = pad;
+  layout.blocks = (w + lanes - 1) / lanes;
+  layout.row_stride = 2 * pad + layout.blocks * lanes;
+  layout.plane = (h + 2 * pad) * layout.row_stride;
+  offsets->resize(D);
+  for (int64_t k = 0; k < D; ++k) (*offsets)[k] = dir_ptr[2 * k] * layout.row_stride + dir_ptr[2 * k + 1];
+  return layout;
+}
+
+// Copies [B, K, h, w] into the interior of a zeroed padded [B, K, h + 2P, row_stride] buffer.
+template <typename T>
+at::Tensor to_padded(const at::Tensor& t, const PaddedLayout& layout) {
+  const int64_t B = t.size(0), K = t.size(1), h = t.size(2), w = t.size(3);
+  auto out = at::zeros({B, K, h + 2 * layout.pad, layout.row_stride}, t.options());
+  out.narrow(2, layout.pad, h).narrow(3, layout.pad, w).copy_(t);
+  return out;
+}
+
+constexpr int kMaxChannelBlock = 4;
+
+// The parallel units of a walk: (image, group of up to kMaxChannelBlock channels), each run by one
+// thread for all passes (threads.h says why). With few images the channels of an image are split
+// into as many groups as there are threads (3 channels on 2 threads: 2 + 1), as evenly as possible.
+struct WalkUnits {
+  int64_t batch, channels, groups;  // groups per image
+  int threads;
+  int64_t count() const { return batch * groups; }
+  void unit(int64_t u, int64_t* b, int64_t* c0, int* size) const {
+    *b = u / groups;
+    const int64_t g = u % groups, base = channels / groups, extra = channels % groups;
+    *c0 = g * base + std::min(g, extra);
+    *size = (int)(base + (g < extra ? 1 : 0));
+  }
+};
+
+inline WalkUnits plan_units(int64_t B, int64_t C, double work, int64_t max_block = kMaxChannelBlock) {
+  WalkUnits units;
+  units.batch = B;
+  units.channels = C;
+  const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
+  const int64_t fewest = (C + max_block - 1) / max_block;
+  units.groups = std::min(C, std::max(fewest, (threads + B - 1) / B));
+  units.threads = threads_for(units.count(), work);
+  if (units.threads == 1) units.groups = fewest;  // one thread: the widest channel blocks
+  return units;
+}
+
+}  // namespace rows
+}  // namespace irnet_fast
