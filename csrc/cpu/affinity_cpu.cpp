@@ -41,7 +41,18 @@ IRNET_INLINE void path_max_row(const T* edge, int64_t width, int64_t sy, int64_t
         arg32[j] = larger ? p : arg32[j];
       }
     } else {
-      for (int64_t j = 0; j < count; ++j) best[j] = row[j] > best[j] ? row[j] : best[j];
+      // explicit vectors: GCC leaves this loop scalar (a runtime alias check it does not trust)
+      typedef T vec __attribute__((vector_size(64)));
+      constexpr int64_t kLanes = 64 / sizeof(T);
+      int64_t j = 0;
+      for (; j + kLanes <= count; j += kLanes) {
+        vec r, b;
+        __builtin_memcpy(&r, row + j, sizeof(vec));
+        __builtin_memcpy(&b, best + j, sizeof(vec));
+        b = r > b ? r : b;
+        __builtin_memcpy(best + j, &b, sizeof(vec));
+      }
+      for (; j < count; ++j) best[j] = row[j] > best[j] ? row[j] : best[j];
     }
   }
   if (arg)
@@ -98,6 +109,46 @@ IRNET_INLINE void stencil_rows(const T* e, T* s, const int* paths, const int* le
                  unused);
     affinity_power_row(out, x1 - x0, beta, scratch);
   }
+}
+
+// stencil_rows for float64 planes of a map whose values are all float32 numbers (a float32 map
+// widened, as the walk computes its weights): the maxima along the paths in float32, twice the
+// lanes, then widened; a maximum is one of the values, so the planes are bit for bit the same.
+IRNET_INLINE void stencil_rows_narrow(const float* e, double* s, const int* paths, const int* lengths,
+                                      const int* dirs, int64_t D, int64_t max_len, int64_t H, int64_t W, double beta,
+                                      int64_t begin, int64_t end) {
+  std::vector<double> scratch;
+  std::vector<float> best((size_t)W);
+  std::vector<int32_t> unused;
+  for (int64_t row = begin; row < end; ++row) {
+    const int64_t b = row / (D * H), k = (row / H) % D, y = row % H;
+    const int dy = dirs[2 * k], dx = dirs[2 * k + 1];
+    const int64_t x0 = std::max(0, -dx), x1 = std::min<int64_t>(W, W - dx);
+    if (y + dy >= H || x1 <= x0) continue;
+    double* out = s + row * W + x0;
+    path_max_row(e + b * H * W, W, y, x0, paths + 2 * k * max_len, lengths[k], x1 - x0, best.data(),
+                 (uint8_t*)nullptr, unused);
+    for (int64_t j = 0; j < x1 - x0; ++j) out[j] = (double)best[j];
+    affinity_power_row(out, x1 - x0, beta, scratch);
+  }
+}
+
+IRNET_CLONES void stencil_rows_narrow_any(const float* e, double* s, const int* paths, const int* lengths,
+                                          const int* dirs, int64_t D, int64_t max_len, int64_t H, int64_t W,
+                                          double beta, int64_t begin, int64_t end) {
+  stencil_rows_narrow(e, s, paths, lengths, dirs, D, max_len, H, W, beta, begin, end);
+}
+
+// The map as float32 when every value is a float32 number, else an undefined tensor.
+at::Tensor narrowed_exactly(const at::Tensor& edge) {
+  if (edge.scalar_type() != at::kDouble) return at::Tensor();
+  auto narrow = edge.to(at::kFloat);
+  const double* e = edge.data_ptr<double>();
+  const float* n = narrow.data_ptr<float>();
+  for (int64_t i = 0, count = edge.numel(); i < count; ++i) {
+    if ((double)n[i] != e[i]) return at::Tensor();
+  }
+  return narrow;
 }
 
 #define IRNET_ROW_CLONES(T)                                                                                        \
@@ -217,6 +268,7 @@ std::tuple<at::Tensor, at::Tensor> transition_stencil_cpu(const at::Tensor& edge
   auto planes = at::zeros({B, D, H, W}, edge.options());
   auto norm = at::empty({B, H, W}, edge.options());
   const auto dirs = paths.select(1, 0).contiguous();  // [D, 2] destinations
+  const at::Tensor narrow = narrowed_exactly(edge);
   AT_DISPATCH_FLOATING_TYPES(edge.scalar_type(), "transition_stencil_cpu", [&] {
     const scalar_t* e = edge.data_ptr<scalar_t>();
     scalar_t* s = planes.data_ptr<scalar_t>();
@@ -224,9 +276,17 @@ std::tuple<at::Tensor, at::Tensor> transition_stencil_cpu(const at::Tensor& edge
     const int* path_ptr = paths.data_ptr<int>();
     const int* len_ptr = lengths.data_ptr<int>();
     const int* dir_ptr = dirs.data_ptr<int>();
-    parallel_chunks(B * D * H, 8, (double)B * D * H * W * max_len, [&](int64_t begin, int64_t end) {
-      stencil_rows_any(e, s, path_ptr, len_ptr, dir_ptr, D, max_len, H, W, (scalar_t)beta, begin, end);
-    });
+    if (narrow.defined()) {  // float64 (narrowed_exactly)
+      const float* e32 = narrow.data_ptr<float>();
+      double* s64 = reinterpret_cast<double*>(s);
+      parallel_chunks(B * D * H, 8, (double)B * D * H * W * max_len, [&](int64_t begin, int64_t end) {
+        stencil_rows_narrow_any(e32, s64, path_ptr, len_ptr, dir_ptr, D, max_len, H, W, beta, begin, end);
+      });
+    } else {
+      parallel_chunks(B * D * H, 8, (double)B * D * H * W * max_len, [&](int64_t begin, int64_t end) {
+        stencil_rows_any(e, s, path_ptr, len_ptr, dir_ptr, D, max_len, H, W, (scalar_t)beta, begin, end);
+      });
+    }
     parallel_chunks(B * H, 16, (double)B * H * W * 2 * D, [&](int64_t begin, int64_t end) {
       for (int64_t row = begin; row < end; ++row) {
         norm_row_any(s + (row / H) * D * H * W, dir_ptr, D, H, W, row % H, n + row * W);
