@@ -43,4 +43,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(torch's thread count, the work size and the cores other processes leave idle).");
   m.def("other_runnable_threads", &irnet_fast::other_runnable_threads,
         "Runnable threads of other processes on this machine now (0 where unknown).");
+  m.def("cap_threads_to_idle_cores", &irnet_fast::cap_threads_to_idle_cores,
+        "Caps this thread's OpenMP (torch) thread count at the cores other processes leave idle now; "
+        "returns the count before.");
+  m.def("restore_threads", &irnet_fast::restore_threads, pybind11::arg("count"),
+        "Sets this thread's OpenMP (torch) thread count back to `count`.");
 }

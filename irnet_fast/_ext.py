@@ -6,6 +6,7 @@ autograd and fake kernels of its ops are registered by :mod:`irnet_fast.ops._com
 """
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 
@@ -49,3 +50,30 @@ def warn_not_loaded() -> None:
         "`pip install --no-build-isolation -e .` (or `make setup`) in the source folder; "
         "`irnet-fast info` shows the state. Set IRNET_FAST_NO_EXT=1 to run without it silently.",
         ExtensionNotLoadedWarning, stacklevel=3)
+
+
+def _on_cpu(values) -> bool:
+    for value in values:
+        if isinstance(value, torch.Tensor):
+            return value.device.type == "cpu"
+        if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
+            return value[0].device.type == "cpu"
+    return True  # NumPy arrays and the like
+
+
+def threads_capped_when_busy(fn):
+    """Runs the op ``fn`` with this thread's torch thread count capped at the cores that other
+    processes leave idle now, and restores it after (``cap_threads_to_idle_cores`` in
+    csrc/cpu/threads.h says why: on a busy machine each of torch's own small parallel regions
+    around the kernels stalls for a scheduling round). Only for CPU inputs, with the compiled
+    extension, outside torch.compile; the cap is per thread (``IRNET_FAST_LOAD_AWARE=0``: off)."""
+    @functools.wraps(fn)
+    def capped(*args, **kwargs):
+        if not HAS_CPP or torch.compiler.is_compiling() or not _on_cpu(list(args) + list(kwargs.values())):
+            return fn(*args, **kwargs)
+        before = _C.cap_threads_to_idle_cores()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            _C.restore_threads(before)
+    return capped

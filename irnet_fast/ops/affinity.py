@@ -14,6 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import backends
+from .._ext import threads_capped_when_busy
 from .._checks import check_radius, check_tensor, check_unit_interval, upcast_half
 from . import _autograd, _dispatch, _reference
 from .path_index import PathIndex, geometry, geometry_on, path_geometry, radius_floor
@@ -108,6 +109,7 @@ def _as_edge_batch(edge, *, op: str) -> Tensor:
     return edge.contiguous()
 
 
+@threads_capped_when_busy
 def path_affinity(edge: Tensor, radius: int = 10, *, backend: str = "auto") -> Tensor:
     r"""Affinity of every source pixel to each of its ``D`` search destinations.
 

@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import backends
+from .._ext import threads_capped_when_busy
 from .._checks import check_finite, check_radius, check_tensor, upcast_half
 from . import _dispatch
 from ._walk_grad import stencil_windows
@@ -78,6 +79,7 @@ class _FeatureAffinityFunction(torch.autograd.Function):
         return ctx.impl.feature_affinity_backward(grad.contiguous(), features, affinity, dirs), None, None
 
 
+@threads_capped_when_busy
 def feature_affinity(features: Tensor, radius: int = 5, *, region: str = "psa", backend: str = "auto") -> Tensor:
     r"""AffinityNet's affinity planes ``exp(-mean_c |f_c(p) - f_c(p + o_k)|)`` of a feature map.
 

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from .. import backends
+from .._ext import threads_capped_when_busy
 from . import _dispatch
 from .._checks import check_array, check_finite, check_number, check_same_kind, describe
 
@@ -47,6 +48,7 @@ def _label_numpy(mask: np.ndarray) -> Tuple[np.ndarray, int]:
 # ops
 # ----------------------------------------------------------------------------------------------
 
+@threads_capped_when_busy
 def find_centroids_with_refinement(displacement: Array, iterations: int = 300, *, backend: str = "auto") -> Array:
     """Move every pixel along the displacement field to its instance centroid (IRNet, eq. 7).
 

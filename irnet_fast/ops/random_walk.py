@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .. import backends
+from .._ext import threads_capped_when_busy
 from . import _dispatch
 from .._checks import (check_beta, check_exp_times, check_finite, check_radius, check_same_device,
                        check_same_dtype, check_tensor, check_unit_interval, constant_result, upcast_half,
@@ -66,6 +67,7 @@ def _check_source(source, kind: str, radius: int, *, op: str) -> Tensor:
     return _check_edge(source, op=op) if kind == "edge" else _check_affinity(source, radius, op=op)
 
 
+@threads_capped_when_busy
 def transition_stencil(edge: Optional[Tensor] = None, radius: int = 5, beta: float = 10, *,
                        affinity: Optional[Tensor] = None, backend: str = "auto") -> Tuple[Tensor, Tensor]:
     """The transition in stencil form: ``D`` weight planes and the normaliser.
@@ -195,6 +197,7 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
     return _random_walk(x, edge, affinity, radius, beta, exp_times, backend, method, tol, op="random_walk")
 
 
+@threads_capped_when_busy
 def _random_walk(x, edge, affinity, radius, beta, exp_times, backend, method, tol, *, op: str):
     """:func:`random_walk`, its errors naming the public op ``op`` that was called."""
     radius, beta, exp_times = check_radius(radius, op=op), check_beta(beta, op=op), check_exp_times(exp_times, op=op)

@@ -58,3 +58,28 @@ def test_work_size_and_units_bound_the_threads(two_threads, monkeypatch):
     assert ext.cpu_threads(8, 1.5e7) == 1       # too little work for a second thread
     assert ext.cpu_threads(8, 1.5e5, 1e5) == 1
     assert ext.cpu_threads(8, 2e5, 1e5) == 2
+
+
+def test_ops_cap_this_threads_count_while_every_core_is_busy(two_threads, every_core_busy, monkeypatch):
+    """Inside an op, torch's own parallel regions get one thread on a busy machine; other threads of
+    the process and the code after the op keep two."""
+    import threading
+
+    seen = {}
+
+    def probe(x):
+        seen["inside"] = torch.get_num_threads()
+        other = threading.Thread(target=lambda: seen.__setitem__("other thread", torch.get_num_threads()))
+        other.start()
+        other.join()
+        return x
+
+    capped = _ext.threads_capped_when_busy(probe)
+    capped(torch.zeros(1))
+    assert seen == {"inside": 1, "other thread": 2} and torch.get_num_threads() == 2
+    monkeypatch.setenv("IRNET_FAST_LOAD_AWARE", "0")
+    capped(torch.zeros(1))
+    assert seen["inside"] == 2
+    with pytest.raises(ZeroDivisionError):
+        _ext.threads_capped_when_busy(lambda x: 1 / 0)(torch.zeros(1))
+    assert torch.get_num_threads() == 2
