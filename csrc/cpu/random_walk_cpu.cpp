@@ -16,9 +16,11 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -160,8 +162,6 @@ IRNET_CLONES void chebyshev_row_any(const double* cur, double* prev, double* res
                                           coefficient, first, channels);
 }
 
-
-
 // Temporal blocking: `group` passes of one unit sweep the rows together, pass j + 1 running
 // pad + 1 rows behind pass j, so a row's planes and values are reused by every pass of the group
 // while they are still in the L2 cache (the walk is bound by streaming the D planes otherwise).
@@ -180,6 +180,68 @@ void wavefront(int64_t passes, int64_t rows, int64_t pad, int64_t group, const F
       }
     }
   }
+}
+
+// Waits until `counter` reaches `value` (the other band's progress): pause, then yield the core.
+inline void wait_for(const std::atomic<int64_t>& counter, int64_t value) {
+  for (int spins = 0; counter.load(std::memory_order_acquire) < value; ++spins) {
+    if (spins < 2048) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+    } else {
+      std::this_thread::yield();
+    }
+  }
+}
+
+// The wavefront of one unit on two threads: the rows split into a top and a bottom band, each
+// swept by one thread, the bottom band from the bottom up, so both reach the rows next to the
+// split last in every pass. A pass may start on a row within pad + 1 rows of the split once the
+// other band has finished the previous pass next to the split: that keeps both the reads of the
+// previous pass's values and the ping-pong buffer (the pass overwrites what the other band's
+// previous pass read) safe, as the lag does within a band. Each band publishes the passes it
+// has finished next to the split; the two wait on each other once per pass, at the far end of
+// their sweeps, so at equal speed neither waits. With fewer than two threads (a caller's
+// parallel region) or a short image, the plain wavefront on one thread.
+template <typename F>
+void banded_wavefront(int64_t passes, int64_t rows, int64_t pad, int64_t group, const F& row_fn) {
+  const int64_t reach = pad + 1, split = rows / 2;
+  if (split < 2 * reach || rows - split < 2 * reach) return wavefront(passes, rows, pad, group, row_fn);
+  std::atomic<int64_t> done[2];
+  done[0].store(0);
+  done[1].store(0);
+  auto band = [&](int which) {
+    const bool top = which == 0;
+    wavefront(passes, top ? split : rows - split, pad, group, [&](int64_t pass, int64_t t) {
+      const int64_t row = top ? t : rows - 1 - t;
+      if (top ? row >= split - reach : row < split + reach) wait_for(done[1 - which], pass);
+      row_fn(pass, row);
+      if (row == (top ? split - 1 : split)) done[which].store(pass + 1, std::memory_order_release);
+    });
+  };
+#ifdef _OPENMP
+  if (omp_in_parallel()) return wavefront(passes, rows, pad, group, row_fn);
+#pragma omp parallel num_threads(2)
+  {
+    if (omp_get_num_threads() == 2) {
+      band(omp_get_thread_num());
+    } else {
+      wavefront(passes, rows, pad, group, row_fn);
+    }
+  }
+#else
+  std::thread bottom(band, 1);
+  band(0);
+  bottom.join();
+#endif
+}
+
+// A unit's passes: banded on two threads when the plan says so, else the wavefront on this thread.
+template <typename F>
+void sweep(const WalkUnits& units, int64_t passes, int64_t rows, int64_t pad, int64_t group, const F& row_fn) {
+  if (units.banded) return banded_wavefront(passes, rows, pad, group, row_fn);
+  wavefront(passes, rows, pad, group, row_fn);
 }
 
 // Passes per wavefront: as many as keep (pass count x lag) rows of planes and values within
@@ -209,12 +271,12 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
   T* a = src.data_ptr<T>();
   T* b_buf = dst.data_ptr<T>();
   const WalkUnits units = plan_units(B, C, (double)steps * B * C * h * w * (2 * D + 1));
-  run_units(units.count(), units.threads, [&](int64_t u) {
+  run_units(units.count(), units.unit_threads(), [&](int64_t u) {
     int64_t b, c0;
     int channels;
     units.unit(u, &b, &c0, &channels);
     const int64_t chan = (b * C + c0) * layout.plane;
-    wavefront(steps, h, pad, wave_group(layout, D, sizeof(T), channels * 2 * sizeof(T)), [&](int64_t step, int64_t i) {
+    sweep(units, steps, h, pad, wave_group(layout, D, sizeof(T), channels * 2 * sizeof(T)), [&](int64_t step, int64_t i) {
       const T* from = (step % 2 == 0) ? a : b_buf;
       T* to = (step % 2 == 0) ? b_buf : a;
       walk_row_any(from + chan, to + chan, planes_ptr + b * D * layout.plane, inv_ptr + b * layout.plane,
@@ -248,13 +310,13 @@ at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at
   double* r = result.data_ptr<double>();
   const int64_t degree = (int64_t)coefficients.size() - 1;
   const WalkUnits units = plan_units(B, C, (double)degree * B * C * h * w * (2 * D + 1));
-  run_units(units.count(), units.threads, [&](int64_t u) {
+  run_units(units.count(), units.unit_threads(), [&](int64_t u) {
     int64_t b, c0;
     int channels;
     units.unit(u, &b, &c0, &channels);
     const int64_t chan = (b * C + c0) * layout.plane;
     const int64_t group = wave_group(layout, D, sizeof(T), channels * (2 * sizeof(T) + sizeof(double)));
-    wavefront(degree, h, pad, group, [&](int64_t pass, int64_t i) {
+    sweep(units, degree, h, pad, group, [&](int64_t pass, int64_t i) {
       const int64_t k = pass + 1;
       const T* cur = (k % 2 == 1) ? a : b_buf;  // v_{k-1}
       T* prev = (k % 2 == 1) ? b_buf : a;       // v_{k-2}, becomes v_k
@@ -382,7 +444,7 @@ at::Tensor chebyshev_tiled_cpu(const at::Tensor& x, const at::Tensor& planes, co
   const int64_t group = tile_group(w);
   const float* xp = x.data_ptr<float>();
   float* op = out.data_ptr<float>();
-  run_units(units.count(), units.threads, [&](int64_t u) {
+  run_units(units.count(), units.unit_threads(), [&](int64_t u) {
     int64_t b, c0;
     int channels;
     units.unit(u, &b, &c0, &channels);
@@ -400,7 +462,7 @@ at::Tensor chebyshev_tiled_cpu(const at::Tensor& x, const at::Tensor& planes, co
     }
     const float* wb = wt + b * hp * weight_row;
     const float* ib = iv + b * hp * rs;
-    wavefront(degree, tile_rows, 0, group, [&](int64_t pass, int64_t t) {
+    sweep(units, degree, tile_rows, 0, group, [&](int64_t pass, int64_t t) {
       const int64_t k = pass + 1;
       const float* cur = (k % 2 == 1) ? a : a2;  // v_{k-1}
       float* prev = (k % 2 == 1) ? a2 : a;       // v_{k-2}, becomes v_k

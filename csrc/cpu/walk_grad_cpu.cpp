@@ -232,7 +232,8 @@ std::tuple<at::Tensor, at::Tensor> walk_states_cpu_t(const at::Tensor& x, const 
   T* s = states.data_ptr<T>();
   double* r = result.data_ptr<double>();
   const int64_t state = B * C * plane;
-  const WalkUnits units = plan_units(B, C, (double)passes * B * C * h * w * (2 * D + 1));
+  const WalkUnits units = plan_units(B, C, (double)passes * B * C * h * w * (2 * D + 1), kMaxChannelBlock,
+                                     /*bands=*/false);
   run_units(units.count(), units.threads, [&](int64_t u) {
     int64_t b, c0;
     int channels;
