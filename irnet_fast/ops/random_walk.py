@@ -176,7 +176,8 @@ def random_walk(x: Union[Tensor, Sequence[Tensor]], edge: Union[Tensor, Sequence
 
     Differentiable with respect to ``x`` and ``edge`` / ``affinity`` on every backend, without a
     dense matrix (docs/walk_gradient.md): the gradient of ``x`` alone costs one more walk; the
-    gradient of the weights keeps the recurrence's states (``2 * passes`` copies of ``x``).
+    gradient of the weights keeps the recurrence's states (on the CPU ``passes + 1`` copies of
+    ``x`` in its dtype, with fused kernels both ways; elsewhere ``2 * passes`` in float64).
 
     Args:
         x (Tensor[B, C, h, w] or list of Tensor[C_i, h_i, w_i]): scores (CAMs) on the weights' grid;
