@@ -409,28 +409,46 @@ at::Tensor chebyshev_tiled_cpu(const at::Tensor& x, const at::Tensor& planes, co
   const int64_t degree = (int64_t)coefficients.size() - 1;
   const WalkUnits units = plan_units(B, C, (double)degree * B * C * h * w * (2 * kDirs + 1), kMaxTileChannels);
 
-  // weights [B][hp][blocks][2 D][16] and inverse norms [B][hp][rs], zero outside the image
-  auto weights = at::zeros({B, hp * weight_row}, x.options());
-  auto inv = at::zeros({B, hp * rs}, x.options());
+  // weights [B][hp][blocks][2 D][16] and inverse norms [B][hp][rs], zero outside the image; every
+  // element is written here (no zero fill first), whole in-image vectors by a fixed-size copy
+  auto weights = at::empty({B, hp * weight_row}, x.options());
+  auto inv = at::empty({B, hp * rs}, x.options());
   const float* s = planes.data_ptr<float>();
   const float* n = inv_norm.data_ptr<float>();
   float* wt = weights.data_ptr<float>();
   float* iv = inv.data_ptr<float>();
-  parallel_chunks(B * h, 8, (double)B * h * w * kSlots, [&](int64_t begin, int64_t end) {
+  constexpr size_t kVectorBytes = kLanes * sizeof(float);
+  parallel_chunks(B * hp, 8, (double)B * hp * w * kSlots, [&](int64_t begin, int64_t end) {
     for (int64_t row = begin; row < end; ++row) {
-      const int64_t b = row / h, i = row % h;
-      std::memcpy(iv + b * hp * rs + i * rs + kLeft, n + (b * h + i) * w, w * sizeof(float));
+      const int64_t b = row / hp, i = row % hp;
+      float* iv_row = iv + b * hp * rs + i * rs;
       float* out = wt + b * hp * weight_row + i * weight_row;
+      std::memset(iv_row, 0, rs * sizeof(float));
+      if (i >= h) {
+        std::memset(out, 0, weight_row * sizeof(float));
+        continue;
+      }
+      std::memcpy(iv_row + kLeft, n + (b * h + i) * w, w * sizeof(float));
       for (int j = 0; j < kDirs; ++j) {
         const int64_t k = plane_of_slot[j], dy = kOffsets.dy[j], dx = kOffsets.dx[j];
         const float* fwd = s + ((b * tiles::kDirs + k) * h + i) * w;       // S_j(i, x)
         const float* bwd = s + ((b * tiles::kDirs + k) * h + i - dy) * w;  // S_j(i - dy, x - dx)
         for (int64_t xb = 0; xb < blocks; ++xb) {
           const int64_t x0 = xb * kLanes, x1 = std::min(w, x0 + kLanes);
-          std::memcpy(out + (xb * kSlots + j) * kLanes, fwd + x0, (x1 - x0) * sizeof(float));
+          float* f = out + (xb * kSlots + j) * kLanes;
+          float* g = out + (xb * kSlots + kDirs + j) * kLanes;
+          if (x1 - x0 == kLanes) {
+            std::memcpy(f, fwd + x0, kVectorBytes);
+          } else {
+            std::memset(f, 0, kVectorBytes);
+            std::memcpy(f, fwd + x0, (x1 - x0) * sizeof(float));
+          }
           const int64_t b0 = std::max(x0, dx), b1 = std::min(x1, w + dx);  // 0 <= x - dx < w
-          if (i >= dy && b1 > b0) {
-            std::memcpy(out + (xb * kSlots + kDirs + j) * kLanes + (b0 - x0), bwd + b0 - dx, (b1 - b0) * sizeof(float));
+          if (i >= dy && b0 == x0 && b1 - b0 == kLanes) {
+            std::memcpy(g, bwd + x0 - dx, kVectorBytes);
+          } else {
+            std::memset(g, 0, kVectorBytes);
+            if (i >= dy && b1 > b0) std::memcpy(g + (b0 - x0), bwd + b0 - dx, (b1 - b0) * sizeof(float));
           }
         }
       }

@@ -163,9 +163,9 @@ void run_units(int64_t units, int threads, const F& fn) {
 // `grain` items, about four chunks per thread so that a thread slowed by another process leaves
 // its share to the others. `work`: elementary operations in all (sets the thread count).
 template <typename F>
-void parallel_chunks(int64_t n, int64_t grain, double work, const F& fn) {
+void parallel_chunks(int64_t n, int64_t grain, double work, const F& fn, double min_work_per_thread = 1e7) {
   if (n <= 0) return;
-  const int threads = threads_for((n + grain - 1) / std::max<int64_t>(grain, 1), work);
+  const int threads = threads_for((n + grain - 1) / std::max<int64_t>(grain, 1), work, min_work_per_thread);
   const int64_t chunk = std::max<int64_t>(std::max<int64_t>(grain, 1), (n + 4 * threads - 1) / (4 * threads));
   const int64_t chunks = (n + chunk - 1) / chunk;
   run_units(chunks, threads, [&](int64_t c) { fn(c * chunk, std::min(n, (c + 1) * chunk)); });

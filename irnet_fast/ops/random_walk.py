@@ -7,8 +7,8 @@ about ``sqrt(2 ** exp_times)`` passes (irnet_fast/ops/chebyshev.py, docs/chebysh
 """
 from __future__ import annotations
 
+import functools
 import math
-
 import numbers
 from typing import List, Optional, Sequence, Tuple, Union
 
@@ -275,9 +275,11 @@ def walk_coefficients(steps: int, num_dirs: int, dtype: torch.dtype, method: str
 
 
 @constant_result
-def _coefficients(steps: int, tol: float, spread: float) -> list:
-    """Plain floats from Python arguments: a constant for torch.compile, not a traced computation."""
-    return [float(c) for c in chebyshev_coefficients(steps, tol, spread=spread)]
+@functools.lru_cache(maxsize=64)
+def _coefficients(steps: int, tol: float, spread: float) -> tuple:
+    """Plain floats from Python arguments: a constant for torch.compile, not a traced computation;
+    cached (0.16 ms per call otherwise, 3% of a VOC-sized walk)."""
+    return tuple(float(c) for c in chebyshev_coefficients(steps, tol, spread=spread))
 
 
 def _walk(impl, values: Tensor, planes: Tensor, inv_norm: Tensor, dirs: Tensor, steps: int, method: str,
