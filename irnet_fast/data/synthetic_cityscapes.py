@@ -8,13 +8,19 @@
     synthetic_cityscapes.json                                          the parameters
 
 Each scene is wide (2:1 by default, like Cityscapes): sky at the top (in about half), a band of
-buildings and trees with a random skyline, a sidewalk strip (often) and the road (lane marks) at
-the bottom, sometimes terrain instead of road and the ego vehicle's bonnet (void) in the last
-rows. Cars (1-3 in about half of the scenes, apart from each other) stand on the road and persons
-(1-3 in about half) on the sidewalk or the road; both are instances (label id * 1000 + k); now and then a group of persons is labelled as a
+buildings and trees with a random skyline, a sidewalk strip (often) and the ground below it: road
+(lane marks), terrain, or both side by side; the ego vehicle's bonnet (void) in the last rows of
+some. Cars (1-3 in about half of the scenes, apart from each other) stand on the ground and persons
+(1-3 in about half) on the sidewalk or the ground; both are instances (label id * 1000 + k); now and then a group of persons is labelled as a
 group (the id 24 alone), as Cityscapes does for crowds. Every class has its own colours and
-texture with per-scene jitter; each class is in about half of the scenes, so that the image-level
-labels tell the classes apart.
+texture with per-scene jitter (cars in shades of blue and violet, persons red: no car shares the
+persons' colour). Each class is in about half of the scenes, independently of the others: a band
+that draws none of its classes shows grey clutter labelled void (``static`` above the horizon,
+``ground`` below, ignored by the evaluation), so that the absence of one class never implies
+another (with terrain as the only alternative to road, "no terrain" would mean "road" and a
+classifier could find the road without looking at it). Persons (30-50% of the height) and cars
+(18-30% of the width) span one to two cells of a stride-16 CAM at 64 x 128 (the earlier, smaller
+ones fell within one).
 
 Everything is a function of ``seed`` (scene ``i`` of split ``s`` draws from
 ``default_rng([seed, s, i])``); files are written atomically; a finished dataset with the same
@@ -41,6 +47,7 @@ CITIES = ("alphaville", "betatown")
 
 # Cityscapes label ids
 ROAD, SIDEWALK, BUILDING, VEGETATION, TERRAIN, SKY, PERSON, CAR, EGO = 7, 8, 11, 21, 22, 23, 24, 26, 1
+STATIC, GROUND = 4, 6  # void in the evaluation
 
 
 def _png(arr: np.ndarray) -> bytes:
@@ -53,6 +60,19 @@ def _noise(rng, h, w, scale: float) -> np.ndarray:
     return rng.normal(0, scale, (h, w, 1))
 
 
+def _smooth(rng, h, w, lo: float, hi: float) -> np.ndarray:
+    """Grey-ish clutter: two tinted greys blended by smooth random noise (the void regions)."""
+    low = rng.random((h // 16 + 2, w // 16 + 2))
+    yi = np.linspace(0, low.shape[0] - 1, h)[:, None]
+    xi = np.linspace(0, low.shape[1] - 1, w)[None, :]
+    y0, x0 = np.floor(yi).astype(int).clip(0, low.shape[0] - 2), np.floor(xi).astype(int).clip(0, low.shape[1] - 2)
+    fy, fx = yi - y0, xi - x0
+    smooth = (low[y0, x0] * (1 - fy) * (1 - fx) + low[y0 + 1, x0] * fy * (1 - fx) + low[y0, x0 + 1] * (1 - fy) * fx
+              + low[y0 + 1, x0 + 1] * fy * fx)
+    a, b = rng.uniform(lo, hi, 2)[:, None] + rng.uniform(-15, 15, (2, 3))
+    return a * (1 - smooth[..., None]) + b * smooth[..., None]
+
+
 def _render(rng: np.random.Generator, size: Tuple[int, int]):
     """One scene: ``(rgb uint8 (H, W, 3), label ids uint8 (H, W), instance ids uint16 (H, W))``."""
     h, w = size
@@ -60,24 +80,27 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
     lab = np.zeros((h, w), np.uint8)
     img = np.zeros((h, w, 3), np.float32)
     horizon = int(h * rng.uniform(0.42, 0.55))
-    # each class is in about half of the scenes, so that image-level labels tell them apart
+    # each class is in about half of the scenes, independently of the others, so that image-level
+    # labels tell the classes apart; where a band has none of its classes it shows void (static in
+    # the upper band, ground below): the absence of one class never implies another
     has_sky = rng.random() < 0.55
-    kinds = [k for k, p in ((BUILDING, 0.55), (VEGETATION, 0.5)) if rng.random() < p]
-    kinds = kinds or [BUILDING if rng.random() < 0.5 else VEGETATION]
-    # background band: blocks of the chosen kinds along x, each with its own top
-    x = 0
+    kinds = [k for k, p in ((BUILDING, 0.55), (VEGETATION, 0.5)) if rng.random() < p] or [STATIC]
+    grounds = [k for k, p in ((ROAD, 0.6), (TERRAIN, 0.45)) if rng.random() < p] or [GROUND]
+    # upper band: blocks of the chosen kinds along x, each with its own top
     lab[:horizon] = SKY if has_sky else kinds[0]
+    x = 0
     while x < w:
         bw = int(w * rng.uniform(0.15, 0.35))
         top = int(h * rng.uniform(0.05, 0.3)) if has_sky else 0
         lab[top:horizon, x:x + bw] = kinds[int(rng.integers(len(kinds)))]
         x += bw
-    sidewalk = int(h * rng.uniform(0.08, 0.14)) if rng.random() < 0.5 else 0
-    ground = ROAD if rng.random() < 0.6 else TERRAIN
+    sidewalk = int(h * rng.uniform(0.12, 0.2)) if rng.random() < 0.5 else 0
     lab[horizon:horizon + sidewalk] = SIDEWALK
-    lab[horizon + sidewalk:] = ground
-    if ground == ROAD and rng.random() < 0.3:  # a verge of terrain beside the road
-        lab[horizon + sidewalk:, int(w * rng.uniform(0.75, 0.9)):] = TERRAIN
+    # lower band: one or two stretches of the chosen ground kinds side by side
+    lab[horizon + sidewalk:] = grounds[0]
+    if len(grounds) > 1:
+        cut = int(w * rng.uniform(0.25, 0.75))
+        lab[horizon + sidewalk:, cut:] = grounds[1]
     ego = int(h * 0.06) if rng.random() < 0.4 else 0
     # textures of the stuff classes
     tint = rng.uniform(0.85, 1.15)
@@ -92,15 +115,16 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
     side[((xx.astype(int) // 6 + yy.astype(int) // 6) % 2) == 0] *= 0.85
     terrain = np.array([185, 160, 90]) * tint + _noise(rng, h, w, 20)
     terrain[(yy.astype(int) % 4) == 0] *= 0.8
+    clutter = _smooth(rng, h, w, 90, 170)
     for cls, tex in ((SKY, sky), (BUILDING, building), (VEGETATION, veg), (ROAD, road), (SIDEWALK, side),
-                     (TERRAIN, terrain)):
+                     (TERRAIN, terrain), (STATIC, clutter), (GROUND, clutter)):
         img[lab == cls] = tex[lab == cls]
     inst = lab.astype(np.uint16)
     # cars on the road: boxes with windows and wheels, kept apart so each is its own blob
     taken = np.zeros(w, bool)
     base = horizon + sidewalk
     for k in range(int(rng.integers(1, 4)) if rng.random() < 0.55 else 0):
-        cw = int(w * rng.uniform(0.14, 0.24))
+        cw = int(w * rng.uniform(0.18, 0.3))
         ch = max(4, int(cw * rng.uniform(0.45, 0.6)))
         for _ in range(10):
             x0 = int(rng.integers(0, max(1, w - cw)))
@@ -112,7 +136,7 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
         y1 = int(min(h - ego - 1, base + rng.uniform(0.25, 1.0) * (h - ego - base)))
         y0 = max(0, y1 - ch)
         box = (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x0 + cw)
-        colour = np.array([[30, 40, 200], [200, 30, 40], [230, 200, 40]][k % 3]) * rng.uniform(0.8, 1.1)
+        colour = np.array([[30, 40, 200], [20, 120, 220], [90, 30, 190]][k % 3]) * rng.uniform(0.8, 1.1)
         img[box] = colour
         glass = box & (yy < y0 + (y1 - y0) * 0.4) & (xx > x0 + cw * 0.15) & (xx < x0 + cw * 0.85)
         img[glass] = np.array([40, 60, 70])
@@ -125,8 +149,8 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
     # persons: ellipses with a head, on the sidewalk or the road
     group = rng.random() < 0.1
     for k in range(int(rng.integers(1, 4)) if rng.random() < 0.5 else 0):
-        ph = int(h * rng.uniform(0.25, 0.42))
-        pw = max(2, int(ph * 0.36))
+        ph = int(h * rng.uniform(0.3, 0.5))
+        pw = max(2, int(ph * 0.42))
         x0 = int(rng.integers(0, max(1, w - pw)))
         y1 = int(min(h - ego - 1, horizon + rng.uniform(0.05, 0.6) * (h - ego - horizon)))
         cy, cx = y1 - ph / 2, x0 + pw / 2
@@ -149,7 +173,7 @@ def generate(root: PathLike, num_train: int = 64, num_val: int = 0, size: Tuple[
     """Writes the dataset (module docstring) and returns ``Path(root)``."""
     root = Path(root)
     params: Dict = {"num_train": int(num_train), "num_val": int(num_val), "size": [int(s) for s in size],
-                    "seed": int(seed), "version": 2}
+                    "seed": int(seed), "version": 3}
     meta = root / "synthetic_cityscapes.json"
     if not overwrite and meta.is_file():
         try:

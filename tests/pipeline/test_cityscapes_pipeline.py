@@ -67,3 +67,13 @@ def test_cli_dataset_option(tiny_run, tmp_path):
                      "--set", "cityscapes_min_pixels=20", "--set", "infer_split=train", "--quiet"]) == 0
     demo = cli.build_parser().parse_args(["demo", "--dataset", "cityscapes", "--quick", "--out", str(tmp_path)])
     assert demo.dataset == "cityscapes" and demo.func is cli._cmd_demo
+
+
+def test_quick_cityscapes_demo(tmp_path):
+    """The CI-sized Cityscapes demo (about 100 s on 2 quiet cores). Measured: CAM 41.2 mIoU, IR labels
+    69.4% precise at 68.8% coverage, walk 41.0 (the run is deterministic). The walk does not beat
+    these CAMs yet (the README's Cityscapes-demo paragraph); this guards the levels reached."""
+    summary = demo_cityscapes.run(tmp_path, quick=True, progress=False)
+    assert summary["cam_miou"] > 36  # 26 before the 3-4x CAM scales and the new scenes
+    assert summary["ir_label_precision"] > 62 and summary["ir_label_coverage"] > 55
+    assert summary["sem_miou"] > summary["cam_miou"] - 3  # the walk at the paper's length lost 20 points
