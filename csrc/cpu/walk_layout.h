@@ -59,7 +59,7 @@ struct PaddedLayout {
 };
 
 inline PaddedLayout padded_layout(const at::Tensor& dirs, int64_t D, int64_t h, int64_t w, int64_t lanes,
-                           std::vector<int64_t>* offsets) {
+                                  std::vector<int64_t>* offsets) {
   const int* dir_ptr = dirs.data_ptr<int>();
   int64_t pad = 0;
   for (int64_t k = 0; k < D; ++k) {
@@ -89,7 +89,8 @@ constexpr int kMaxChannelBlock = 4;
 
 // The parallel units of a walk: (image, group of up to kMaxChannelBlock channels), each run by one
 // thread for all passes (threads.h says why). With few images the channels of an image are split
-// into as many groups as there are threads (3 channels on 2 threads: 2 + 1), as evenly as possible.
+// into as many groups as there are threads, as evenly as possible (4 channels of the row kernels on
+// 3 threads: 2 + 1 + 1), unless one image on two threads shares its rows instead (plan_units).
 struct WalkUnits {
   int64_t batch, channels, groups;  // groups per image
   int threads;
