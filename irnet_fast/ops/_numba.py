@@ -245,7 +245,23 @@ def _chebyshev_padded_kernel(buf_a, buf_b, result, scratch, planes, inv_norm, of
             centre = s_all[q0:q0 + n]
             for t in range(n):
                 acc[t] = 0
-            for j in range(num_dirs):
+            # four directions per sweep of the band: a quarter of the accumulator's round trips
+            j = 0
+            while j + 3 < num_dirs:
+                o1, o2, o3, o4 = offsets[j], offsets[j + 1], offsets[j + 2], offsets[j + 3]
+                sf1, sb1 = p_img[j, q0:q0 + n], p_img[j, q0 - o1:q0 - o1 + n]
+                sf2, sb2 = p_img[j + 1, q0:q0 + n], p_img[j + 1, q0 - o2:q0 - o2 + n]
+                sf3, sb3 = p_img[j + 2, q0:q0 + n], p_img[j + 2, q0 - o3:q0 - o3 + n]
+                sf4, sb4 = p_img[j + 3, q0:q0 + n], p_img[j + 3, q0 - o4:q0 - o4 + n]
+                yf1, yb1 = s_all[q0 + o1:q0 + o1 + n], s_all[q0 - o1:q0 - o1 + n]
+                yf2, yb2 = s_all[q0 + o2:q0 + o2 + n], s_all[q0 - o2:q0 - o2 + n]
+                yf3, yb3 = s_all[q0 + o3:q0 + o3 + n], s_all[q0 - o3:q0 - o3 + n]
+                yf4, yb4 = s_all[q0 + o4:q0 + o4 + n], s_all[q0 - o4:q0 - o4 + n]
+                for t in range(n):
+                    acc[t] += ((sf1[t] * yf1[t] + sb1[t] * yb1[t]) + (sf2[t] * yf2[t] + sb2[t] * yb2[t])) + \
+                        ((sf3[t] * yf3[t] + sb3[t] * yb3[t]) + (sf4[t] * yf4[t] + sb4[t] * yb4[t]))
+                j += 4
+            while j < num_dirs:
                 o = offsets[j]
                 sf = p_img[j, q0:q0 + n]
                 sb = p_img[j, q0 - o:q0 - o + n]
@@ -253,6 +269,7 @@ def _chebyshev_padded_kernel(buf_a, buf_b, result, scratch, planes, inv_norm, of
                 yb = s_all[q0 - o:q0 - o + n]
                 for t in range(n):
                     acc[t] += sf[t] * yf[t] + sb[t] * yb[t]
+                j += 1
             inv = inv_norm[img, q0:q0 + n]
             out = dst[bc, q0:q0 + n]
             res = result[bc, q0:q0 + n]
