@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <vector>
 
 #include "simd.h"
@@ -105,6 +106,12 @@ struct WalkUnits {
   }
 };
 
+// IRNET_FAST_CPU_BANDS=0 splits the channels instead (to compare the two; read on every call).
+inline bool bands_enabled() {
+  const char* flag = std::getenv("IRNET_FAST_CPU_BANDS");
+  return flag == nullptr || std::strcmp(flag, "0") != 0;
+}
+
 // One image whose channels fit one block on two threads: the two threads share the rows of the
 // whole block (two bands) rather than splitting the channels, since a pass loads each weight once
 // for all channels of a block (94x125, 3 channels: one thread takes 5.5 ms for the block of 3,
@@ -117,7 +124,7 @@ inline WalkUnits plan_units(int64_t B, int64_t C, double work, int64_t max_block
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t fewest = (C + max_block - 1) / max_block;
   units.groups = std::min(C, std::max(fewest, (threads + B - 1) / B));
-  bands = bands && B == 1 && C <= max_block && threads == 2;
+  bands = bands && B == 1 && C <= max_block && threads == 2 && bands_enabled();
   units.threads = threads_for(bands ? 2 : units.count(), work);
   units.banded = bands && units.threads == 2;
   if (units.banded || units.threads == 1) {
