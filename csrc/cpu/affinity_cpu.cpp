@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <tuple>
+#include <type_traits>
 #include <vector>
 
 #include "../checks.h"
@@ -92,11 +93,15 @@ IRNET_INLINE void affinity_rows(const T* e, T* out, uint8_t* arg_out, const int*
   }
 }
 
-// Rows [begin, end) of the stencil planes; a row is (image, direction, row y).
-template <typename T>
-IRNET_INLINE void stencil_rows(const T* e, T* s, const int* paths, const int* lengths, const int* dirs, int64_t D,
+// Rows [begin, end) of the stencil planes; a row is (image, direction, row y). E: the map's
+// type; a float32 map (E) of float64 planes (T) takes the maxima along the paths in float32,
+// twice the lanes, then widens them: a maximum is one of the values, so the planes are bit for
+// bit those of the float64 map.
+template <typename E, typename T>
+IRNET_INLINE void stencil_rows(const E* e, T* s, const int* paths, const int* lengths, const int* dirs, int64_t D,
                                int64_t max_len, int64_t H, int64_t W, T beta, int64_t begin, int64_t end) {
   std::vector<T> scratch;
+  std::vector<E> narrow(std::is_same_v<E, T> ? 0 : (size_t)W);
   std::vector<int32_t> unused;
   for (int64_t row = begin; row < end; ++row) {
     const int64_t b = row / (D * H), k = (row / H) % D, y = row % H;
@@ -105,30 +110,14 @@ IRNET_INLINE void stencil_rows(const T* e, T* s, const int* paths, const int* le
     const int64_t x0 = std::max(0, -dx), x1 = std::min<int64_t>(W, W - dx);
     if (y + dy >= H || x1 <= x0) continue;
     T* out = s + row * W + x0;
-    path_max_row(e + b * H * W, W, y, x0, paths + 2 * k * max_len, lengths[k], x1 - x0, out, (uint8_t*)nullptr,
-                 unused);
-    affinity_power_row(out, x1 - x0, beta, scratch);
-  }
-}
-
-// stencil_rows for float64 planes of a map whose values are all float32 numbers (a float32 map
-// widened, as the walk computes its weights): the maxima along the paths in float32, twice the
-// lanes, then widened; a maximum is one of the values, so the planes are bit for bit the same.
-IRNET_INLINE void stencil_rows_narrow(const float* e, double* s, const int* paths, const int* lengths,
-                                      const int* dirs, int64_t D, int64_t max_len, int64_t H, int64_t W, double beta,
-                                      int64_t begin, int64_t end) {
-  std::vector<double> scratch;
-  std::vector<float> best((size_t)W);
-  std::vector<int32_t> unused;
-  for (int64_t row = begin; row < end; ++row) {
-    const int64_t b = row / (D * H), k = (row / H) % D, y = row % H;
-    const int dy = dirs[2 * k], dx = dirs[2 * k + 1];
-    const int64_t x0 = std::max(0, -dx), x1 = std::min<int64_t>(W, W - dx);
-    if (y + dy >= H || x1 <= x0) continue;
-    double* out = s + row * W + x0;
-    path_max_row(e + b * H * W, W, y, x0, paths + 2 * k * max_len, lengths[k], x1 - x0, best.data(),
-                 (uint8_t*)nullptr, unused);
-    for (int64_t j = 0; j < x1 - x0; ++j) out[j] = (double)best[j];
+    if constexpr (std::is_same_v<E, T>) {
+      path_max_row(e + b * H * W, W, y, x0, paths + 2 * k * max_len, lengths[k], x1 - x0, out, (uint8_t*)nullptr,
+                   unused);
+    } else {
+      path_max_row(e + b * H * W, W, y, x0, paths + 2 * k * max_len, lengths[k], x1 - x0, narrow.data(),
+                   (uint8_t*)nullptr, unused);
+      for (int64_t j = 0; j < x1 - x0; ++j) out[j] = (T)narrow[j];
+    }
     affinity_power_row(out, x1 - x0, beta, scratch);
   }
 }
@@ -136,7 +125,7 @@ IRNET_INLINE void stencil_rows_narrow(const float* e, double* s, const int* path
 IRNET_CLONES void stencil_rows_narrow_any(const float* e, double* s, const int* paths, const int* lengths,
                                           const int* dirs, int64_t D, int64_t max_len, int64_t H, int64_t W,
                                           double beta, int64_t begin, int64_t end) {
-  stencil_rows_narrow(e, s, paths, lengths, dirs, D, max_len, H, W, beta, begin, end);
+  stencil_rows<float, double>(e, s, paths, lengths, dirs, D, max_len, H, W, beta, begin, end);
 }
 
 // The map as float32 when every value is a float32 number, else an undefined tensor.
@@ -160,7 +149,7 @@ at::Tensor narrowed_exactly(const at::Tensor& edge) {
   IRNET_CLONES void stencil_rows_any(const T* e, T* s, const int* paths, const int* lengths, const int* dirs,       \
                                      int64_t D, int64_t max_len, int64_t H, int64_t W, T beta, int64_t begin,       \
                                      int64_t end) {                                                                \
-    stencil_rows<T>(e, s, paths, lengths, dirs, D, max_len, H, W, beta, begin, end);                                \
+    stencil_rows<T, T>(e, s, paths, lengths, dirs, D, max_len, H, W, beta, begin, end);                                \
   }
 IRNET_ROW_CLONES(float)
 IRNET_ROW_CLONES(double)

@@ -37,38 +37,19 @@ namespace {
 using namespace rows;
 
 // Steps one padded row of CB channels (channel planes `chan_stride` apart), one vector of
-// columns at a time. Each plane value is loaded once for all CB channels; the 2 CB accumulators
-// (forward and backward neighbours per channel) are independent chains that hide FMA latency.
-// The neighbour sums start from 0 and the self term comes last (kernels::walk_apply_channels):
-// an accumulator that starts at v(p) rounds every small term against a large sum, an error
-// that 256 float32 steps compound to 1e-4 of the max, 15 times that of this order.
+// columns at a time (apply_at, walk_layout.h).
 template <typename T, typename V, int CB>
-IRNET_INLINE void walk_row(const T* __restrict src, T* __restrict dst,
-                                                    const T* __restrict planes, const T* __restrict inv_norm,
-                                                    const int64_t* __restrict offsets, int64_t num_dirs,
-                                                    int64_t plane, int64_t chan_stride, int64_t q0,
-                                                    int64_t blocks) {
+IRNET_INLINE void walk_row(const T* __restrict src, T* __restrict dst, const T* __restrict planes,
+                           const T* __restrict inv_norm, const int64_t* __restrict offsets, int64_t num_dirs,
+                           int64_t plane, int64_t chan_stride, int64_t q0, int64_t blocks) {
   constexpr int kLanes = sizeof(V) / sizeof(T);
   for (int64_t xb = 0; xb < blocks; ++xb) {
     const int64_t q = q0 + xb * kLanes;
-    V fwd[CB], bwd[CB];
-    for (int c = 0; c < CB; ++c) fwd[c] = bwd[c] = V{};
-    for (int64_t k = 0; k < num_dirs; ++k) {
-      const int64_t o = offsets[k];
-      const V s_fwd = load<V>(planes + k * plane + q);      // S_k(p)
-      const V s_bwd = load<V>(planes + k * plane + q - o);  // S_k(p - o_k)
-      for (int c = 0; c < CB; ++c) {
-        fwd[c] += s_fwd * load<V>(src + c * chan_stride + q + o);
-        bwd[c] += s_bwd * load<V>(src + c * chan_stride + q - o);
-      }
-    }
-    const V inv = load<V>(inv_norm + q);
-    for (int c = 0; c < CB; ++c) {
-      store<V>(dst + c * chan_stride + q, (load<V>(src + c * chan_stride + q) + (fwd[c] + bwd[c])) * inv);
-    }
+    V applied[CB];
+    apply_at<T, V, CB>(src, planes, inv_norm, offsets, num_dirs, plane, chan_stride, q, applied);
+    for (int c = 0; c < CB; ++c) store<V>(dst + c * chan_stride + q, applied[c]);
   }
 }
-
 
 template <typename T, typename V>
 IRNET_INLINE void walk_row_channels(const T* src, T* dst, const T* planes,
@@ -112,21 +93,10 @@ IRNET_INLINE void chebyshev_row(const T* __restrict cur, T* __restrict prev, dou
   constexpr int kLanes = sizeof(V) / sizeof(T);
   for (int64_t xb = 0; xb < blocks; ++xb) {
     const int64_t q = q0 + xb * kLanes;
-    V fwd[CB], bwd[CB];
-    for (int c = 0; c < CB; ++c) fwd[c] = bwd[c] = V{};
-    for (int64_t k = 0; k < num_dirs; ++k) {
-      const int64_t o = offsets[k];
-      const V s_fwd = load<V>(planes + k * plane + q);      // S_k(p)
-      const V s_bwd = load<V>(planes + k * plane + q - o);  // S_k(p - o_k)
-      for (int c = 0; c < CB; ++c) {
-        fwd[c] += s_fwd * load<V>(cur + c * plane + q + o);
-        bwd[c] += s_bwd * load<V>(cur + c * plane + q - o);
-      }
-    }
-    const V inv = load<V>(inv_norm + q);
+    V applied[CB];
+    apply_at<T, V, CB>(cur, planes, inv_norm, offsets, num_dirs, plane, plane, q, applied);
     for (int c = 0; c < CB; ++c) {
-      const V applied = (load<V>(cur + c * plane + q) + (fwd[c] + bwd[c])) * inv;
-      const V next = first ? applied : T(2) * applied - load<V>(prev + c * plane + q);
+      const V next = first ? applied[c] : T(2) * applied[c] - load<V>(prev + c * plane + q);
       store<V>(prev + c * plane + q, next);
       if (coefficient != 0.0) add_scaled(result + c * plane + q, next, coefficient);
     }

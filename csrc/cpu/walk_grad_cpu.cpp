@@ -33,7 +33,7 @@ namespace {
 using namespace rows;
 
 // One pass of the forward recurrence over one padded row of CB channels (planes `plane` apart):
-// next = alpha P cur + beta prev, result += coefficient next. Summation order as walk_row.
+// next = alpha P cur + beta prev, result += coefficient next (apply_at, walk_layout.h).
 template <typename T, typename V, int CB>
 IRNET_INLINE void states_row(const T* __restrict cur, const T* __restrict prev, T* __restrict next,
                              double* __restrict result, const T* __restrict planes, const T* __restrict inv_norm,
@@ -42,21 +42,10 @@ IRNET_INLINE void states_row(const T* __restrict cur, const T* __restrict prev, 
   constexpr int kLanes = sizeof(V) / sizeof(T);
   for (int64_t xb = 0; xb < blocks; ++xb) {
     const int64_t q = q0 + xb * kLanes;
-    V fwd[CB], bwd[CB];
-    for (int c = 0; c < CB; ++c) fwd[c] = bwd[c] = V{};
-    for (int64_t k = 0; k < num_dirs; ++k) {
-      const int64_t o = offsets[k];
-      const V s_fwd = load<V>(planes + k * plane + q);      // S_k(p)
-      const V s_bwd = load<V>(planes + k * plane + q - o);  // S_k(p - o_k)
-      for (int c = 0; c < CB; ++c) {
-        fwd[c] += s_fwd * load<V>(cur + c * plane + q + o);
-        bwd[c] += s_bwd * load<V>(cur + c * plane + q - o);
-      }
-    }
-    const V inv = load<V>(inv_norm + q);
+    V applied[CB];
+    apply_at<T, V, CB>(cur, planes, inv_norm, offsets, num_dirs, plane, plane, q, applied);
     for (int c = 0; c < CB; ++c) {
-      const V applied = (load<V>(cur + c * plane + q) + (fwd[c] + bwd[c])) * inv;
-      const V value = alpha * applied + beta * load<V>(prev + c * plane + q);
+      const V value = alpha * applied[c] + beta * load<V>(prev + c * plane + q);
       store<V>(next + c * plane + q, value);
       if (coefficient != 0.0) add_scaled(result + c * plane + q, value, coefficient);
     }

@@ -65,7 +65,7 @@ def walk_states_shape(x_shape, dtype, pad: int, passes: int):
     """The padded states' shape ``[passes + 1, B, C, h + 2 pad, row_stride]`` (csrc/cpu/walk_layout.h:
     rows padded by ``pad`` on the left and to whole 64-byte vectors of columns plus ``pad`` on the right)."""
     batch, channels, height, width = x_shape
-    lanes = 64 // torch.empty((), dtype=dtype).element_size()
+    lanes = 64 // dtype.itemsize
     row_stride = 2 * pad + -(-width // lanes) * lanes
     return (passes + 1, batch, channels, height + 2 * pad, row_stride)
 

@@ -18,6 +18,8 @@ from typing import List, Tuple
 import torch
 import torch.nn.functional as F
 
+from ._walk_grad import reach
+
 DIFFERENTIABLE = True
 
 
@@ -99,7 +101,7 @@ class _PaddedWalk:
     def __init__(self, x, planes, inv_norm, dirs, dtype):
         height, width = x.shape[-2:]
         dirs_list = [tuple(d) for d in dirs.tolist()]
-        self.pad = pad = max([max(dy, abs(dx)) for dy, dx in dirs_list], default=0)
+        self.pad = pad = reach(dirs_list)
         self.height, self.width = height, width
         planes_p = F.pad(planes.to(dtype), (pad, pad, pad, pad)).unsqueeze(2)  # [B, D, 1, H+2P, W+2P]
         self.inv = inv_norm.to(dtype).unsqueeze(1)

@@ -71,7 +71,7 @@ def stencil_norm(planes: Tensor, dirs: Tensor) -> Tensor:
 def _shifted_sums(planes: Tensor, dirs_list) -> Tensor:
     """``1 + sum_k S_k(p) + sum_k S_k(p - o_k)``."""
     height, width = planes.shape[-2:]
-    pad = max([max(dy, abs(dx)) for dy, dx in dirs_list], default=0)
+    pad = reach(dirs_list)
     padded = F.pad(planes, (pad, pad, pad, pad))
     norm = 1 + planes.sum(1)
     for k, (dy, dx) in enumerate(dirs_list):
@@ -93,7 +93,7 @@ class _StencilNorm(torch.autograd.Function):
     def backward(ctx, grad):
         dirs_list = ctx.dirs_list
         height, width = grad.shape[-2:]
-        pad = max([max(dy, abs(dx)) for dy, dx in dirs_list], default=0)
+        pad = reach(dirs_list)
         padded = F.pad(grad, (pad, pad, pad, pad))
         shifted = [padded[:, pad + dy:pad + dy + height, pad + dx:pad + dx + width] for dy, dx in dirs_list]
         if not shifted:
@@ -113,9 +113,11 @@ def pair_products(z: Tensor, w: Tensor, dirs: Tensor) -> Tensor:
     return out
 
 
-def reach(dirs: Tensor) -> int:
-    """The largest ``|dy|``, ``|dx|`` of the directions: the padding of the CPU kernels' rows."""
-    return max([max(abs(dy), abs(dx)) for dy, dx in dirs.tolist()], default=0)
+def reach(dirs) -> int:
+    """The largest ``|dy|``, ``|dx|`` of the directions (``[D, 2]`` tensor or list of pairs): the
+    padding of the shifted sums and of the CPU kernels' rows."""
+    pairs = dirs.tolist() if isinstance(dirs, Tensor) else dirs
+    return max([max(abs(dy), abs(dx)) for dy, dx in pairs], default=0)
 
 
 def _has_fused_states(impl, device) -> bool:
