@@ -232,10 +232,10 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
   const PaddedLayout layout = padded_layout(dirs, D, h, w, kLanes, &offsets);
   const int64_t pad = layout.pad;
 
-  const at::Tensor planes_p = to_padded<T>(planes, layout);
-  const at::Tensor inv_p = to_padded<T>(inv_norm.unsqueeze(1), layout);
-  at::Tensor src = to_padded<T>(x, layout);
-  at::Tensor dst = at::zeros_like(src);
+  const at::Tensor planes_p = to_padded<T>(planes, layout, kScratchPlanes);
+  const at::Tensor inv_p = to_padded<T>(inv_norm.unsqueeze(1), layout, kScratchInv);
+  at::Tensor src = to_padded<T>(x, layout, kScratchFirst);
+  at::Tensor dst = scratch(kScratchSecond, src.sizes(), src.options(), /*zero=*/true);
   const T* planes_ptr = planes_p.data_ptr<T>();
   const T* inv_ptr = inv_p.data_ptr<T>();
   T* a = src.data_ptr<T>();
@@ -255,7 +255,7 @@ at::Tensor walk_cpu(const at::Tensor& x, const at::Tensor& planes, const at::Ten
     });
   });
   auto& result = (steps % 2 == 0) ? src : dst;
-  return result.narrow(2, pad, h).narrow(3, pad, w).contiguous();
+  return fresh_copy(result.narrow(2, pad, h).narrow(3, pad, w), x.scalar_type());
 }
 
 // sum_k c_k T_k(P) x with one fused pass per degree (kernels/random_walk.h): two padded value
@@ -268,11 +268,12 @@ at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at
   std::vector<int64_t> offsets;
   const PaddedLayout layout = padded_layout(dirs, D, h, w, kLanes, &offsets);
   const int64_t pad = layout.pad;
-  const at::Tensor planes_p = to_padded<T>(planes, layout);
-  const at::Tensor inv_p = to_padded<T>(inv_norm.unsqueeze(1), layout);
-  at::Tensor first_buf = to_padded<T>(x, layout);  // v_0
-  at::Tensor second_buf = at::zeros_like(first_buf);
-  at::Tensor result = first_buf.to(at::kDouble).mul(coefficients[0]);  // a new tensor (no alias of v_0)
+  const at::Tensor planes_p = to_padded<T>(planes, layout, kScratchPlanes);
+  const at::Tensor inv_p = to_padded<T>(inv_norm.unsqueeze(1), layout, kScratchInv);
+  at::Tensor first_buf = to_padded<T>(x, layout, kScratchFirst);  // v_0
+  at::Tensor second_buf = scratch(kScratchSecond, first_buf.sizes(), first_buf.options(), /*zero=*/true);
+  at::Tensor result = scratch(kScratchResult, first_buf.sizes(), first_buf.options().dtype(at::kDouble), false);
+  result.copy_(first_buf).mul_(coefficients[0]);
   const T* planes_ptr = planes_p.data_ptr<T>();
   const T* inv_ptr = inv_p.data_ptr<T>();
   T* a = first_buf.data_ptr<T>();
@@ -295,7 +296,7 @@ at::Tensor chebyshev_cpu(const at::Tensor& x, const at::Tensor& planes, const at
                         (i + pad) * layout.row_stride + pad, layout.blocks, coefficients[k], k == 1, channels);
     });
   });
-  return result.narrow(2, pad, h).narrow(3, pad, w).to(x.scalar_type()).contiguous();
+  return fresh_copy(result.narrow(2, pad, h).narrow(3, pad, w), x.scalar_type());
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -381,8 +382,8 @@ at::Tensor chebyshev_tiled_cpu(const at::Tensor& x, const at::Tensor& planes, co
 
   // weights [B][hp][blocks][2 D][16] and inverse norms [B][hp][rs], zero outside the image; every
   // element is written here (no zero fill first), whole in-image vectors by a fixed-size copy
-  auto weights = at::empty({B, hp * weight_row}, x.options());
-  auto inv = at::empty({B, hp * rs}, x.options());
+  auto weights = scratch(kScratchPlanes, {B, hp * weight_row}, x.options(), /*zero=*/false);
+  auto inv = scratch(kScratchInv, {B, hp * rs}, x.options(), /*zero=*/false);
   const float* s = planes.data_ptr<float>();
   const float* n = inv_norm.data_ptr<float>();
   float* wt = weights.data_ptr<float>();
@@ -427,8 +428,8 @@ at::Tensor chebyshev_tiled_cpu(const at::Tensor& x, const at::Tensor& planes, co
 
   auto out = at::empty_like(x);
   const int64_t unit_size = rows * kMaxTileChannels * rs;
-  auto values = at::zeros({units.count(), 2, unit_size}, x.options());
-  auto result = at::zeros({units.count(), unit_size}, x.options().dtype(at::kDouble));
+  auto values = scratch(kScratchFirst, {units.count(), 2, unit_size}, x.options(), /*zero=*/true);
+  auto result = scratch(kScratchResult, {units.count(), unit_size}, x.options().dtype(at::kDouble), /*zero=*/true);
   const int64_t group = tile_group(w);
   const float* xp = x.data_ptr<float>();
   float* op = out.data_ptr<float>();

@@ -210,8 +210,8 @@ std::tuple<at::Tensor, at::Tensor> walk_states_cpu_t(const at::Tensor& x, const 
                                                     const Recurrence& rec) {
   const int64_t B = x.size(0), C = x.size(1), h = x.size(2), w = x.size(3), D = planes.size(1);
   const int64_t pad = layout.pad, passes = rec.passes(), plane = layout.plane;
-  const at::Tensor planes_p = to_padded<T>(planes, layout);
-  const at::Tensor inv_p = to_padded<T>(inv_norm.unsqueeze(1), layout);
+  const at::Tensor planes_p = to_padded<T>(planes, layout, kScratchPlanes);
+  const at::Tensor inv_p = to_padded<T>(inv_norm.unsqueeze(1), layout, kScratchInv);
   auto states = at::empty({passes + 1, B, C, h + 2 * pad, layout.row_stride}, x.options());
   states[0].zero_();
   states[0].narrow(2, pad, h).narrow(3, pad, w).copy_(x);
@@ -268,17 +268,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> walk_states_backward_cpu_t(
     const PaddedLayout& layout, const std::vector<int64_t>& offsets, const Recurrence& rec) {
   const int64_t B = grad.size(0), C = grad.size(1), h = grad.size(2), w = grad.size(3), D = planes.size(1);
   const int64_t pad = layout.pad, passes = rec.passes(), plane = layout.plane, rs = layout.row_stride;
-  const at::Tensor planes_p = to_padded<T>(planes, layout);
-  const at::Tensor inv_p = to_padded<T>(inv_norm.unsqueeze(1), layout);
-  const at::Tensor g_p = to_padded<T>(grad, layout);
+  const at::Tensor planes_p = to_padded<T>(planes, layout, kScratchPlanes);
+  const at::Tensor inv_p = to_padded<T>(inv_norm.unsqueeze(1), layout, kScratchInv);
+  const at::Tensor g_p = to_padded<T>(grad, layout, kScratchGrad);
   const int64_t threads = std::max<int64_t>(1, at::get_num_threads());
   const int64_t slots = std::min<int64_t>((C + kMaxChannelBlock - 1) / kMaxChannelBlock,
                                           std::max<int64_t>(1, (threads + B - 1) / B));
   const int units = (int)(B * slots);
   const int threads_used = threads_for(units, (double)passes * B * C * h * w * (4 * D + 4));
   auto grad_x = at::empty({B, C, h, w}, grad.options());
-  auto plane_acc = at::zeros({B, slots, D, plane}, grad.options().dtype(at::kDouble));
-  auto inv_acc = at::zeros({B, slots, plane}, grad.options().dtype(at::kDouble));
+  auto plane_acc = scratch(kScratchPlaneAcc, {B, slots, D, plane}, grad.options().dtype(at::kDouble), /*zero=*/true);
+  auto inv_acc = scratch(kScratchInvAcc, {B, slots, plane}, grad.options().dtype(at::kDouble), /*zero=*/true);
   const T* planes_ptr = planes_p.data_ptr<T>();
   const T* inv_ptr = inv_p.data_ptr<T>();
   const T* g_ptr = g_p.data_ptr<T>();

@@ -8,13 +8,16 @@
 #pragma once
 #include <ATen/Parallel.h>
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/zeros.h>
+#include <c10/util/accumulate.h>
 #include <c10/util/Exception.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "simd.h"
@@ -103,12 +106,56 @@ inline PaddedLayout padded_layout(const at::Tensor& dirs, int64_t D, int64_t h, 
   return layout;
 }
 
-// Copies [B, K, h, w] into the interior of a zeroed padded [B, K, h + 2P, row_stride] buffer.
+// Working buffers kept by the calling thread between kernel calls, one per slot. Freshly mapped
+// memory faults on the first touch of every 4 KB page, and whether the allocator maps it afresh
+// depends on its history: measured at 94x125, 800-1200 faults and 1.6 ms of kernel time in some
+// processes, none in others (the walk's median 5 ms in one process, 8 in the next). A slot keeps
+// up to kMaxKeptBytes; larger buffers are freed after use. The views returned alias the slot
+// until the thread's next call that uses it: nothing built on them may leave the kernel.
+// IRNET_FAST_POISON_SCRATCH=1 fills the buffers not zeroed here with NaN (the tests).
+enum ScratchSlot {
+  kScratchPlanes, kScratchInv, kScratchFirst, kScratchSecond, kScratchResult,  // the walks
+  kScratchGrad, kScratchPlaneAcc, kScratchInvAcc,                            // the reverse pass
+  kScratchSlots
+};
+
+inline at::Tensor scratch(ScratchSlot slot, at::IntArrayRef sizes, const at::TensorOptions& options, bool zero) {
+  constexpr int64_t kMaxKeptBytes = int64_t(64) << 20;
+  thread_local at::Tensor kept[kScratchSlots];
+  const int64_t numel = c10::multiply_integers(sizes);
+  at::Tensor& block = kept[slot];
+  at::Tensor out;
+  if (numel * (int64_t)c10::elementSize(options.dtype().toScalarType()) > kMaxKeptBytes) {
+    block = at::Tensor();
+    out = at::empty(sizes, options);
+  } else {
+    if (!block.defined() || block.scalar_type() != options.dtype().toScalarType() || block.numel() < numel) {
+      block = at::empty({numel}, options);
+    }
+    out = block.narrow(0, 0, numel).view(sizes);
+  }
+  if (zero) {
+    out.zero_();
+  } else if (const char* poison = std::getenv("IRNET_FAST_POISON_SCRATCH"); poison && poison[0] == '1') {
+    out.fill_(std::numeric_limits<double>::quiet_NaN());  // the tests: a read before a write shows as NaN
+  }
+  return out;
+}
+
+// Copies [B, K, h, w] into the interior of a zeroed padded [B, K, h + 2P, row_stride] buffer
+// (the thread's scratch `slot`).
 template <typename T>
-at::Tensor to_padded(const at::Tensor& t, const PaddedLayout& layout) {
+at::Tensor to_padded(const at::Tensor& t, const PaddedLayout& layout, ScratchSlot slot) {
   const int64_t B = t.size(0), K = t.size(1), h = t.size(2), w = t.size(3);
-  auto out = at::zeros({B, K, h + 2 * layout.pad, layout.row_stride}, t.options());
+  auto out = scratch(slot, {B, K, h + 2 * layout.pad, layout.row_stride}, t.options(), /*zero=*/true);
   out.narrow(2, layout.pad, h).narrow(3, layout.pad, w).copy_(t);
+  return out;
+}
+
+// A kernel's result as a tensor of its own (never a view of scratch).
+inline at::Tensor fresh_copy(const at::Tensor& t, at::ScalarType dtype) {
+  auto out = at::empty(t.sizes(), t.options().dtype(dtype));
+  out.copy_(t);
   return out;
 }
 

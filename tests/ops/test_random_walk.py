@@ -254,3 +254,37 @@ def test_cpu_float32_kernels_tiles_and_rows(monkeypatch, size, channels):
         outs.append(ops.random_walk(x, edge, backend="cpp"))
         assert rel_err(outs[-1], truth) <= 5e-5  # the reference's own float32 walk: ~6e-5
     assert rel_err(outs[0], outs[1].double()) <= 2e-5
+
+
+@needs_ext
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", METHODS)
+def test_cpu_walk_reused_buffers_leave_no_trace(monkeypatch, dtype, method):
+    """The CPU walk kernels keep their working buffers between calls (fresh ones page-fault on
+    every call): a small walk after a larger one, which leaves other values in those buffers, is
+    bit for bit the walk before it, gradients included, and each result is a tensor of its own
+    that later calls do not overwrite. The buffers that a kernel does not zero are handed out
+    full of NaN here, so a read before a write shows."""
+    monkeypatch.setenv("IRNET_FAST_POISON_SCRATCH", "1")
+    def walk(x, edge):
+        x = x.to(dtype).requires_grad_()
+        edge = edge.to(dtype).requires_grad_()
+        out = ops.random_walk(x, edge, backend="cpp", method=method, exp_times=4)
+        (out * torch.linspace(-1, 2, out.numel(), dtype=dtype).view_as(out)).sum().backward()
+        return out.detach(), x.grad, edge.grad
+
+    small = (cams(1, 3, 13, 17, seed=1), boundary_map(1, 13, 17, seed=2))
+    large = (cams(2, 5, 40, 37, seed=3), boundary_map(2, 40, 37, seed=4))
+    before = walk(*small)
+    large_out = walk(*large)
+    kept = [t.clone() for t in large_out]
+    after = walk(*small)
+    for a, b in zip(after, before):
+        assert torch.equal(a, b)
+    with torch.no_grad():
+        no_grad_before = ops.random_walk(small[0].to(dtype), small[1].to(dtype), backend="cpp", method=method)
+        ops.random_walk(large[0].to(dtype), large[1].to(dtype), backend="cpp", method=method)
+        assert torch.equal(ops.random_walk(small[0].to(dtype), small[1].to(dtype), backend="cpp", method=method),
+                           no_grad_before)
+    for a, b in zip(large_out, kept):
+        assert torch.equal(a, b)
