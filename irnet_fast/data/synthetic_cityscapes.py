@@ -13,8 +13,10 @@ buildings and trees with a random skyline, a sidewalk strip (often) and the grou
 some. Cars (1-3 in about half of the scenes, apart from each other) stand on the ground and persons
 (1-3 in about half) on the sidewalk or the ground; both are instances (label id * 1000 + k); now and then a group of persons is labelled as a
 group (the id 24 alone), as Cityscapes does for crowds. Every class has its own colours and
-texture with per-scene jitter (cars in shades of blue and violet, persons red: no car shares the
-persons' colour). Each class is in about half of the scenes, independently of the others: a band
+texture with per-scene jitter (brick buildings whose windows are a darker brick, not the road's
+grey; cars blue, teal or violet, persons red) and the void clutter is near-neutral light grey, so
+no class's colour appears in another's region. Where two regions meet the image shows a dark line
+two pixels wide, as a photo shows an edge there (the boundaries IRNet learns; it tells no class). Each class is in about half of the scenes, independently of the others: a band
 that draws none of its classes shows grey clutter labelled void (``static`` above the horizon,
 ``ground`` below, ignored by the evaluation), so that the absence of one class never implies
 another (with terrain as the only alternative to road, "no terrain" would mean "road" and a
@@ -69,7 +71,7 @@ def _smooth(rng, h, w, lo: float, hi: float) -> np.ndarray:
     fy, fx = yi - y0, xi - x0
     smooth = (low[y0, x0] * (1 - fy) * (1 - fx) + low[y0 + 1, x0] * fy * (1 - fx) + low[y0, x0 + 1] * (1 - fy) * fx
               + low[y0 + 1, x0 + 1] * fy * fx)
-    a, b = rng.uniform(lo, hi, 2)[:, None] + rng.uniform(-15, 15, (2, 3))
+    a, b = rng.uniform(lo, hi, 2)[:, None] + rng.uniform(-5, 5, (2, 3))  # near-neutral: no class hue
     return a * (1 - smooth[..., None]) + b * smooth[..., None]
 
 
@@ -105,17 +107,19 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
     # textures of the stuff classes
     tint = rng.uniform(0.85, 1.15)
     sky = np.stack([90 + 60 * yy / h, 140 + 50 * yy / h, 230 + 0 * yy], -1)
-    building = np.array([120, 105, 95]) * tint + 0 * img
+    building = np.array([150, 80, 55]) * tint + 0 * img  # brick; its windows a darker brick, not road grey
     windows = ((xx % 7) < 3) & ((yy % 8) < 4)
-    building[windows] = np.array([60, 70, 90])
+    building[windows] = np.array([85, 45, 35]) * tint
     veg = np.array([50, 130, 40]) * tint + _noise(rng, h, w, 25)
     road = np.array([75, 75, 80]) * tint + 0 * img
-    road[(np.abs(xx - w / 2) < max(1, w // 80)) & ((yy % 10) < 5) & (yy > horizon + sidewalk)] = 230
+    road_x = np.flatnonzero(lab[-1] == ROAD)
+    lane = road_x.mean() if road_x.size else w / 2  # the lane marks on the road stretch
+    road[(np.abs(xx - lane) < max(1, w // 80)) & ((yy % 10) < 5) & (yy > horizon + sidewalk)] = 230
     side = np.array([200, 150, 190]) * tint + 0 * img
     side[((xx.astype(int) // 6 + yy.astype(int) // 6) % 2) == 0] *= 0.85
     terrain = np.array([185, 160, 90]) * tint + _noise(rng, h, w, 20)
     terrain[(yy.astype(int) % 4) == 0] *= 0.8
-    clutter = _smooth(rng, h, w, 90, 170)
+    clutter = _smooth(rng, h, w, 115, 190)
     for cls, tex in ((SKY, sky), (BUILDING, building), (VEGETATION, veg), (ROAD, road), (SIDEWALK, side),
                      (TERRAIN, terrain), (STATIC, clutter), (GROUND, clutter)):
         img[lab == cls] = tex[lab == cls]
@@ -136,7 +140,7 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
         y1 = int(min(h - ego - 1, base + rng.uniform(0.25, 1.0) * (h - ego - base)))
         y0 = max(0, y1 - ch)
         box = (yy >= y0) & (yy < y1) & (xx >= x0) & (xx < x0 + cw)
-        colour = np.array([[30, 40, 200], [20, 120, 220], [90, 30, 190]][k % 3]) * rng.uniform(0.8, 1.1)
+        colour = np.array([[30, 40, 200], [20, 150, 150], [90, 30, 190]][k % 3]) * rng.uniform(0.8, 1.1)
         img[box] = colour
         glass = box & (yy < y0 + (y1 - y0) * 0.4) & (xx > x0 + cw * 0.15) & (xx < x0 + cw * 0.85)
         img[glass] = np.array([40, 60, 70])
@@ -164,6 +168,16 @@ def _render(rng: np.random.Generator, size: Tuple[int, int]):
         lab[h - ego:] = EGO
         inst[h - ego:] = EGO
         img[h - ego:] = np.array([40, 40, 45])
+    # a thin dark line where two regions meet (kerbs, contours, the foot of the buildings): the edges
+    # a photo shows there, which IRNet's boundary branch learns to find; no class is told by it
+    edge = np.zeros((h, w), bool)
+    step = lab[:, 1:] != lab[:, :-1]
+    edge[:, 1:] |= step
+    edge[:, :-1] |= step
+    step = lab[1:] != lab[:-1]
+    edge[1:] |= step
+    edge[:-1] |= step
+    img[edge] *= 0.4
     img += _noise(rng, h, w, 8)
     return np.clip(img, 0, 255).astype(np.uint8), lab, inst
 
@@ -173,7 +187,7 @@ def generate(root: PathLike, num_train: int = 64, num_val: int = 0, size: Tuple[
     """Writes the dataset (module docstring) and returns ``Path(root)``."""
     root = Path(root)
     params: Dict = {"num_train": int(num_train), "num_val": int(num_val), "size": [int(s) for s in size],
-                    "seed": int(seed), "version": 3}
+                    "seed": int(seed), "version": 4}
     meta = root / "synthetic_cityscapes.json"
     if not overwrite and meta.is_file():
         try:
