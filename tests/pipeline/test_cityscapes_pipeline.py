@@ -70,10 +70,10 @@ def test_cli_dataset_option(tiny_run, tmp_path):
 
 
 def test_quick_cityscapes_demo(tmp_path):
-    """The CI-sized Cityscapes demo (about 100 s on 2 quiet cores). Measured: CAM 41.2 mIoU, IR labels
-    69.4% precise at 68.8% coverage, walk 41.0 (the run is deterministic). The walk does not beat
-    these CAMs yet (the README's Cityscapes-demo paragraph); this guards the levels reached."""
+    """The CI-sized Cityscapes demo (213 s on one thread of a 2-core AMD EPYC). Measured: CAM 48.8 mIoU,
+    IR labels 87.4% precise at 83.4% coverage, walk 56.6 (+7.7; the run is deterministic on one
+    machine); the margins leave room for float noise across machines."""
     summary = demo_cityscapes.run(tmp_path, quick=True, progress=False)
-    assert summary["cam_miou"] > 36  # 26 before the 3-4x CAM scales and the new scenes
-    assert summary["ir_label_precision"] > 62 and summary["ir_label_coverage"] > 55
-    assert summary["sem_miou"] > summary["cam_miou"] - 3  # the walk at the paper's length lost 20 points
+    assert summary["cam_miou"] > 44  # 41 before the upscaled CAM crops, 26 before the 2-3x CAM scales
+    assert summary["ir_label_precision"] > 80 and summary["ir_label_coverage"] > 75
+    assert summary["sem_miou"] > summary["cam_miou"] + 5  # the walk's gain (at the paper's length it lost 25 points)
