@@ -11,13 +11,14 @@ Each scene is wide (2:1 by default, like Cityscapes): sky at the top (in about h
 buildings and trees with a random skyline, a sidewalk strip (often) and the ground below it: road
 (lane marks), terrain, or both side by side; the ego vehicle's bonnet (void) in the last rows of
 some. Cars (1-3 in about half of the scenes, apart from each other) stand on the ground and persons
-(1-3 in about half) on the sidewalk or the ground; both are instances (label id * 1000 + k); now and then a group of persons is labelled as a
-group (the id 24 alone), as Cityscapes does for crowds. Every class has its own colours and
+(1-3 in about half) on the sidewalk or the ground; both are instances (label id * 1000 + k); now
+and then a group of persons is labelled as a group (the id 24 alone), as Cityscapes does for crowds. Every class has its own colours and
 texture with per-scene jitter (brick buildings whose windows are a darker brick, not the road's
 grey; cars blue, teal or violet, persons red) and the void clutter is near-neutral light grey, so
 no class's colour appears in another's region. Where two regions meet the image shows a dark line
-two pixels wide, as a photo shows an edge there (the boundaries IRNet learns; it tells no class). Each class is in about half of the scenes, independently of the others: a band
-that draws none of its classes shows grey clutter labelled void (``static`` above the horizon,
+two pixels wide, as a photo shows an edge there (the boundaries IRNet learns; it tells no class).
+Each class is in about half of the scenes, independently of the others: a band that draws none
+of its classes shows grey clutter labelled void (``static`` above the horizon,
 ``ground`` below, ignored by the evaluation), so that the absence of one class never implies
 another (with terrain as the only alternative to road, "no terrain" would mean "road" and a
 classifier could find the road without looking at it). Persons (30-50% of the height) and cars
