@@ -85,6 +85,32 @@ def test_ops_cap_this_threads_count_while_every_core_is_busy(two_threads, every_
     assert torch.get_num_threads() == 2
 
 
+def test_numba_kernels_follow_the_capped_count(two_threads, every_core_busy, monkeypatch):
+    """The numba backend runs on no more of numba's threads than torch's count for the calling
+    thread, so the cap of a busy machine reaches its per-pass parallel regions too; numba's count
+    is restored after the op."""
+    _numba = pytest.importorskip("irnet_fast.ops._numba")
+    import numba
+
+    from irnet_fast import ops
+    numba.set_num_threads(2)
+    seen = []
+    kernel = _numba._walk_padded_kernel
+
+    def probe(*args):
+        seen.append(numba.get_num_threads())
+        return kernel(*args)
+
+    monkeypatch.setattr(_numba, "_walk_padded_kernel", probe)
+    x, edge = torch.rand(1, 2, 9, 11), torch.rand(1, 1, 9, 11)
+    ops.random_walk(x, edge, backend="numba", method="steps", exp_times=1)
+    monkeypatch.setenv("IRNET_FAST_LOAD_AWARE", "0")
+    ops.random_walk(x, edge, backend="numba", method="steps", exp_times=1)
+    torch.set_num_threads(1)  # the user's own count bounds numba's as well
+    ops.random_walk(x, edge, backend="numba", method="steps", exp_times=1)
+    assert seen == [1, 2, 1] and numba.get_num_threads() == 2
+
+
 @pytest.mark.parametrize("size", [(64, 64), (97, 61), (71, 130)])  # work enough for two threads
 @pytest.mark.parametrize("channels", [1, 3, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
