@@ -90,7 +90,9 @@ class Config:
     cam_scales (multi-scale CAMs), cam_eval_thres (background threshold of CAM evaluation, 0.15),
     conf_fg_thres / conf_bg_thres (IR labels), crf (the dense CRF of the IR labels; False skips
     it, which departs from the paper), walk_radius / beta / exp_times (random walk at inference:
-    5, 10, 8), sem_seg_bg_thres / ins_seg_bg_thres (0.25), centroid_iterations (300),
+    5, 10, 8), sem_seg_bg_thres / ins_seg_bg_thres (0.25), sem_seg_scale (1.0, the paper: make_sem_seg
+    runs IRNet on the image rescaled by this factor and walks the CAMs resized to its boundary map,
+    a finer grid for small images), centroid_iterations (300),
     centroid_thres (2.5, the displacement norm below which a pixel is a centroid candidate),
     min_instance_fraction (segments below this fraction of the image area score 0),
     irn_pad_to (512, the reference: IRNet inference zero-pads an image side of at most this
@@ -196,6 +198,7 @@ class Config:
     beta: float = 10.0
     exp_times: int = 8
     sem_seg_bg_thres: float = 0.25
+    sem_seg_scale: float = 1.0
     ins_seg_bg_thres: float = 0.25
     centroid_iterations: int = 300
     centroid_thres: float = 2.5
@@ -408,6 +411,7 @@ _RULES: Dict[str, Tuple[Any, str]] = {
     "beta": (_positive, "a finite number > 0"),
     "exp_times": (_between(0, MAX_EXP_TIMES), f"an integer in [0, {MAX_EXP_TIMES}]"),
     "sem_seg_bg_thres": (_unit, "a number in [0, 1]"),
+    "sem_seg_scale": (_positive, "a finite number > 0"),
     "ins_seg_bg_thres": (_unit, "a number in [0, 1]"),
     "centroid_iterations": (_at_least(0), "an integer >= 0"),
     "centroid_thres": (_positive, "a finite number > 0"),

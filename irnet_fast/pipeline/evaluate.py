@@ -243,7 +243,7 @@ def tune(cfg: Config, thresholds: Optional[Sequence[float]] = None, progress: bo
         for i, (name, path) in enumerate(zip(names, paths)):
             saved = load_npz(path, ("keys", "rw"))
             gt = source.seg_label(name)
-            up = upsample_scores(torch.from_numpy(saved["rw"].astype(np.float32)), gt.shape)
+            up = upsample_scores(torch.from_numpy(saved["rw"].astype(np.float32)), gt.shape, cfg.sem_seg_scale)
             for conf, t in zip(confs, thresholds):
                 conf.update(cam_to_label(up.numpy(), saved["keys"], t), gt)
             bar.update(i + 1)

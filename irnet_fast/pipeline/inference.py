@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..data.transforms import pil_rescale
 from ..data.voc import InferenceDataset
 from ..models import IRNet
 from ..models.irn import EdgeDisplacement
@@ -36,9 +37,19 @@ def boundary_and_displacement(model: EdgeDisplacement, image: np.ndarray, device
     return edge.float(), disp.float()
 
 
-def irn_and_cam(model: EdgeDisplacement, image: np.ndarray, cams, device: torch.device):
+def irn_and_cam(model: EdgeDisplacement, image: np.ndarray, cams, device: torch.device, scale: float = 1.0):
     """``(boundary, displacement, cam)`` of one image: IRNet's outputs and its stride-4 CAMs (from
-    ``make_cam``) on ``device``, checked to be the same size."""
+    ``make_cam``) on ``device``, checked to be the same size. With ``scale`` != 1 IRNet sees the
+    image rescaled by ``scale`` (PIL bicubic, ``round(H * s) x round(W * s)``, as make_cam's scales)
+    and the CAMs are resized (bilinear) to its maps."""
+    if scale != 1.0:
+        edge, disp = boundary_and_displacement(model, pil_rescale(image, scale, order=3), device)
+        cam = torch.from_numpy(cams["cam"]).to(device)
+        if cam.shape[0] > 0:
+            cam = F.interpolate(cam[None], edge.shape[1:], mode="bilinear", align_corners=False)[0]
+        else:
+            cam = cam.new_zeros((0,) + tuple(edge.shape[1:]))
+        return edge, disp, cam
     edge, disp = boundary_and_displacement(model, image, device)
     cam = torch.from_numpy(cams["cam"]).to(device)
     if cam.shape[1:] != edge.shape[1:]:
@@ -65,12 +76,17 @@ def upsampled(rw: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
     return up[:, :size[0], :size[1]]
 
 
-def upsample_scores(rw: torch.Tensor, size: Tuple[int, int]) -> torch.Tensor:
+def upsample_scores(rw: torch.Tensor, size: Tuple[int, int], scale: float = 1.0) -> torch.Tensor:
     """:func:`upsampled`, divided by the global max (left at 0 when the max is 0: the reference
-    would divide by zero)."""
+    would divide by zero). ``scale`` != 1: ``rw`` belongs to the image rescaled by ``scale``
+    (:func:`irn_and_cam`); upsampled to that size, then resized (bilinear) to ``size``."""
     if rw.shape[0] == 0:
         return rw.new_zeros((0,) + tuple(size))
-    up = upsampled(rw, size)
+    if scale != 1.0:
+        scaled = (int(round(size[0] * scale)), int(round(size[1] * scale)))
+        up = F.interpolate(upsampled(rw, scaled)[None], tuple(size), mode="bilinear", align_corners=False)[0]
+    else:
+        up = upsampled(rw, size)
     peak = up.max()
     return up / peak if peak > 0 else up
 

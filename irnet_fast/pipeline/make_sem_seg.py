@@ -1,12 +1,14 @@
 """``make_sem_seg``: semantic pseudo labels by the random walk (docs/algorithm.md, "Random walk").
 
-Per image: IRNet inference (boundary map at stride 4), the CAMs ``cam`` of ``make_cam``
-propagated by the random walk (radius ``walk_radius``, ``beta``, ``2 ** exp_times`` steps, several
-images per call), upsampled x4 (bilinear), cropped to the image, divided by the global max, a
-background channel of ``sem_seg_bg_thres`` put first, argmax, mapped to class ids (1-based):
-:func:`irnet_fast.metrics.cam_to_label`, the rule that also scores the CAMs.
+Per image: IRNet inference (boundary map at stride 4; with ``sem_seg_scale`` != 1 of the image
+rescaled by it, the CAMs then resized to that map), the CAMs ``cam`` of ``make_cam`` propagated by
+the random walk (radius ``walk_radius``, ``beta``, ``2 ** exp_times`` steps, several images per
+call), upsampled x4 (bilinear), cropped to the image (resized back to it with ``sem_seg_scale``),
+divided by the global max, a background channel of ``sem_seg_bg_thres`` put first, argmax, mapped
+to class ids (1-based): :func:`irnet_fast.metrics.cam_to_label`, the rule that also scores the CAMs.
 Writes ``<out_dir>/sem_seg/<id>.png``; with ``save_rw_scores`` also ``<out_dir>/rw/<id>.npz``
-(``keys`` int64, ``rw`` float16 (K, h, w) at stride 4) for :func:`~.evaluate.tune`.
+(``keys`` int64, ``rw`` float16 (K, h, w) at stride 4 of the image as IRNet saw it) for
+:func:`~.evaluate.tune`.
 """
 from __future__ import annotations
 
@@ -46,13 +48,13 @@ def make_sem_seg(cfg: Config, *, weights=None, progress: bool = True, limit: Opt
         def process(items) -> None:
             edges, scores = [], []
             for _, (image, cams) in items:
-                edge, _, cam = irn_and_cam(model, image, cams, info.device)
+                edge, _, cam = irn_and_cam(model, image, cams, info.device, cfg.sem_seg_scale)
                 edges.append(edge)
                 scores.append(cam)
             for (name, (image, cams)), rw in zip(items, walk(cfg, scores, edges)):
                 if cfg.save_rw_scores:
                     save_npz(rw_dir / f"{name}.npz", {"keys": cams["keys"], "rw": rw.cpu().numpy().astype(np.float16)})
-                up = upsample_scores(rw, image.shape[:2])
+                up = upsample_scores(rw, image.shape[:2], cfg.sem_seg_scale)
                 save_label_png(sem_dir / f"{name}.png", cam_to_label(up.cpu().numpy(), cams["keys"],
                                                                       cfg.sem_seg_bg_thres))
 
