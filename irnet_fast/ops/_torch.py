@@ -13,6 +13,7 @@ whose path_affinity is not (DIFFERENTIABLE = False: numba, cupy) also provide
 """
 from __future__ import annotations
 
+import warnings
 from typing import List, Tuple
 
 import torch
@@ -46,6 +47,15 @@ def _max_along(edge: torch.Tensor, points, top: int, left: int, height: int, wid
     return best, arg
 
 
+def _max_value_along(edge: torch.Tensor, points, top: int, left: int, height: int, width: int):
+    """The maximum of :func:`_max_along` alone (no gradient needed): one op per point, not three."""
+    windows = [edge[:, top + py:top + py + height, left + px:left + px + width] for py, px in points]
+    best = windows[0].clone()
+    for value in windows[1:]:
+        torch.maximum(best, value, out=best)
+    return best
+
+
 def _chosen_points(argmax, paths, radius_floor, width):
     """Flat edge index ``[B, D, M]`` of the arg-max point of every (direction, source)."""
     batch, num_dirs, crop_h, crop_w = argmax.shape
@@ -73,6 +83,21 @@ def path_affinity(edge, paths, lengths, radius_floor):
     return (1 - chosen).view(argmax.shape), argmax
 
 
+def _power(base: torch.Tensor, exponent: float) -> torch.Tensor:
+    """affinity.h ``power()``: an integral exponent in [0, 64] by repeated squaring (the kernels'
+    rounding, and a few multiplies instead of ``pow``), any other through ``pow``."""
+    if not (0 <= exponent <= 64 and float(int(exponent)) == exponent):
+        return base ** exponent
+    result, e = None, int(exponent)
+    while e > 0:
+        if e & 1:
+            result = base.clone() if result is None else result.mul_(base)
+        e >>= 1
+        if e:
+            base = base * base
+    return torch.ones_like(base) if result is None else result
+
+
 def transition_stencil(edge, paths, lengths, beta):
     batch, height, width = edge.shape
     planes = edge.new_zeros((batch, paths.shape[0], height, width))
@@ -82,20 +107,29 @@ def transition_stencil(edge, paths, lengths, beta):
         rows, x0, x1 = height - dy, max(0, -dx), min(width, width - dx)
         if rows <= 0 or x1 <= x0:
             continue
-        value, _ = _max_along(edge, points, 0, x0, rows, x1 - x0)
-        weight = (1 - value) ** beta
+        value = _max_value_along(edge, points, 0, x0, rows, x1 - x0)
+        weight = _power(1 - value, beta)
         planes[:, k, :rows, x0:x1] = weight
         norm[:, :rows, x0:x1] += weight               # forward neighbour p + o_k
         norm[:, dy:, x0 + dx:x1 + dx] += weight       # backward neighbour: column p + o_k
     return planes, norm
 
 
-class _PaddedWalk:
-    """Zero-padded ping-pong buffers of a walk and its stencil, applied with shifted views.
+#: Grids (pixels of the batch) up to which a CPU walk of several passes is one sparse product
+#: per pass: there the 2 D shifted products of a pass cost more in per-op overhead than in
+#: arithmetic (32x32, 3 channels, one pass: 0.04 ms as a sparse product, 0.08 ms shifted).
+#: Above it the shifted products win (94x125: 0.59 against 0.45 ms).
+SPARSE_MAX_PIXELS = 64 * 64
+_SPARSE_MIN_PASSES = 4
 
-    ``buffers[i]`` are [B, C, H + 2P, W + 2P] in ``dtype``; ``apply(i, out)`` writes ``P v`` of
-    ``buffers[i]`` into ``out`` ([B, C, h, w] view). Planes are zero across the border, so every
-    shifted slice stays in bounds and off-grid neighbours weigh nothing.
+
+class _FlatGrid:
+    """The zero-padded grid of a walk, flattened: ``[H + 2P, W + 2P]`` is ``L`` values per channel.
+
+    A pass writes the run from the first to the last interior pixel (``n`` values, the padding
+    columns between the rows included), so every neighbour ``p + o`` of the run is the same run
+    shifted by the flat offset ``o = dy (W + 2P) + dx``. Planes and the inverse norm are zero
+    outside the interior, so off-grid neighbours weigh nothing and the padding stays 0.
     """
 
     def __init__(self, x, planes, inv_norm, dirs, dtype):
@@ -103,25 +137,47 @@ class _PaddedWalk:
         dirs_list = [tuple(d) for d in dirs.tolist()]
         self.pad = pad = reach(dirs_list)
         self.height, self.width = height, width
-        planes_p = F.pad(planes.to(dtype), (pad, pad, pad, pad)).unsqueeze(2)  # [B, D, 1, H+2P, W+2P]
-        self.inv = inv_norm.to(dtype).unsqueeze(1)
-        shifts = [(dy, dx) for dy, dx in dirs_list] + [(-dy, -dx) for dy, dx in dirs_list]
-        self.weights = ([self.window(planes_p[:, k], 0, 0) for k in range(len(dirs_list))] +   # S_k(p)
-                        [self.window(planes_p[:, k], -dy, -dx) for k, (dy, dx) in enumerate(dirs_list)])  # S_k(p - o_k)
-        self.buffers = [F.pad(x.to(dtype), (pad, pad, pad, pad)), F.pad(x.to(dtype), (pad, pad, pad, pad))]
-        self.neighbours = [[self.window(buf, dy, dx) for dy, dx in shifts] for buf in self.buffers]
-        # On the CPU one foreach call replaces 2 D Python-level ops per step (no GPU: there the
-        # fused foreach kernels must not see the same output twice).
-        self.fused = x.device.type == "cpu" and hasattr(torch, "_foreach_addcmul_") and bool(self.weights)
+        self.row_stride = stride = width + 2 * pad
+        self.length = (height + 2 * pad) * stride
+        self.start, self.n = pad * stride + pad, (height - 1) * stride + width
+        offsets = [dy * stride + dx for dy, dx in dirs_list]
+        flat_planes = self.flat(planes.to(dtype))                 # [B, D, L]
+        self.inv_run = self.run(self.flat(inv_norm.to(dtype).unsqueeze(1))[:, 0], 0)  # [B, n]
+        # S_k(p) pairs with v(p + o_k), S_k(p - o_k) with v(p - o_k); the centre (weight 1) apart
+        self.pairs = ([(self.run(flat_planes[:, k], 0), o) for k, o in enumerate(offsets)] +
+                      [(self.run(flat_planes[:, k], -o), -o) for k, o in enumerate(offsets)])
 
-    def window(self, t, dy, dx):
+    def flat(self, t):
+        """``[B, K, h, w]`` -> ``[B, K, L]``, zero-padded."""
         pad = self.pad
-        return t[..., pad + dy:pad + dy + self.height, pad + dx:pad + dx + self.width]
+        return F.pad(t, (pad, pad, pad, pad)).flatten(2)
 
-    def interior(self, i):
-        return self.window(self.buffers[i], 0, 0)
+    def run(self, t, offset, dim=-1):
+        """The run shifted by ``offset`` along ``dim`` (of length L) of ``t``."""
+        return t.narrow(dim, self.start + offset, self.n)
 
-    def apply(self, i, out):
+    def interior(self, t):
+        """``[B, K, h, w]`` of a ``[B, K, L]`` tensor."""
+        return t.view(*t.shape[:2], -1, self.row_stride)[..., self.pad:self.pad + self.height,
+                                                          self.pad:self.pad + self.width].contiguous()
+
+
+class _ShiftedWalk(_FlatGrid):
+    """``P`` as the 2 D shifted products of contiguous runs (any device); buffers ``[B, C, L]``."""
+
+    def __init__(self, x, planes, inv_norm, dirs, dtype):
+        super().__init__(x, planes, inv_norm, dirs, dtype)
+        self.inv = self.inv_run.unsqueeze(1).contiguous()                 # [B, 1, n]
+        self.weights = [weight.unsqueeze(1).contiguous() for weight, _ in self.pairs]
+        values = self.flat(x.to(dtype)).contiguous()
+        self.buffers = [values, torch.zeros_like(values)]
+        self.neighbours = [[self.run(buf, o) for _, o in self.pairs] for buf in self.buffers]
+        self.applied = torch.empty_like(self.run(values, 0))
+        # On the CPU one foreach call replaces 2 D Python-level ops per pass (no GPU: there the
+        # fused foreach kernels must not see the same output twice).
+        self.fused = x.device.type == "cpu" and hasattr(torch, "_foreach_addcmul_") and bool(self.pairs)
+
+    def _apply(self, i, out):
         # the neighbours summed from 0, the centre added last (kernels/random_walk.h: far less
         # float32 rounding than a sum started at the centre)
         out.zero_()
@@ -130,18 +186,73 @@ class _PaddedWalk:
         else:
             for weight, neighbour in zip(self.weights, self.neighbours[i]):
                 out.addcmul_(weight, neighbour)
-        out.add_(self.interior(i)).mul_(self.inv)
+        out.add_(self.run(self.buffers[i], 0)).mul_(self.inv)
+
+    def step(self, i):
+        """buffer ``1 - i`` = ``P`` buffer ``i``."""
+        self._apply(i, self.run(self.buffers[1 - i], 0))
+
+    def chebyshev_step(self, i):
+        """buffer ``1 - i`` = ``2 P`` buffer ``i`` - buffer ``1 - i``."""
+        self._apply(i, self.applied)
+        nxt = self.run(self.buffers[1 - i], 0)
+        nxt.copy_(self.applied.mul_(2).sub_(nxt))
+
+    def grid(self, t):
+        return self.interior(t)
+
+
+class _SparseWalk(_FlatGrid):
+    """``P`` as one sparse CSR product (CPU, small grids): buffers ``[B L, C]``, a row of ``P``
+    per value, the run's rows with the 2 D + 1 stencil entries in increasing column order
+    (explicit zeros off the grid), the other rows empty."""
+
+    def __init__(self, x, planes, inv_norm, dirs, dtype):
+        super().__init__(x, planes, inv_norm, dirs, dtype)
+        batch, channels = x.shape[:2]
+        pairs = self.pairs + [(torch.ones_like(self.inv_run), 0)]
+        pairs.sort(key=lambda pair: pair[1])
+        entries = len(pairs)
+        values = (torch.stack([w for w, _ in pairs], -1) * self.inv_run.unsqueeze(-1)).reshape(-1)
+        offsets = torch.tensor([o for _, o in pairs], dtype=torch.int32)
+        # int32 indices (the grids here are small): the form the sparse kernels take natively
+        first = (torch.arange(batch, dtype=torch.int32).view(-1, 1) * self.length + self.start
+                 + torch.arange(self.n, dtype=torch.int32)).view(-1)             # each run's rows
+        columns = (first.view(-1, 1) + offsets.view(1, -1)).reshape(-1)
+        counts = torch.zeros(batch * self.length, dtype=torch.int32)
+        counts[first.long()] = entries
+        rows = F.pad(torch.cumsum(counts, 0, dtype=torch.int32), (1, 0))
+        size = batch * self.length
+        with warnings.catch_warnings():  # "sparse CSR support is in beta"
+            warnings.simplefilter("ignore", UserWarning)
+            self.matrix = torch.sparse_csr_tensor(rows, columns, values, (size, size), check_invariants=False)
+        values = self.flat(x.to(dtype)).transpose(1, 2).reshape(size, channels)
+        self.buffers = [values, torch.zeros_like(values)]
+        self.batch, self.channels = batch, channels
+
+    def step(self, i):
+        torch.mm(self.matrix, self.buffers[i], out=self.buffers[1 - i])
+
+    def chebyshev_step(self, i):
+        self.buffers[1 - i].addmm_(self.matrix, self.buffers[i], beta=-1, alpha=2)
+
+    def grid(self, t):
+        return self.interior(t.view(self.batch, self.length, self.channels).transpose(1, 2))
+
+
+def _walk_of(x, planes, inv_norm, dirs, passes):
+    sparse = (x.device.type == "cpu" and passes >= _SPARSE_MIN_PASSES
+              and x.shape[0] * x.shape[2] * x.shape[3] <= SPARSE_MAX_PIXELS)
+    return (_SparseWalk if sparse else _ShiftedWalk)(x, planes, inv_norm, dirs, x.dtype)
 
 
 def random_walk(x, planes, inv_norm, dirs, steps):
     if x.numel() == 0 or steps == 0:
         return x.clone()
-    walk = _PaddedWalk(x, planes, inv_norm, dirs, x.dtype)
-    src = 0
-    for _ in range(steps):
-        walk.apply(src, walk.interior(1 - src))
-        src = 1 - src
-    return walk.interior(src).contiguous()
+    walk = _walk_of(x, planes, inv_norm, dirs, steps)
+    for step in range(steps):
+        walk.step(step % 2)
+    return walk.grid(walk.buffers[steps % 2])
 
 
 def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
@@ -150,21 +261,17 @@ def random_walk_chebyshev(x, planes, inv_norm, dirs, coefficients):
     coefficients = [float(c) for c in coefficients]
     if x.numel() == 0:
         return x.clone()
-    walk = _PaddedWalk(x, planes, inv_norm, dirs, x.dtype)
-    applied = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    result = x.to(torch.float64) * coefficients[0]
-    cur = 0
-    for k in range(1, len(coefficients)):
-        nxt = walk.interior(1 - cur)  # v_{k-2} (ignored for k == 1), becomes v_k
-        walk.apply(cur, applied)
+    walk = _walk_of(x, planes, inv_norm, dirs, len(coefficients) - 1)
+    result = walk.buffers[0].to(torch.float64) * coefficients[0]
+    for k in range(1, len(coefficients)):  # v_k into the buffer of v_{k-2}
+        src = (k - 1) % 2
         if k == 1:
-            nxt.copy_(applied)
+            walk.step(src)
         else:
-            nxt.copy_(applied.mul_(2).sub_(nxt))
+            walk.chebyshev_step(src)
         if coefficients[k] != 0.0:
-            result.add_(nxt, alpha=coefficients[k])
-        cur = 1 - cur
-    return result.to(x.dtype)
+            result.add_(walk.buffers[1 - src], alpha=coefficients[k])
+    return walk.grid(result).to(x.dtype)
 
 
 # ----------------------------------------------------------------------------------------------

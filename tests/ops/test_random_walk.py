@@ -288,3 +288,25 @@ def test_cpu_walk_reused_buffers_leave_no_trace(monkeypatch, dtype, method):
                            no_grad_before)
     for a, b in zip(large_out, kept):
         assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("strategy", ["shifted", "sparse"])
+@pytest.mark.parametrize("size", [(1, 1), (3, 12), (13, 17), (20, 9)])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("method", METHODS)
+@pytest.mark.parametrize("exp_times", [0, 3, 8])
+def test_torch_backend_shifted_and_sparse_passes(monkeypatch, strategy, size, dtype, method, exp_times):
+    """The torch backend applies P as shifted products or, on the CPU for small grids, as one sparse
+    product: each against the dense reference, on a batch and a non-contiguous x."""
+    from irnet_fast.ops import _torch
+    monkeypatch.setattr(_torch, "SPARSE_MAX_PIXELS", 10 ** 9 if strategy == "sparse" else 0)
+    used = []
+    make = _torch._walk_of
+    monkeypatch.setattr(_torch, "_walk_of", lambda *args: used.append(type(walk := make(*args))) or walk)
+    edge = boundary_map(2, *size, seed=size[0] + 5 * size[1])
+    x = cams(2, 5, *size, seed=11)[:, ::2]  # channels 0, 2, 4: not contiguous
+    expected = reference_walk(x, edge, exp_times=exp_times)
+    actual = ops.random_walk(x.to(dtype), edge.to(dtype), exp_times=exp_times, backend="torch", method=method)
+    assert rel_err(actual, expected) <= (1e-3 if dtype == torch.float32 else 1e-8)
+    if size != (1, 1) and exp_times >= 3:  # a single pass, or 1x1 (no neighbours' degree), stays shifted
+        assert used and all(t is (_torch._SparseWalk if strategy == "sparse" else _torch._ShiftedWalk) for t in used)
