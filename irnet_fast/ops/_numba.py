@@ -102,27 +102,60 @@ def _power(base, one, exponent, int_exponent):
 
 @numba.njit(**_JIT)
 def _stencil_planes_kernel(edge, paths, lengths, beta, int_beta, one, zero, planes):
-    # edge [B, h, w] -> planes [B, D, h, w]: (1 - path_max) ** beta, 0 where p + o_k is off-grid
+    # edge [B, h, w] -> planes [B, D, h, w]: (1 - path_max) ** beta, 0 where p + o_k is off-grid.
+    # Row by row, a path point at a time over the row's valid columns [x0, x1): the inner loops
+    # are branch-free and vectorise (every point of a path lies between p and p + o_k, so it is on
+    # the grid wherever p + o_k is).
     num_dirs = paths.shape[0]
     height = edge.shape[1]
     width = edge.shape[2]
-    for row in numba.prange(edge.shape[0] * num_dirs * height):
-        b = row // (num_dirs * height)
-        k = (row // height) % num_dirs
-        y = row % height
-        dy = paths[k, 0, 0]
-        dx = paths[k, 0, 1]
-        length = lengths[k]
-        for x in range(width):
-            if y + dy >= height or x + dx < 0 or x + dx >= width:
-                planes[b, k, y, x] = zero
+    rows = edge.shape[0] * num_dirs * height
+    blocks = min(rows, 256)
+    for block in numba.prange(blocks):
+        base = np.empty(width, dtype=planes.dtype)  # one scratch row per block, not per row
+        for row in range(block * rows // blocks, (block + 1) * rows // blocks):
+            b = row // (num_dirs * height)
+            k = (row // height) % num_dirs
+            y = row % height
+            dy = paths[k, 0, 0]
+            dx = paths[k, 0, 1]
+            out = planes[b, k, y]
+            x0 = max(0, -dx)
+            x1 = min(width, width - dx) if y + dy < height else 0
+            for x in range(width):
+                out[x] = zero
+            if x1 <= x0:
                 continue
-            best = edge[b, y + dy, x + dx]
-            for p in range(1, length):
-                v = edge[b, y + paths[k, p, 0], x + paths[k, p, 1]]
-                if v > best:
-                    best = v
-            planes[b, k, y, x] = _power(one - best, one, beta, int_beta)
+            # slices, then indices from 0: no negative-index wrap-around checks in the loops
+            n = x1 - x0
+            row_base = base[:n]
+            dst = out[x0:x1]
+            src = edge[b, y + dy, x0 + dx:x1 + dx]
+            for t in range(n):
+                row_base[t] = src[t]
+            for p in range(1, lengths[k]):
+                px = paths[k, p, 1]
+                src = edge[b, y + paths[k, p, 0], x0 + px:x1 + px]
+                for t in range(n):
+                    v = src[t]
+                    row_base[t] = v if v > row_base[t] else row_base[t]
+            for t in range(n):
+                row_base[t] = one - row_base[t]
+            if int_beta >= 0:  # _power's repeated squaring, a bit at a time over the row
+                for t in range(n):
+                    dst[t] = one
+                e = int_beta
+                while e > 0:
+                    if e & 1:
+                        for t in range(n):
+                            dst[t] *= row_base[t]
+                    e >>= 1
+                    if e > 0:
+                        for t in range(n):
+                            row_base[t] *= row_base[t]
+            else:
+                for t in range(n):
+                    dst[t] = np.float64(row_base[t]) ** beta
 
 
 @numba.njit(**_JIT)

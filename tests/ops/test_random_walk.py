@@ -310,3 +310,23 @@ def test_torch_backend_shifted_and_sparse_passes(monkeypatch, strategy, size, dt
     assert rel_err(actual, expected) <= (1e-3 if dtype == torch.float32 else 1e-8)
     if size != (1, 1) and exp_times >= 3:  # a single pass, or 1x1 (no neighbours' degree), stays shifted
         assert used and all(t is (_torch._SparseWalk if strategy == "sparse" else _torch._ShiftedWalk) for t in used)
+
+
+@needs_ext
+@pytest.mark.parametrize("backend", ["numba", "torch"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("radius,beta", [(5, 10), (2, 3), (5, 64), (5, 7.5), (2, 65)])
+def test_stencil_planes_equal_the_compiled_kernels(backend, dtype, radius, beta):
+    """The planes and norm of every CPU backend equal the C++ kernel's bit for bit (the same
+    maxima and affinity.h's power: repeated squaring for integral beta up to 64, else pow), for
+    integral beta; for other beta numba too (pow in double), torch within an ulp (its own pow)."""
+    if backend == "numba" and not backends.is_available("numba"):
+        pytest.skip("numba is not installed")
+    for size in [(1, 1), (3, 2), (6, 20), (33, 47)]:
+        edge = boundary_map(2, *size, seed=size[1], dtype=dtype)
+        planes, norm = ops.transition_stencil(edge, radius, beta, backend=backend)
+        want_planes, want_norm = ops.transition_stencil(edge, radius, beta, backend="cpp")
+        if backend == "torch" and not (float(int(beta)) == beta <= 64):
+            torch.testing.assert_close(planes, want_planes, rtol=4 * torch.finfo(dtype).eps, atol=0)
+        else:
+            assert torch.equal(planes, want_planes) and torch.equal(norm, want_norm)
