@@ -43,6 +43,19 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         "(torch's thread count, the work size and the cores other processes leave idle).");
   m.def("other_runnable_threads", &irnet_fast::other_runnable_threads,
         "Runnable threads of other processes on this machine now (0 where unknown).");
+  m.def("sustained_other_runnable_threads", &irnet_fast::sustained_other_runnable_threads,
+        "other_runnable_threads once they have stayed above 0 for 5 ms of readings (0 until then): "
+        "the count the CPU kernels plan for.");
+  m.def(
+      "load_streak",
+      [](const std::vector<std::pair<int, int64_t>>& readings) {
+        irnet_fast::LoadStreak streak;
+        std::vector<int> planned;
+        for (const auto& [other, now_ns] : readings) planned.push_back(streak.update(other, now_ns));
+        return planned;
+      },
+      pybind11::arg("readings"),
+      "The counts planned for by a fresh LoadStreak fed (other runnable threads, time in ns) readings.");
   m.def("cap_threads_to_idle_cores", &irnet_fast::cap_threads_to_idle_cores,
         "Caps this thread's OpenMP (torch) thread count at the cores other processes leave idle now; "
         "returns the count before.");

@@ -22,6 +22,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <thread>
 #ifdef __linux__
 #include <dirent.h>
@@ -35,19 +36,9 @@
 
 namespace irnet_fast {
 
-// Runnable threads of other processes right now, or 0 where that cannot be read (not Linux).
-// Linux: /proc/loadavg's "running/total" field counts every runnable thread of the machine, this
-// process's included; those are counted from /proc/self/task/*/stat (state R) and taken off. The
-// two reads take ~30 us, so callers ask only before work of milliseconds.
-inline int other_runnable_threads() {
 #ifdef __linux__
-  int running = 0;
-  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
-    double l1, l5, l15;
-    if (std::fscanf(f, "%lf %lf %lf %d/", &l1, &l5, &l15, &running) != 4) running = 0;
-    std::fclose(f);
-  }
-  if (running <= 1) return 0;  // only the calling thread
+// Threads of this process in state R (running or runnable), from /proc/self/task/*/stat.
+inline int own_running_threads() {
   int own = 0;
   if (DIR* dir = opendir("/proc/self/task")) {
     char path[320], buf[512];
@@ -64,10 +55,69 @@ inline int other_runnable_threads() {
     }
     closedir(dir);
   }
-  return std::max(0, running - std::max(own, 1));
+  return own;
+}
+#endif
+
+// Runnable threads of other processes right now, or 0 where that cannot be read (not Linux).
+// Linux: /proc/loadavg's "running/total" field counts every runnable thread of the machine, this
+// process's included; those are counted from /proc/self/task/*/stat (state R) and taken off. The
+// two reads take ~30 us, so callers ask only before work of milliseconds.
+inline int other_runnable_threads() {
+#ifdef __linux__
+  int running = 0;
+  if (FILE* f = std::fopen("/proc/loadavg", "r")) {
+    double l1, l5, l15;
+    if (std::fscanf(f, "%lf %lf %lf %d/", &l1, &l5, &l15, &running) != 4) running = 0;
+    std::fclose(f);
+  }
+  if (running <= 1) return 0;  // only the calling thread
+  return std::max(0, running - std::max(own_running_threads(), 1));
 #else
   return 0;
 #endif
+}
+
+// Hysteresis on the readings: the machine turns busy once other processes were runnable at every
+// reading for kConfirmNs, and quiet again once no other thread was runnable at every reading for
+// kConfirmNs. One reading alone also catches blips: on a quiet shared VM, threads outside this
+// container ran for 0.5-2 ms at a time, seen by 1.5-6% of the readings right after a parallel op,
+// and each such reading put the whole op on one thread (a 256x512 walk: 140 ms against 85, in up
+// to a third of the calls). Under a real load, likewise, a reading now and then finds every other
+// thread between two bursts of work. While busy, the count planned for is the last busy reading.
+// After kStaleNs without a reading the earlier ones are no evidence of the load now: start afresh.
+struct LoadStreak {
+  static constexpr int64_t kConfirmNs = 5'000'000, kStaleNs = 10'000'000'000;
+  bool busy = false;
+  int planned = 0;              // while busy: the last busy reading
+  int64_t change_since = -1;    // first of the readings that disagree with `busy`, -1 if none
+  int64_t last = 0;
+  // The other runnable threads to plan for, given a reading `other` taken at `now_ns`.
+  int update(int other, int64_t now_ns) {
+    if (now_ns - last > kStaleNs) busy = false, change_since = -1;
+    last = now_ns;
+    if (other > 0 && busy) planned = other;
+    if ((other > 0) == busy) {
+      change_since = -1;
+    } else if (change_since < 0) {
+      change_since = now_ns;
+    }
+    if (change_since >= 0 && now_ns - change_since >= kConfirmNs) {
+      busy = other > 0, planned = other, change_since = -1;
+    }
+    return busy ? planned : 0;
+  }
+};
+
+// other_runnable_threads through the process's LoadStreak: the threads of a sustained load only.
+inline int sustained_other_runnable_threads() {
+  static std::mutex mutex;
+  static LoadStreak streak;
+  const int other = other_runnable_threads();
+  const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now().time_since_epoch()).count();
+  std::lock_guard<std::mutex> lock(mutex);
+  return streak.update(other, now);
 }
 
 // Cores this process may run on (its affinity mask on Linux).
@@ -97,7 +147,7 @@ inline int threads_for(int64_t units, double work, double min_work_per_thread = 
   threads = std::min<int64_t>(threads, std::max<int64_t>(1, units));
   threads = std::min<int64_t>(threads, std::max<int64_t>(1, (int64_t)(work / min_work_per_thread)));
   if (threads > 1 && load_aware()) {
-    threads = std::min<int64_t>(threads, std::max(1, usable_cores() - other_runnable_threads()));
+    threads = std::min<int64_t>(threads, std::max(1, usable_cores() - sustained_other_runnable_threads()));
   }
   return (int)threads;
 }
@@ -113,7 +163,7 @@ inline int cap_threads_to_idle_cores() {
   const int before = at::get_num_threads();  // initialises torch's count on this thread first
 #ifdef _OPENMP
   if (before > 1 && load_aware()) {
-    const int idle = std::max(1, usable_cores() - other_runnable_threads());
+    const int idle = std::max(1, usable_cores() - sustained_other_runnable_threads());
     if (idle < before) omp_set_num_threads(idle);
   }
 #endif

@@ -34,7 +34,7 @@ def every_core_busy():
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
     try:
         deadline = time.monotonic() + 20
-        while ext.other_runnable_threads() < cores and time.monotonic() < deadline:
+        while ext.sustained_other_runnable_threads() < cores and time.monotonic() < deadline:
             time.sleep(0.05)
         yield cores
     finally:
@@ -49,6 +49,25 @@ def test_every_core_busy_gives_one_thread(two_threads, every_core_busy, monkeypa
     assert ext.cpu_threads(8, 1e10) == 1
     monkeypatch.setenv("IRNET_FAST_LOAD_AWARE", "0")
     assert ext.cpu_threads(8, 1e10) == 2
+
+
+def test_a_load_counts_once_it_lasts_5_ms():
+    """The machine turns busy after 5 ms of readings that all found other runnable threads, and
+    quiet after 5 ms of readings that found none: blips in either direction change nothing. A gap
+    of over 10 s between readings starts afresh."""
+    ms, s = 1_000_000, 1_000_000_000
+    assert ext.load_streak([(1, 0)]) == [0]
+    assert ext.load_streak([(1, 0), (1, 2 * ms), (2, 5 * ms), (1, 90 * ms)]) == [0, 0, 2, 1]
+    # a quiet reading inside the first streak restarts it
+    assert ext.load_streak([(1, 0), (0, 3 * ms), (1, 6 * ms), (1, 10 * ms), (1, 11 * ms)]) == [0, 0, 0, 0, 1]
+    # once busy: a short quiet spell keeps the last count, a long one ends it
+    busy = [(2, 0), (2, 6 * ms)]
+    assert ext.load_streak(busy + [(0, 7 * ms), (0, 9 * ms), (1, 10 * ms)]) == [0, 2, 2, 2, 1]
+    assert ext.load_streak(busy + [(0, 7 * ms), (0, 12 * ms), (1, 13 * ms)]) == [0, 2, 2, 0, 0]
+    # stale history
+    assert ext.load_streak([(1, 0), (1, 9 * s), (1, 9 * s + ms)]) == [0, 1, 1]
+    assert ext.load_streak(busy + [(1, 11 * s), (1, 11 * s + 6 * ms)]) == [0, 2, 0, 1]
+    assert ext.load_streak([(0, 0), (0, 6 * ms)]) == [0, 0]
 
 
 def test_work_size_and_units_bound_the_threads(two_threads, monkeypatch):
