@@ -83,23 +83,6 @@ def _path_affinity_backward_kernel(grad, argmax, paths, radius_floor, partial):
                     partial[b, c, y, x] -= grad[b, k, i, j]
 
 
-@numba.njit(cache=True, fastmath=False)
-def _power(base, one, exponent, int_exponent):
-    """affinity.h power(): ``int_exponent`` >= 0 (an integral exponent in [0, 64]) multiplies by
-    repeated squaring in the dtype; otherwise pow in double, rounded once to the dtype (what the
-    C++ CPU build computes)."""
-    if int_exponent >= 0:
-        result = one
-        e = int_exponent
-        while e > 0:
-            if e & 1:
-                result *= base
-            base *= base
-            e >>= 1
-        return result
-    return np.float64(base) ** exponent
-
-
 @numba.njit(**_JIT)
 def _stencil_planes_kernel(edge, paths, lengths, beta, int_beta, one, zero, planes):
     # edge [B, h, w] -> planes [B, D, h, w]: (1 - path_max) ** beta, 0 where p + o_k is off-grid.
@@ -141,7 +124,9 @@ def _stencil_planes_kernel(edge, paths, lengths, beta, int_beta, one, zero, plan
                     row_base[t] = v if v > row_base[t] else row_base[t]
             for t in range(n):
                 row_base[t] = one - row_base[t]
-            if int_beta >= 0:  # _power's repeated squaring, a bit at a time over the row
+            # affinity.h power(): an integral beta in [0, 64] (int_beta >= 0) by repeated squaring
+            # in the dtype, a bit at a time over the row; any other by pow in double
+            if int_beta >= 0:
                 for t in range(n):
                     dst[t] = one
                 e = int_beta

@@ -132,8 +132,9 @@ class _FlatGrid:
     outside the interior, so off-grid neighbours weigh nothing and the padding stays 0.
     """
 
-    def __init__(self, x, planes, inv_norm, dirs, dtype):
+    def __init__(self, x, planes, inv_norm, dirs):
         height, width = x.shape[-2:]
+        dtype = x.dtype
         dirs_list = [tuple(d) for d in dirs.tolist()]
         self.pad = pad = reach(dirs_list)
         self.height, self.width = height, width
@@ -152,9 +153,9 @@ class _FlatGrid:
         pad = self.pad
         return F.pad(t, (pad, pad, pad, pad)).flatten(2)
 
-    def run(self, t, offset, dim=-1):
-        """The run shifted by ``offset`` along ``dim`` (of length L) of ``t``."""
-        return t.narrow(dim, self.start + offset, self.n)
+    def run(self, t, offset):
+        """The run shifted by ``offset`` of a ``[..., L]`` tensor."""
+        return t[..., self.start + offset:self.start + offset + self.n]
 
     def interior(self, t):
         """``[B, K, h, w]`` of a ``[B, K, L]`` tensor."""
@@ -165,11 +166,11 @@ class _FlatGrid:
 class _ShiftedWalk(_FlatGrid):
     """``P`` as the 2 D shifted products of contiguous runs (any device); buffers ``[B, C, L]``."""
 
-    def __init__(self, x, planes, inv_norm, dirs, dtype):
-        super().__init__(x, planes, inv_norm, dirs, dtype)
+    def __init__(self, x, planes, inv_norm, dirs):
+        super().__init__(x, planes, inv_norm, dirs)
         self.inv = self.inv_run.unsqueeze(1).contiguous()                 # [B, 1, n]
         self.weights = [weight.unsqueeze(1).contiguous() for weight, _ in self.pairs]
-        values = self.flat(x.to(dtype)).contiguous()
+        values = self.flat(x).contiguous()
         self.buffers = [values, torch.zeros_like(values)]
         self.neighbours = [[self.run(buf, o) for _, o in self.pairs] for buf in self.buffers]
         self.applied = torch.empty_like(self.run(values, 0))
@@ -207,13 +208,13 @@ class _SparseWalk(_FlatGrid):
     per value, the run's rows with the 2 D + 1 stencil entries in increasing column order
     (explicit zeros off the grid), the other rows empty."""
 
-    def __init__(self, x, planes, inv_norm, dirs, dtype):
-        super().__init__(x, planes, inv_norm, dirs, dtype)
+    def __init__(self, x, planes, inv_norm, dirs):
+        super().__init__(x, planes, inv_norm, dirs)
         batch, channels = x.shape[:2]
         pairs = self.pairs + [(torch.ones_like(self.inv_run), 0)]
         pairs.sort(key=lambda pair: pair[1])
         entries = len(pairs)
-        values = (torch.stack([w for w, _ in pairs], -1) * self.inv_run.unsqueeze(-1)).reshape(-1)
+        entry_values = (torch.stack([w for w, _ in pairs], -1) * self.inv_run.unsqueeze(-1)).reshape(-1)
         offsets = torch.tensor([o for _, o in pairs], dtype=torch.int32)
         # int32 indices (the grids here are small): the form the sparse kernels take natively
         first = (torch.arange(batch, dtype=torch.int32).view(-1, 1) * self.length + self.start
@@ -225,8 +226,9 @@ class _SparseWalk(_FlatGrid):
         size = batch * self.length
         with warnings.catch_warnings():  # "sparse CSR support is in beta"
             warnings.simplefilter("ignore", UserWarning)
-            self.matrix = torch.sparse_csr_tensor(rows, columns, values, (size, size), check_invariants=False)
-        values = self.flat(x.to(dtype)).transpose(1, 2).reshape(size, channels)
+            self.matrix = torch.sparse_csr_tensor(rows, columns, entry_values, (size, size),
+                                                  check_invariants=False)
+        values = self.flat(x).transpose(1, 2).reshape(size, channels)
         self.buffers = [values, torch.zeros_like(values)]
         self.batch, self.channels = batch, channels
 
@@ -243,7 +245,7 @@ class _SparseWalk(_FlatGrid):
 def _walk_of(x, planes, inv_norm, dirs, passes):
     sparse = (x.device.type == "cpu" and passes >= _SPARSE_MIN_PASSES
               and x.shape[0] * x.shape[2] * x.shape[3] <= SPARSE_MAX_PIXELS)
-    return (_SparseWalk if sparse else _ShiftedWalk)(x, planes, inv_norm, dirs, x.dtype)
+    return (_SparseWalk if sparse else _ShiftedWalk)(x, planes, inv_norm, dirs)
 
 
 def random_walk(x, planes, inv_norm, dirs, steps):
